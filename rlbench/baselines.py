@@ -1,0 +1,181 @@
+"""Stored baselines and the tolerances they are checked with.
+
+* ``baselines/figures.json``: machine-independent figures per cell (per-episode returns on
+  fixed seeds, bytes, parameter counts).
+* ``baselines/machines/<machine-id>.json``: machine-dependent figures per cell (latency ratios
+  and absolute latencies, RSS, energy).
+* ``baselines/tolerances.toml``: every tolerance, parsed into :class:`Tolerances`.
+
+Writes touch only the cells given and replace the file atomically; an existing figure is
+replaced only through :meth:`BaselineStore.update` (``--rlbench-update-baselines``), never as a
+side effect. A corrupt file raises :class:`BaselineError` naming it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import tomllib
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from rlbench.errors import BaselineError
+from rlbench.io import atomic_write_json
+
+SCHEMA = 1
+UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
+
+
+@dataclass(frozen=True)
+class ReturnTolerance:
+    rel_drop: float = 0.10
+    """A mean return more than this fraction below the stored mean (of its magnitude) may fail..."""
+    alpha: float = 0.01
+    """...and fails only if a two-sided Mann-Whitney U test also resolves the difference at this level."""
+    abs_floor: float = 1.0
+    """Differences smaller than this many return units never fail (near-zero baselines)."""
+
+
+@dataclass(frozen=True)
+class LatencyTolerance:
+    ratio_rel: float = 0.15
+    """A stored latency ratio may grow by this fraction before the cell fails."""
+    ci_must_exclude: bool = True
+    """Fail only if the bootstrap CI of the new ratio lies entirely above the allowed ratio."""
+
+
+@dataclass(frozen=True)
+class MemoryTolerance:
+    bytes_exact: bool = True
+    """Model bytes on disk are deterministic: any change fails."""
+    rss_rel: float = 0.20
+    rss_abs_mib: float = 2.0
+    """RSS deltas fail only beyond both the relative and the absolute tolerance."""
+
+
+@dataclass(frozen=True)
+class EnergyTolerance:
+    rel: float = 0.25
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    returns: ReturnTolerance = ReturnTolerance()
+    latency: LatencyTolerance = LatencyTolerance()
+    memory: MemoryTolerance = MemoryTolerance()
+    energy: EnergyTolerance = EnergyTolerance()
+
+    @classmethod
+    def load(cls, path: Path) -> Tolerances:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BaselineError(f"{path} is not valid TOML: {exc}") from exc
+        parts = {}
+        for f in fields(cls):
+            sub = raw.get(f.name, {})
+            typ = type(getattr(cls(), f.name))
+            known = {g.name for g in fields(typ)}
+            unknown = set(sub) - known
+            if unknown:
+                raise BaselineError(f"{path}: unknown key(s) {sorted(unknown)} in [{f.name}]; valid: {sorted(known)}")
+            parts[f.name] = typ(**sub)
+        return cls(**parts)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"schema": SCHEMA, "cells": {}}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path} is corrupt ({exc}); restore it with `git checkout -- {path}` "
+                            f"or regenerate it with --rlbench-update-baselines") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
+        raise BaselineError(f"{path} is not an rlbench baseline file (no 'cells' object); restore it with "
+                            f"`git checkout -- {path}`")
+    if data.get("schema") != SCHEMA:
+        raise BaselineError(f"{path} has schema {data.get('schema')!r}, this rlbench reads {SCHEMA}")
+    for cell, value in data["cells"].items():
+        if not isinstance(value, dict):
+            raise BaselineError(f"{path}: cell {cell!r} is not an object")
+    return data
+
+
+@contextmanager
+def _locked(path: Path):
+    """An advisory lock beside the file, so xdist workers or parallel runs update one at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class BaselineStore:
+    """Read and update the stored figures of cells."""
+
+    def __init__(self, root: Path, machine_id: str):
+        self.root = Path(root)
+        self.machine_id = machine_id
+
+    @property
+    def figures_path(self) -> Path:
+        return self.root / "figures.json"
+
+    @property
+    def machine_path(self) -> Path:
+        return self.root / "machines" / f"{self.machine_id}.json"
+
+    def tolerances(self) -> Tolerances:
+        return Tolerances.load(self.root / "tolerances.toml")
+
+    def figures(self, cell: str) -> dict | None:
+        return _read_json(self.figures_path)["cells"].get(cell)
+
+    def machine_figures(self, cell: str) -> dict | None:
+        return _read_json(self.machine_path)["cells"].get(cell)
+
+    def require(self, cell: str) -> dict:
+        fig = self.figures(cell)
+        if fig is None:
+            raise BaselineError(f"{cell}: no stored baseline in {self.figures_path}; record one with: "
+                                + UPDATE_HINT.format(cell=cell))
+        return fig
+
+    def update(self, figures: dict[str, dict], machine: dict[str, dict], machine_info: dict | None = None) -> list[str]:
+        """Write the given cells (and only them), each file atomically. Returns the cells written."""
+        written = []
+        for path, new in ((self.figures_path, figures), (self.machine_path, machine)):
+            if not new:
+                continue
+            _check_finite(new, path)
+            with _locked(path):
+                data = _read_json(path)
+                data["schema"] = SCHEMA
+                if path == self.machine_path:
+                    data["machine_id"] = self.machine_id
+                    if machine_info:
+                        data["machine"] = machine_info
+                data["cells"].update(new)
+                data["cells"] = dict(sorted(data["cells"].items()))
+                atomic_write_json(path, data)
+            written += list(new)
+        return sorted(set(written))
+
+
+def _check_finite(obj, path: Path, where: str = "") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise BaselineError(f"refusing to write non-finite figure {obj} at {where} into {path}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, path, f"{where}/{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, path, f"{where}[{i}]")

@@ -1,0 +1,68 @@
+"""Checks of new figures against stored ones. Each failure is one line: figure, stored figure,
+tolerance and cell. ``bench/`` asserts with these and ``rlbench compare`` uses the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlbench.baselines import LatencyTolerance, ReturnTolerance
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    status: str  # "unchanged" | "improved" | "regressed"
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "regressed"
+
+
+def mann_whitney_p(a, b) -> float:
+    from scipy.stats import mannwhitneyu
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.array_equal(np.sort(a), np.sort(b)):
+        return 1.0
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def check_return(cell: str, new: list[float], stored: list[float], tol: ReturnTolerance) -> Verdict:
+    """Regressed if the mean dropped by more than ``rel_drop`` of the stored mean's magnitude
+    (and more than ``abs_floor``) AND Mann-Whitney resolves the two samples at ``alpha``."""
+    from rlbench.measure.stats import diff_ci
+
+    new_a, old_a = np.asarray(new, float), np.asarray(stored, float)
+    diff, lo, hi = diff_ci(new_a, old_a)
+    allowed = max(tol.rel_drop * abs(old_a.mean()), tol.abs_floor)
+    p = mann_whitney_p(new_a, old_a)
+    head = (f"{cell}: return {new_a.mean():.1f} vs stored {old_a.mean():.1f} (diff {diff:+.1f}, 95% CI "
+            f"[{lo:+.1f}, {hi:+.1f}], Mann-Whitney p={p:.3g}, n={new_a.size}/{old_a.size})")
+    if diff < -allowed and p < tol.alpha:
+        return Verdict("return", "regressed", f"{head}; tolerance: drop <= {allowed:.1f} or p >= {tol.alpha}")
+    if diff > allowed and p < tol.alpha:
+        return Verdict("return", "improved", head)
+    return Verdict("return", "unchanged", head)
+
+
+def check_ratio(cell: str, what: str, new_median: float, new_ci: tuple[float, float], stored: float,
+                tol: LatencyTolerance) -> Verdict:
+    """Regressed if the latency ratio grew beyond ``stored * (1 + ratio_rel)``, with its CI above it."""
+    limit = stored * (1 + tol.ratio_rel)
+    head = (f"{cell}: latency ratio {what} {new_median:.3f} (95% CI [{new_ci[0]:.3f}, {new_ci[1]:.3f}]) vs stored "
+            f"{stored:.3f}; tolerance +{100 * tol.ratio_rel:.0f}% (limit {limit:.3f})")
+    beyond = (new_ci[0] if tol.ci_must_exclude else new_median) > limit
+    if beyond:
+        return Verdict("latency", "regressed", head)
+    if (new_ci[1] if tol.ci_must_exclude else new_median) < stored / (1 + tol.ratio_rel):
+        return Verdict("latency", "improved", head)
+    return Verdict("latency", "unchanged", head)
+
+
+def check_exact(cell: str, what: str, new, stored) -> Verdict:
+    head = f"{cell}: {what} {new} vs stored {stored}; tolerance: exact"
+    return Verdict(what, "unchanged" if new == stored else "regressed", head)

@@ -1,0 +1,99 @@
+"""``rlbench`` command line: train, export, zoo, compress, report, compare, merge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rlbench.errors import RLBenchError
+
+
+def _cmd_train(args) -> int:
+    from rlbench.train import train
+
+    out = train(args.algo, args.env, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
+                checkpoint_every=args.checkpoint_every, export=not args.no_export, overwrite=args.overwrite,
+                eval_episodes=args.eval_episodes)
+    if out is not None:
+        print(f"shipped policy written to {out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from rlbench.train import export_run
+
+    print(f"shipped policy written to {export_run(args.algo, args.env, seed=args.seed, overwrite=args.overwrite, eval_episodes=args.eval_episodes)}")
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from rlbench.zoo import zoo_table
+
+    rows = zoo_table(verify=args.verify)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    cols = ["algo", "env", "timesteps", "seed", "episodes", "return_mean", "return_std", "ci95", "status"]
+    table = [[str(r.get(c, "")) if c != "ci95" else (f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if r.get("ci_low") is not None else "")
+              for c in cols] for r in rows]
+    for r, row in zip(rows, table):
+        for i, c in enumerate(cols):
+            if c in ("return_mean", "return_std") and r.get(c) is not None:
+                row[i] = f"{r[c]:.1f}"
+    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlbench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one algorithm on one environment (checkpointed, resumable)")
+    t.add_argument("algo", metavar="ALGO")
+    t.add_argument("env", metavar="ENV")
+    t.add_argument("--timesteps", type=int, default=None, metavar="N", help="training budget (default: the registry's)")
+    t.add_argument("--seed", type=int, default=0, metavar="S", help="Default: %(default)r")
+    t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    t.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="steps between checkpoints (default: 10k off-policy, 50k on-policy)")
+    t.add_argument("--no-export", action="store_true", help="train only; do not write baselines/policies")
+    t.add_argument("--overwrite", action="store_true", help="replace an already shipped policy")
+    t.add_argument("--eval-episodes", type=int, default=50, metavar="N", help="recorded evaluation episodes. Default: %(default)r")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="ship the latest checkpoint of a run as baselines/policies/ALGO-ENV")
+    e.add_argument("algo", metavar="ALGO")
+    e.add_argument("env", metavar="ENV")
+    e.add_argument("--seed", type=int, default=0, metavar="S")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--eval-episodes", type=int, default=50, metavar="N")
+    e.set_defaults(func=_cmd_export)
+
+    z = sub.add_parser("zoo", help="the shipped policy zoo")
+    zsub = z.add_subparsers(dest="zoo_command", required=True)
+    zl = zsub.add_parser("list", help="print the shipped zoo as a table")
+    zl.add_argument("--json", action="store_true", help="one JSON object per policy")
+    zl.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    zl.set_defaults(func=_cmd_zoo)
+    zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
+    zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
+    zt.add_argument("--seed", type=int, default=0, metavar="S")
+    zt.set_defaults(func=lambda a: (__import__("rlbench.zoo", fromlist=["x"]).train_queue(a.pairs, a.seed), 0)[1])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RLBenchError as exc:
+        print(f"rlbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

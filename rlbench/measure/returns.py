@@ -1,0 +1,111 @@
+"""Return: deterministic episodes on fixed seeds, batched across a vector of environments.
+
+All episodes of one evaluation step together: one batched ``predict`` per environment step,
+so evaluation costs little more than stepping MuJoCo. The batch keeps a constant shape (a
+finished episode keeps feeding its last observation and its action is ignored), so the
+inference kernels, and therefore the returns, are the same run after run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from rlbench.errors import MeasurementError
+from rlbench.measure.stats import bootstrap_ci
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class ReturnRecord:
+    """Per-episode returns of one predictor on one environment, with their context."""
+
+    env_id: str
+    predictor: str
+    seeds: tuple[int, ...]
+    returns: tuple[float, ...]
+    lengths: tuple[int, ...]
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    unit: str = "episode return"
+    settings: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["seeds"], d["returns"], d["lengths"] = list(self.seeds), list(self.returns), list(self.lengths)
+        d["kind"] = "return"
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> ReturnRecord:
+        d = {k: v for k, v in d.items() if k != "kind"}
+        for k in ("seeds", "returns", "lengths"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps: int | None = None,
+                     label: str | None = None, ci_level: float = 0.95) -> ReturnRecord:
+    """Run one deterministic episode per seed and keep every return and length.
+
+    ``label`` names the cell in errors: a NaN or infinite action or reward raises
+    :class:`MeasurementError` instead of becoming a number in a table.
+    """
+    from rlbench.envs import make_env
+    from rlbench.versions import library_versions, machine_info
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("evaluate_returns needs at least one seed")
+    where = label or f"{getattr(predictor, 'name', 'predictor')} on {env_id}"
+    envs = [make_env(env_id) for _ in seeds]
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    n = len(envs)
+    totals = np.zeros(n, dtype=np.float64)
+    lengths = np.zeros(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    limit = max_steps or envs[0].spec.max_episode_steps or 1000
+    for _ in range(limit):
+        actions = np.asarray(predictor.predict(obs))
+        if not np.all(np.isfinite(actions[active])):
+            bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
+            raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
+        for i in np.flatnonzero(active):
+            o, r, terminated, truncated, _ = envs[i].step(actions[i])
+            if not math.isfinite(r):
+                raise MeasurementError(f"{where}: non-finite reward {r} at step {lengths[i]} of seed {seeds[i]}")
+            totals[i] += r
+            lengths[i] += 1
+            obs[i] = o
+            if terminated or truncated:
+                active[i] = False
+        if not active.any():
+            break
+    for env in envs:
+        env.close()
+    lo, hi = bootstrap_ci(totals, level=ci_level)
+    return ReturnRecord(
+        env_id=env_id, predictor=getattr(predictor, "name", type(predictor).__name__), seeds=tuple(seeds),
+        returns=tuple(float(x) for x in totals), lengths=tuple(int(x) for x in lengths),
+        mean=float(totals.mean()), std=float(totals.std(ddof=1)) if n > 1 else 0.0,
+        ci_low=lo, ci_high=hi, ci_level=ci_level,
+        settings={"episodes": n, "max_steps": int(limit), "deterministic": True, "batch": n,
+                  "runtime": getattr(predictor, "runtime", None), "threads": getattr(predictor, "threads", None)},
+        machine=machine_info(), versions=library_versions())
+
+
+def eval_seeds(n: int, base: int | None = None) -> list[int]:
+    """The fixed evaluation seeds: ``base .. base+n-1`` (disjoint from training seeds)."""
+    from rlbench.registry import EVAL_SEED_BASE
+
+    return list(range(EVAL_SEED_BASE if base is None else base, (EVAL_SEED_BASE if base is None else base) + n))

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlbench.baselines import BaselineStore, Tolerances
+from rlbench.checks import check_exact, check_ratio, check_return
+from rlbench.errors import BaselineError
+
+
+def test_update_writes_only_given_cells_atomically(tmp_path):
+    store = BaselineStore(tmp_path, "m1")
+    store.update({"A": {"returns": [1.0]}, "B": {"returns": [2.0]}}, {"A": {"ratios": {"x": 1.0}}})
+    store.update({"B": {"returns": [3.0]}}, {})
+    assert store.figures("A") == {"returns": [1.0]}
+    assert store.figures("B") == {"returns": [3.0]}
+    assert store.machine_figures("A") == {"ratios": {"x": 1.0}}
+    assert json.loads(store.machine_path.read_text())["machine_id"] == "m1"
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_missing_cell_names_update_command(tmp_path):
+    with pytest.raises(BaselineError, match=r"no stored baseline .*--rlbench-update-baselines -k X-baseline"):
+        BaselineStore(tmp_path, "m1").require("X-baseline")
+
+
+@pytest.mark.parametrize("content", ["{ broken", "[]", '{"schema": 1, "cells": []}', '{"schema": 99, "cells": {}}'])
+def test_corrupt_file_is_named(tmp_path, content):
+    (tmp_path / "figures.json").write_text(content)
+    with pytest.raises(BaselineError) as exc:
+        BaselineStore(tmp_path, "m1").figures("A")
+    assert str(tmp_path / "figures.json") in str(exc.value)
+
+
+def test_non_finite_figures_are_never_written(tmp_path):
+    store = BaselineStore(tmp_path, "m1")
+    with pytest.raises(BaselineError, match="non-finite"):
+        store.update({"A": {"returns": [float("nan")]}}, {})
+    assert not store.figures_path.exists()
+
+
+def test_tolerances_parse_and_reject_unknown_keys(tmp_path):
+    (tmp_path / "tolerances.toml").write_text("[returns]\nrel_drop = 0.2\n")
+    assert Tolerances.load(tmp_path / "tolerances.toml").returns.rel_drop == 0.2
+    (tmp_path / "tolerances.toml").write_text("[returns]\nrel_dorp = 0.2\n")
+    with pytest.raises(BaselineError, match="rel_dorp"):
+        Tolerances.load(tmp_path / "tolerances.toml")
+
+
+def test_repository_tolerances_file_parses():
+    from rlbench.paths import REPO_ROOT
+
+    tol = Tolerances.load(REPO_ROOT / "baselines" / "tolerances.toml")
+    assert 0 < tol.returns.rel_drop < 1 and 0 < tol.returns.alpha < 0.1
+
+
+def test_return_check_detects_a_resolved_drop_only():
+    tol = Tolerances().returns
+    stored = [1000.0 + 10 * (i % 7) for i in range(30)]
+    assert check_return("c", stored, stored, tol).status == "unchanged"
+    dropped = [x * 0.8 for x in stored]
+    v = check_return("c", dropped, stored, tol)
+    assert v.failed and "c: return" in v.message and "tolerance" in v.message and "\n" not in v.message
+    # a 20% drop on three noisy episodes is not resolvable: never a finding
+    noisy_old, noisy_new = [100.0, 1000.0, 2000.0], [80.0, 800.0, 1600.0]
+    assert not check_return("c", noisy_new, noisy_old, tol).failed
+    assert check_return("c", [x * 1.3 for x in stored], stored, tol).status == "improved"
+
+
+def test_ratio_and_exact_checks():
+    tol = Tolerances().latency
+    assert check_ratio("c", "a/b", 1.5, (1.45, 1.55), 1.0, tol).failed
+    assert not check_ratio("c", "a/b", 1.10, (1.05, 1.2), 1.0, tol).failed  # CI reaches under the limit
+    assert check_ratio("c", "a/b", 0.7, (0.68, 0.72), 1.0, tol).status == "improved"
+    assert check_exact("c", "bytes", 10, 11).failed and not check_exact("c", "bytes", 10, 10).failed

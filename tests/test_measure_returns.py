@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlbench.errors import MeasurementError
+from rlbench.measure.returns import ReturnRecord, evaluate_returns
+from rlbench.measure.stats import bootstrap_ci
+from rlbench.policy import DeployablePolicy, PolicySpec
+from rlbench.runtime import OrtPredictor, TorchPredictor
+
+
+def _policy(seed=0):
+    torch.manual_seed(seed)
+    return DeployablePolicy(PolicySpec(11, 3, (32, 32), squash=True)).eval()
+
+
+def test_returns_are_identical_run_after_run():
+    p = TorchPredictor(_policy())
+    a = evaluate_returns(p, "Hopper-v5", [1, 2, 3, 4])
+    b = evaluate_returns(p, "Hopper-v5", [1, 2, 3, 4])
+    assert a.returns == b.returns and a.lengths == b.lengths
+    assert len(a.returns) == 4 and all(n > 0 for n in a.lengths)
+    assert a.ci_low <= a.mean <= a.ci_high
+
+
+def test_batched_evaluation_matches_one_episode_at_a_time():
+    """Episodes are independent of their batch-mates. Not bit-identical: BLAS picks kernels by
+    batch size (differences ~1e-8 relative), which is why a cell always evaluates its full,
+    stored seed list as one constant-shape batch."""
+    p = TorchPredictor(_policy())
+    together = evaluate_returns(p, "Hopper-v5", [5, 6, 7])
+    alone = [evaluate_returns(p, "Hopper-v5", [s]).returns[0] for s in (5, 6, 7)]
+    np.testing.assert_allclose(together.returns, alone, rtol=1e-6)
+
+
+def test_torch_and_onnx_give_the_same_returns_for_a_fixed_policy():
+    from rlbench.onnx_export import onnx_bytes
+
+    m = _policy(3)
+    a = evaluate_returns(TorchPredictor(m), "Hopper-v5", [11, 12])
+    b = evaluate_returns(OrtPredictor(onnx_bytes(m)), "Hopper-v5", [11, 12])
+    np.testing.assert_allclose(a.returns, b.returns, rtol=1e-3)
+
+
+class _NaNPredictor:
+    name, runtime = "nan", "fake"
+
+    def predict(self, obs):
+        return np.full((obs.shape[0], 3), np.nan, dtype=np.float32)
+
+
+def test_nan_action_is_an_error_naming_the_cell():
+    with pytest.raises(MeasurementError, match=r"PPO-Hopper-v5-ptdq: non-finite action"):
+        evaluate_returns(_NaNPredictor(), "Hopper-v5", [1], label="PPO-Hopper-v5-ptdq")
+
+
+def test_record_serialises_and_round_trips():
+    rec = evaluate_returns(TorchPredictor(_policy()), "Hopper-v5", [1, 2])
+    d = json.loads(json.dumps(rec.to_json()))
+    assert d["kind"] == "return" and d["schema"] == 1 and d["machine"]["cpu_count"] >= 1
+    assert d["versions"]["torch"] and d["settings"]["episodes"] == 2
+    assert ReturnRecord.from_json(d) == rec
+
+
+def test_bootstrap_ci_is_deterministic_and_covers_the_mean():
+    x = np.random.default_rng(0).normal(100, 10, size=50)
+    lo, hi = bootstrap_ci(x)
+    assert (lo, hi) == bootstrap_ci(x)
+    assert lo < x.mean() < hi and 2 < hi - lo < 10

@@ -1,0 +1,120 @@
+"""Memory records: parameter bytes exactly, and a model delta that excludes library overhead."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rlbench.measure import memory
+from rlbench.measure.memory import MemoryRecord, measure_memory, param_bytes_of
+from rlbench.onnx_export import save_onnx
+from rlbench.policy import DeployablePolicy, PolicySpec, num_params, save_policy
+
+MiB = 1 << 20
+
+
+def _write(folder, name: str, spec: PolicySpec) -> tuple[DeployablePolicy, dict]:
+    torch.manual_seed(0)
+    policy = DeployablePolicy(spec)
+    pt, ox = folder / f"{name}.pt", folder / f"{name}.onnx"
+    save_policy(policy, pt)
+    save_onnx(policy, ox)
+    return policy, {"pt": pt, "onnx": ox}
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("memory")
+    return {
+        "tiny": _write(folder, "tiny", PolicySpec(11, 3, (8,))),
+        # 11*2048 + 2048*2048 + 2048*3 weights: 16.1 MiB of float32
+        "big": _write(folder, "big", PolicySpec(11, 3, (2048, 2048))),
+    }
+
+
+@pytest.mark.parametrize("normalize,squash", [(False, False), (True, True)])
+def test_param_bytes_counts_every_stored_tensor_exactly(tmp_path, normalize, squash):
+    spec = PolicySpec(11, 3, (64, 64), normalize=normalize, squash=squash)
+    policy, files = _write(tmp_path, "p", spec)
+    n, obs, act = num_params(policy), spec.obs_dim, spec.act_dim
+    # .pt: the state dict = parameters + obs_mean, obs_std, act_low, act_high
+    assert param_bytes_of(files["pt"]) == 4 * (n + 2 * obs + 2 * act)
+    # .onnx: transposed weights and biases + act_high, act_low (the Min/Max clip);
+    # normalisation adds obs_mean, obs_std and the two clip scalars, squashing act_half, act_mid
+    expected = 4 * (n + 2 * act)
+    if normalize:
+        expected += 4 * (2 * obs + 2)
+    if squash:
+        expected += 4 * 2 * act
+    assert param_bytes_of(files["onnx"]) == expected
+    assert param_bytes_of(str(files["onnx"])) == expected  # str paths too
+
+
+def test_onnx_delta_grows_with_the_model_and_excludes_the_runtime(artefacts):
+    _, tiny = artefacts["tiny"]
+    _, big = artefacts["big"]
+    small = measure_memory(tiny["onnx"], "onnxruntime", arena=False, repeats=1, calls=20)
+    large = measure_memory(big["onnx"], "onnxruntime", arena=False, repeats=1, calls=20)
+
+    assert large.delta_bytes - small.delta_bytes > 8 * MiB
+    # importing onnxruntime alone costs ~47 MiB; the tiny model's delta must not contain it
+    assert small.delta_bytes < 20 * MiB
+    # The stand-in run imports onnxruntime and nothing heavier (no torch), and its peak is the
+    # child's own: getrusage's ru_maxrss would report this pytest process's peak (torch: >200 MiB).
+    assert 20 * MiB < small.peak_rss_empty_bytes < 150 * MiB
+
+    for rec, files in ((small, tiny), (large, big)):
+        assert rec.runtime == "onnxruntime" and rec.arena is False and rec.unit == "bytes"
+        assert rec.bytes_on_disk == files["onnx"].stat().st_size
+        assert rec.param_bytes == param_bytes_of(files["onnx"])
+        assert rec.delta_bytes == rec.peak_rss_model_bytes - rec.peak_rss_empty_bytes  # one repeat
+        assert {k: len(v) for k, v in rec.samples.items()} == {k: 1 for k in rec.samples}
+        assert rec.settings["calls"] == 20 and rec.settings["threads"] == 1 and rec.settings["batch"] == 1
+        assert rec.settings["peak_source"] == "VmHWM"
+        assert rec.machine and rec.versions.get("onnxruntime")
+    # the big model's weights are resident at the peak, at least once
+    assert large.delta_bytes > large.param_bytes * 0.9
+
+    d = json.loads(json.dumps(large.to_json(), allow_nan=False))
+    assert d["kind"] == "memory" and d["schema"] == memory.SCHEMA and isinstance(d["samples"]["delta"], list)
+    assert MemoryRecord.from_json(d) == large
+
+
+def test_torch_empty_run_imports_torch_too(artefacts):
+    _, tiny = artefacts["tiny"]
+    rec = measure_memory(tiny["pt"], "torch", repeats=1, calls=5)
+    assert rec.arena is None and rec.runtime == "torch"
+    assert rec.peak_rss_empty_bytes > 100 * MiB  # torch is imported in the stand-in run...
+    assert rec.delta_bytes < 20 * MiB  # ...so it is not part of the delta
+
+
+def test_missing_artefact_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere" / "policy.onnx"
+    with pytest.raises(FileNotFoundError, match="nowhere/policy.onnx"):
+        measure_memory(missing, "onnxruntime")
+    with pytest.raises(FileNotFoundError, match="nowhere/policy.onnx"):
+        param_bytes_of(missing)
+
+
+def test_child_crash_raises_with_stderr_tail(artefacts, monkeypatch):
+    _, tiny = artefacts["tiny"]
+    monkeypatch.setattr(memory, "CHILD_CODE",
+                        "import sys\nsys.stderr.write('noise\\n' * 2000 + 'child-went-boom')\nsys.exit(3)")
+    with pytest.raises(RuntimeError, match=r"(?s)exited with 3.*child-went-boom"):
+        measure_memory(tiny["onnx"], "onnxruntime", repeats=1, calls=1)
+
+
+def test_bad_arguments_are_refused(artefacts):
+    _, tiny = artefacts["tiny"]
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        measure_memory(tiny["onnx"], "tensorrt")
+    with pytest.raises(ValueError, match=r"needs an \.onnx"):
+        measure_memory(tiny["pt"], "onnxruntime")
+    with pytest.raises(ValueError, match="needs a policy.pt"):
+        measure_memory(tiny["onnx"], "torch")
+    with pytest.raises(ValueError, match="arena applies to onnxruntime only"):
+        measure_memory(tiny["pt"], "numpy", arena=False)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        measure_memory(tiny["onnx"], "onnxruntime", repeats=0)

@@ -1,0 +1,74 @@
+"""The plugin through pytester: figures reach --benchmark-json with and without xdist, and
+baselines are written only when asked, only for the cells that ran."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FAKE_CELLS = '''
+import pytest
+from rlbench.cell import CellResult
+
+@pytest.mark.parametrize("cell", ["A-baseline", "B-baseline", "C-baseline"])
+def test_cell(cell, record_cell, rlbench_session):
+    samples = [1e-4, 1.1e-4, 0.9e-4, 1.05e-4]
+    from pytest_benchmark.stats import Stats
+    st = Stats()
+    for s in samples:
+        st.update(s)
+    stats = dict(st.as_dict(), data=samples, iterations=10)
+    record_cell(CellResult(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]}, {"ratios": {"x/y": 1.5}}, stats))
+'''
+
+
+@pytest.fixture
+def run(pytester, tmp_path):
+    pytester.makepyfile(test_fake=FAKE_CELLS)
+    base = tmp_path / "bl"
+
+    def _run(*args):
+        return pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider",
+                                             f"--rlbench-baselines={base}", *args)
+    return _run, base
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
+    _run, _ = run
+    out = tmp_path / "out.json"
+    res = _run(*xdist, f"--benchmark-json={out}")
+    res.assert_outcomes(passed=3)
+    data = json.loads(out.read_text())
+    assert sorted(b["param"] for b in data["benchmarks"]) == ["A-baseline", "B-baseline", "C-baseline"]
+    b = data["benchmarks"][0]
+    assert b["stats"]["median"] == pytest.approx(1.025e-4) and b["stats"]["rounds"] == 4
+    assert b["extra_info"]["figures"]["returns"] == [1.0, 2.0]
+    assert "machine_info" in data and "version" in data
+
+
+def test_pytest_benchmark_compare_reads_the_file(run, tmp_path):
+    import subprocess
+    import sys
+
+    _run, _ = run
+    out = tmp_path / "out.json"
+    _run("-n", "2", f"--benchmark-json={out}").assert_outcomes(passed=3)
+    proc = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "test_cell[A-baseline]" in proc.stdout
+
+
+def test_update_writes_only_cells_that_ran(run):
+    _run, base = run
+    _run("-n", "2", "-k", "A-baseline or B-baseline").assert_outcomes(passed=2)
+    assert not (base / "figures.json").exists()  # nothing written without the flag
+    _run("-n", "2", "-k", "A-baseline or B-baseline", "--rlbench-update-baselines").assert_outcomes(passed=2)
+    cells = json.loads((base / "figures.json").read_text())["cells"]
+    assert sorted(cells) == ["A-baseline", "B-baseline"]
+    machines = list((base / "machines").glob("*.json"))
+    assert len(machines) == 1 and json.loads(machines[0].read_text())["cells"]["A-baseline"]["ratios"] == {"x/y": 1.5}

@@ -1,0 +1,113 @@
+"""Loading a shipped policy refuses anything it cannot vouch for, naming the file and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlbench.cli import main
+from rlbench.errors import PolicyError
+from rlbench.zoo import load_shipped, zoo_table
+from tests._fakes import ship_fake
+
+
+def test_roundtrip_through_the_real_export(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    sp = load_shipped("PPO", "Hopper-v5")
+    assert sp.path == folder
+    assert sp.module().current_spec().obs_dim == 11
+    assert sorted(p.name for p in folder.iterdir()) == ["agent.pt", "meta.json", "policy.onnx", "policy.pt"]
+
+
+def test_missing_policy_names_file_and_command(tmp_baselines):
+    with pytest.raises(PolicyError) as exc:
+        load_shipped("SAC", "Ant-v5")
+    msg = str(exc.value)
+    assert "SAC-Ant-v5/meta.json" in msg and "rlbench train SAC Ant-v5" in msg
+
+
+def test_missing_file_inside_policy_folder(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    (folder / "policy.onnx").unlink()
+    with pytest.raises(PolicyError, match=r"policy.onnx is missing.*rlbench train PPO Hopper-v5"):
+        load_shipped("PPO", "Hopper-v5")
+
+
+def test_sha256_mismatch_is_refused(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    data = bytearray((folder / "policy.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "policy.pt").write_bytes(bytes(data))
+    with pytest.raises(PolicyError, match=r"policy.pt has sha256 .* refusing it"):
+        load_shipped("PPO", "Hopper-v5")
+
+
+def test_corrupt_metadata_names_file(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    (folder / "meta.json").write_text("{ not json")
+    with pytest.raises(PolicyError, match=r"meta.json is corrupt.*rlbench train PPO Hopper-v5"):
+        load_shipped("PPO", "Hopper-v5")
+
+
+def test_corrupt_weights_name_file(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    (folder / "policy.pt").write_bytes(b"garbage")
+    sp = load_shipped("PPO", "Hopper-v5", verify=False)
+    with pytest.raises(PolicyError, match=r"policy.pt is corrupt.*rlbench train PPO Hopper-v5"):
+        sp.module()
+
+
+def _edit_meta(folder, **changes):
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(changes)
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def test_other_environment_version_is_refused(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    _edit_meta(folder, env_id="Hopper-v4")
+    with pytest.raises(PolicyError) as exc:
+        load_shipped("PPO", "Hopper-v5")
+    assert "Hopper-v4" in str(exc.value) and "Hopper-v5" in str(exc.value)
+
+
+def test_other_observation_shape_is_refused(tmp_baselines):
+    folder = ship_fake(tmp_baselines)
+    _edit_meta(folder, observation_space={"shape": [17]})
+    with pytest.raises(PolicyError) as exc:
+        load_shipped("PPO", "Hopper-v5")
+    assert "[17]" in str(exc.value) and "[11]" in str(exc.value)
+
+
+def test_export_never_overwrites_silently(tmp_baselines):
+    ship_fake(tmp_baselines)
+    with pytest.raises(PolicyError, match="--overwrite"):
+        ship_fake(tmp_baselines)
+
+
+def test_zoo_table_lists_all_pairs(tmp_baselines):
+    ship_fake(tmp_baselines, returns=(10.0, 20.0, 30.0))
+    rows = zoo_table(verify=True)
+    assert len(rows) == 25
+    shipped = [r for r in rows if r["status"] != "missing"]
+    assert [(r["algo"], r["env"]) for r in shipped] == [("PPO", "Hopper-v5")]
+    assert shipped[0]["return_mean"] == 20.0 and shipped[0]["episodes"] == 3
+    missing = [r for r in rows if r["status"] == "missing"]
+    assert all(r["command"].startswith(f"rlbench train {r['algo']} {r['env']}") for r in missing)
+
+
+def test_zoo_list_json_cli(tmp_baselines, capsys):
+    ship_fake(tmp_baselines)
+    assert main(["zoo", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    row = next(r for r in rows if r["status"] != "missing")
+    for key in ("algo", "env", "timesteps", "seed", "episodes", "return_mean", "return_std", "policy_path"):
+        assert key in row
+    assert row["policy_path"].endswith("PPO-Hopper-v5/policy.pt")
+
+
+def test_cli_unknown_algorithm_exits_2_with_valid_names(capsys):
+    assert main(["train", "A2C", "Hopper"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm 'A2C'" in err and "TRPO, PPO, DDPG, TD3, SAC" in err
