@@ -1,3 +1,13 @@
-"""Root conftest: wires the rlbench plugin for bench/ and tests/ (the logic lives in rlbench/)."""
+"""Root conftest: pins native thread pools and wires the rlbench plugin (logic lives in rlbench/).
+
+The thread variables must be set before NumPy, torch or ONNX Runtime load their pools: a
+multi-threaded BLAS call (an SVD in a compression build, say) leaves worker threads spinning
+on the cores the latency harness is timing. CleanRL's benchmarks pin OMP_NUM_THREADS=1 too.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 pytest_plugins = ["rlbench.pytest_plugin"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.cell import check_cell, run_cell
+from rlbench.cell import check_cell, run_cell, run_energy
 from rlbench.errors import BaselineError
 from rlbench.matrix import cells, is_smoke
 from rlbench.zoo import is_shipped, train_command
@@ -15,20 +15,44 @@ from rlbench.zoo import is_shipped, train_command
 CELLS = [pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if is_smoke(c) else []) for c in cells()]
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_cell(cell, rlbench_session, record_cell):
+def _require_policy(cell, session):
     if not is_shipped(cell.algo, cell.env_id):
         msg = f"NOT SHIPPED: {cell.pair}: make it with: {train_command(cell.algo, cell.env_id)}"
-        if rlbench_session.strict:
+        if session.strict:
             pytest.fail(msg)
         pytest.skip(msg)
-    result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell(cell, rlbench_session, record_cell):
+    _require_policy(cell, rlbench_session)
+    result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory)
     record_cell(result)
     if rlbench_session.update:
-        return  # recording run: the figures are written by the controller at the end
+        return  # recording run: the controller writes the figures at the end
     try:
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
     failures = [v.message for v in verdicts if v.failed]
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_energy(cell, rlbench_session, record_energy):
+    _require_policy(cell, rlbench_session)
+    energy = run_energy(cell)
+    if not energy["available"]:
+        pytest.skip(f"no energy meter on this machine: {energy['reason']}")
+    record_energy(cell.id, energy)
+    if rlbench_session.update:
+        return
+    from rlbench.checks import check_energy
+
+    stored = (rlbench_session.store.machine_figures(cell.id) or {}).get("energy")
+    if stored is None or stored.get("joules_per_1000") is None:
+        pytest.fail(f"{cell.id}: no stored energy figure for this machine; record one with: "
+                    f"pytest bench --rlbench-update-baselines -k {cell.id}", pytrace=False)
+    v = check_energy(cell.id, energy["joules_per_1000"], stored["joules_per_1000"],
+                     rlbench_session.store.tolerances().energy)
+    assert not v.failed, v.message

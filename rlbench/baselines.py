@@ -163,7 +163,11 @@ class BaselineStore:
                     data["machine_id"] = self.machine_id
                     if machine_info:
                         data["machine"] = machine_info
-                data["cells"].update(new)
+                if path == self.machine_path:  # cell and energy tests add different keys of one cell
+                    for cell, value in new.items():
+                        data["cells"][cell] = {**data["cells"].get(cell, {}), **value}
+                else:
+                    data["cells"].update(new)
                 data["cells"] = dict(sorted(data["cells"].items()))
                 atomic_write_json(path, data)
             written += list(new)

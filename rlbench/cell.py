@@ -1,16 +1,28 @@
-"""Run one benchmark cell: load, (compress,) measure, and compare with the stored figures.
+"""Run one benchmark cell: load, compress, measure, and compare with the stored figures.
 
 This is the logic behind ``bench/test_cells.py``; it runs from a script as well::
 
     from rlbench.cell import run_cell
-    from rlbench.matrix import Cell, Variant
-    result = run_cell(Cell("PPO", "Hopper-v5", Variant("baseline")))
+    from rlbench.matrix import parse_cell
+    result = run_cell(parse_cell("PPO-Hopper-v5-l2-0.30"))
+
+Every cell measures the same things whatever its method (one code path):
+
+* return of the variant on the pair's stored seeds (one constant-shape batch);
+* single-observation latency of the variant, the fp32 policy in torch and in ONNX Runtime, and
+  the NumPy reference, interleaved in short rounds while the quiet lock holds the other workers
+  (:mod:`rlbench.measure.quiet`); the gated figures are paired per-round CPU-time ratios;
+* batch-64 throughput of the variant and the NumPy reference;
+* bytes, parameter counts and (for pruning) channel and parameter ratios;
+* peak-RSS deltas of the artefact in a fresh subprocess (ONNX Runtime with the arena on and off;
+  torch for torch artefacts).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +33,7 @@ MIN_EPISODES = 10
 MAX_EPISODES = 50
 #: Episode counts are chosen so that a drop of this fraction of the mean return is resolvable.
 DETECTABLE_DROP = 0.10
+BATCH = 64
 
 
 def choose_episodes(returns, detectable: float = DETECTABLE_DROP, z: float = 1.96) -> int:
@@ -43,9 +56,9 @@ class CellResult:
     figures: dict
     """Machine-independent: seeds, per-episode returns and lengths, bytes, parameters."""
     machine: dict
-    """Machine-dependent: absolute latencies, latency ratios."""
+    """Machine-dependent: absolute latencies, latency ratios, RSS."""
     benchmark: dict
-    """pytest-benchmark stats of the cell's single-observation latency."""
+    """pytest-benchmark stats of the variant's single-observation latency."""
     extra: dict = field(default_factory=dict)
 
 
@@ -57,51 +70,122 @@ def _seeds_for(cell: Cell, store, shipped) -> list[int]:
     return list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n))
 
 
-def run_cell(cell: Cell, store=None, rounds: int = 40) -> CellResult:
+def _first_obs(env_id: str, seed: int) -> np.ndarray:
+    from rlbench.envs import make_env
+
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=seed)
+    env.close()
+    return obs
+
+
+def build_variant(cell: Cell, shipped):
+    """The cell's artefact (cached) or None for the uncompressed baseline."""
+    if cell.variant.method == "baseline":
+        return None
+    from rlbench.compress.base import compress
+
+    return compress(shipped, cell.variant.method, cell.variant.params())
+
+
+def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True) -> CellResult:
     """Measure a cell. Raises :class:`~rlbench.errors.PolicyError` if its policy is not shipped."""
     from rlbench.measure.latency import paired_ratio, pytest_benchmark_stats, time_interleaved
+    from rlbench.measure.quiet import quiet_lock
     from rlbench.measure.returns import evaluate_returns
     from rlbench.onnx_export import onnx_bytes
     from rlbench.policy import num_params
     from rlbench.runtime import NumpyPredictor, OrtPredictor, TorchPredictor
     from rlbench.zoo import load_shipped
 
-    shipped = load_shipped(cell.algo, cell.env_id)
-    if cell.variant.method != "baseline":
-        raise NotImplementedError(f"{cell.id}: method {cell.variant.method!r} is not wired into the grid yet")
-    module = shipped.module()
-    torch_fp32 = TorchPredictor(module, name="torch-fp32")
-    onnx_fp32 = OrtPredictor(shipped.policy_onnx, name="onnx-fp32")
-    ref = NumpyPredictor(module, name="numpy-ref")
-    seeds = _seeds_for(cell, store, shipped)
-    rec = evaluate_returns(torch_fp32, cell.env_id, seeds, label=cell.id)
-    obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
-    lat = time_interleaved({p.name: (lambda p=p: p.predict(obs1)) for p in (torch_fp32, onnx_fp32, ref)},
-                           rounds=rounds, settings={"batch": 1, "threads": 1})
-    r_torch = paired_ratio(lat["torch-fp32"], lat["numpy-ref"])
-    r_onnx = paired_ratio(lat["onnx-fp32"], lat["numpy-ref"])
-    figures = {
-        "seeds": seeds, "returns": list(rec.returns), "lengths": list(rec.lengths),
-        "return_mean": rec.mean, "return_ci": [rec.ci_low, rec.ci_high],
-        "model_bytes": {"policy.pt": shipped.meta["files"]["policy.pt"]["bytes"],
-                        "policy.onnx": len(onnx_bytes(module))},
-        "params": num_params(module), "policy_sha256": shipped.sha256,
-    }
+    import time
+
+    t_start = time.perf_counter()
+    lock = quiet_lock()
+    with lock.shared():  # everything but the timing is background work that timing may pause
+        shipped = load_shipped(cell.algo, cell.env_id)
+        module = shipped.module()
+        torch_fp32 = TorchPredictor(module, name="torch-fp32")
+        onnx_fp32 = OrtPredictor(shipped.policy_onnx, name="onnx-fp32")
+        ref = NumpyPredictor(module, name="numpy-ref")
+        art = build_variant(cell, shipped)
+        base_onnx_bytes = len(onnx_bytes(module))
+        if art is None:
+            variant, same_runtime_fp32, runtime = torch_fp32, torch_fp32, "torch"
+            summary = {"method": "baseline", "ratio": None, "runtime": "torch",
+                       "model_bytes": {"policy.pt": shipped.meta["files"]["policy.pt"]["bytes"],
+                                       "policy.onnx": base_onnx_bytes},
+                       "bytes_total": base_onnx_bytes, "params": num_params(module), "int8_weight_tensors": 0,
+                       "compression_factor": 1.0}
+        else:
+            runtime = art.runtime
+            variant = art.predictor(name="variant")
+            same_runtime_fp32 = torch_fp32 if runtime == "torch" else onnx_fp32
+            summary = dict(art.summary)
+            summary["runtime"] = runtime
+            summary["model_bytes"] = {name: len(art.data(name)) for name in sorted(art.files)}
+        seeds = _seeds_for(cell, store, shipped)
+        obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
+    rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
+
+    obs64 = np.repeat(obs1, BATCH, axis=0)
+    fns = {p.name: (lambda p=p: p.predict(obs1)) for p in (torch_fp32, onnx_fp32, ref)}
+    if art is not None:
+        fns["variant"] = lambda: variant.predict(obs1)
+        if runtime == "torch" and "model.onnx" in art.files:
+            v_onnx = art.predictor(runtime="onnxruntime", name="variant-onnx")
+            fns["variant-onnx"] = lambda: v_onnx.predict(obs1)
+    batch_fns = {"variant@64": lambda: variant.predict(obs64), "numpy-ref@64": lambda: ref.predict(obs64)}
+    with lock.exclusive():
+        lat = time_interleaved(fns, rounds=rounds, settings={"batch": 1, "threads": 1})
+        lat64 = time_interleaved(batch_fns, rounds=max(rounds // 4, 5), settings={"batch": BATCH, "threads": 1})
+    vname = "variant" if art is not None else "torch-fp32"
+    ratios = {"variant/fp32": paired_ratio(lat[vname], lat[same_runtime_fp32.name]),
+              "variant/numpy-ref": paired_ratio(lat[vname], lat["numpy-ref"]),
+              "torch-fp32/numpy-ref": paired_ratio(lat["torch-fp32"], lat["numpy-ref"]),
+              "onnx-fp32/numpy-ref": paired_ratio(lat["onnx-fp32"], lat["numpy-ref"])}
+    if "variant-onnx" in lat:
+        ratios["variant-onnx/onnx-fp32"] = paired_ratio(lat["variant-onnx"], lat["onnx-fp32"])
+    figures = {**summary, "seeds": seeds, "returns": list(rec.returns), "lengths": list(rec.lengths),
+               "return_mean": rec.mean, "return_ci": [rec.ci_low, rec.ci_high], "policy_sha256": shipped.sha256}
     machine = {
         "latency_s": {k: v.median for k, v in lat.items()},
         "latency_cpu_s": {k: v.cpu_median for k, v in lat.items()},
+        "throughput_batch64_per_s": {k: BATCH / v.median for k, v in lat64.items()},
         "ratio_clock": "thread CPU time",
-        "ratios": {"torch-fp32/numpy-ref": r_torch.median, "onnx-fp32/numpy-ref": r_onnx.median},
-        "ratio_ci": {"torch-fp32/numpy-ref": [r_torch.ci_low, r_torch.ci_high],
-                     "onnx-fp32/numpy-ref": [r_onnx.ci_low, r_onnx.ci_high]},
+        "ratios": {k: r.median for k, r in ratios.items()},
+        "ratio_ci": {k: [r.ci_low, r.ci_high] for k, r in ratios.items()},
+        "noisy": sorted(k for k, v in lat.items() if v.noisy),
     }
-    return CellResult(cell.id, figures, machine, pytest_benchmark_stats(lat["torch-fp32"]),
+    if memory:
+        with lock.shared():
+            machine["memory"] = _memory(shipped, art)
+    machine["cell_seconds"] = round(time.perf_counter() - t_start, 2)
+    return CellResult(cell.id, figures, machine, pytest_benchmark_stats(lat[vname]),
                       extra={"return": rec.to_json(), "latency": {k: v.to_json() for k, v in lat.items()}})
 
 
-def check_cell(result: CellResult, store, gate_latency: bool = False) -> list:
+def _memory(shipped, art) -> dict:
+    """Peak-RSS deltas (model minus stand-in) in fresh subprocesses; one repeat per setting."""
+    from rlbench.measure.memory import measure_memory
+
+    onnx_path = Path(art.files["model.onnx"]) if art is not None else shipped.policy_onnx
+    out = {}
+    if isinstance(onnx_path, Path):
+        on = measure_memory(onnx_path, "onnxruntime", arena=True, repeats=1)
+        off = measure_memory(onnx_path, "onnxruntime", arena=False, repeats=1)
+        out.update(rss_delta_bytes=on.delta_bytes, rss_delta_bytes_arena_off=off.delta_bytes,
+                   rss_empty_bytes=on.peak_rss_empty_bytes, param_bytes_onnx=on.param_bytes)
+    pt = shipped.policy_pt if art is None else (Path(art.files["model.pt"]) if "model.pt" in art.files else None)
+    if isinstance(pt, Path):
+        t = measure_memory(pt, "torch", repeats=1)
+        out.update(rss_delta_bytes_torch=t.delta_bytes, rss_empty_bytes_torch=t.peak_rss_empty_bytes)
+    return out
+
+
+def check_cell(result: CellResult, store, gate_latency: bool = True) -> list:
     """Verdicts of a result against the stored figures (raises if none are stored)."""
-    from rlbench.checks import check_exact, check_ratio, check_return
+    from rlbench.checks import check_exact, check_ratio, check_return, check_rss
 
     tol = store.tolerances()
     stored = store.require(result.cell)
@@ -110,19 +194,43 @@ def check_cell(result: CellResult, store, gate_latency: bool = False) -> list:
         verdicts.append(check_exact(result.cell, "seeds", result.figures["seeds"], stored["seeds"]))
     verdicts.append(check_exact(result.cell, "model bytes", result.figures["model_bytes"], stored["model_bytes"]))
     verdicts.append(check_exact(result.cell, "parameters", result.figures["params"], stored["params"]))
-    mstored = store.machine_figures(result.cell) if gate_latency else None
-    if mstored is not None:
+    mstored = store.machine_figures(result.cell)
+    if mstored is not None and gate_latency:
         for key, value in mstored.get("ratios", {}).items():
             if key in result.machine["ratios"]:
                 ci = tuple(result.machine["ratio_ci"][key])
                 verdicts.append(check_ratio(result.cell, key, result.machine["ratios"][key], ci, value, tol.latency))
+    if mstored is not None and "memory" in mstored and "memory" in result.machine:
+        for key, value in mstored["memory"].items():
+            if key.startswith("rss_delta") and key in result.machine["memory"]:
+                verdicts.append(check_rss(result.cell, key, result.machine["memory"][key], value, tol.memory))
     return verdicts
 
 
-def _first_obs(env_id: str, seed: int) -> np.ndarray:
-    from rlbench.envs import make_env
+def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:
+    """Joules per 1000 single-observation inferences of the cell's variant, idle subtracted.
 
-    env = make_env(env_id)
-    obs, _ = env.reset(seed=seed)
-    env.close()
-    return obs
+    Returns ``{"available": False, "reason": ...}`` where no meter exists: never a number.
+    """
+    from rlbench.measure.energy import detect_meter, measure_energy_per_inference
+    from rlbench.measure.quiet import quiet_lock
+    from rlbench.zoo import load_shipped
+
+    factory = meter_factory or detect_meter
+    probe = factory()
+    reason = probe.probe() if hasattr(probe, "probe") else None
+    if reason is not None:
+        return {"available": False, "reason": reason, "joules_per_1000": None}
+    shipped = load_shipped(cell.algo, cell.env_id)
+    art = build_variant(cell, shipped)
+    if art is None:
+        from rlbench.runtime import TorchPredictor
+
+        pred = TorchPredictor(shipped.module())
+    else:
+        pred = art.predictor()
+    obs1 = np.asarray([_first_obs(cell.env_id, 0)], dtype=np.float32)
+    with quiet_lock().exclusive():
+        res = measure_energy_per_inference(lambda: pred.predict(obs1), factory, min_window=window)
+    return {"available": res.available, "reason": res.reason, "joules_per_1000": res.joules_per_1000,
+            "calls": res.calls, "seconds": res.seconds, "meter": res.idle.meter if hasattr(res.idle, "meter") else None}

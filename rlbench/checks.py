@@ -66,3 +66,27 @@ def check_ratio(cell: str, what: str, new_median: float, new_ci: tuple[float, fl
 def check_exact(cell: str, what: str, new, stored) -> Verdict:
     head = f"{cell}: {what} {new} vs stored {stored}; tolerance: exact"
     return Verdict(what, "unchanged" if new == stored else "regressed", head)
+
+
+def check_rss(cell: str, what: str, new: int, stored: int, tol) -> Verdict:
+    """RSS deltas regress only beyond both the relative and the absolute tolerance."""
+    mib = 1 << 20
+    diff = new - stored
+    limit = max(tol.rss_rel * abs(stored), tol.rss_abs_mib * mib)
+    head = (f"{cell}: {what} {new / mib:.2f} MiB vs stored {stored / mib:.2f} MiB; tolerance "
+            f"+max({100 * tol.rss_rel:.0f}%, {tol.rss_abs_mib} MiB)")
+    if diff > limit:
+        return Verdict("memory", "regressed", head)
+    if diff < -limit:
+        return Verdict("memory", "improved", head)
+    return Verdict("memory", "unchanged", head)
+
+
+def check_energy(cell: str, new: float, stored: float, tol) -> Verdict:
+    limit = abs(stored) * tol.rel
+    head = f"{cell}: energy {new:.4f} J/1000 inferences vs stored {stored:.4f}; tolerance +{100 * tol.rel:.0f}%"
+    if new - stored > limit:
+        return Verdict("energy", "regressed", head)
+    if stored - new > limit:
+        return Verdict("energy", "improved", head)
+    return Verdict("energy", "unchanged", head)

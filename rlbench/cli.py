@@ -83,10 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--seed", type=int, default=0, metavar="S")
     zt.set_defaults(func=lambda a: (__import__("rlbench.zoo", fromlist=["x"]).train_queue(a.pairs, a.seed), 0)[1])
+    from rlbench.compress.cli import add_parser as add_compress_parser
+
+    add_compress_parser(sub)
+    from rlbench.report.cli import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # one thread per job: two jobs on 2 cores otherwise run 4x slower
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 RESULT_KEY = "rlbench_result"
+ENERGY_KEY = "rlbench_energy"
 
 
 def pytest_addoption(parser):
@@ -30,9 +31,16 @@ def pytest_addoption(parser):
                     help="fail, rather than skip, a cell whose policy is not shipped. Default: %(default)r")
     group.addoption("--rlbench-baselines", metavar="DIR", default=None,
                     help="baselines directory. Default: the repository's baselines/")
-    group.addoption("--rlbench-gate-latency", action="store_true", default=False,
-                    help="also fail cells whose latency ratios moved beyond tolerance (off by default: "
-                         "see README, 'Latency under -n'). Default: %(default)r")
+    group.addoption("--rlbench-no-latency-gate", action="store_true", default=False,
+                    help="record latency ratios but do not fail on them. Default: %(default)r")
+    group.addoption("--rlbench-no-memory", action="store_true", default=False,
+                    help="skip the fresh-subprocess RSS measurements (faster). Default: %(default)r")
+    group.addoption("--rlbench-algo", metavar="A,B", default=None, help="only these algorithms. Default: all")
+    group.addoption("--rlbench-env", metavar="E,F", default=None, help="only these environments. Default: all")
+    group.addoption("--rlbench-method", metavar="M,N", default=None, help="only these methods. Default: all")
+    group.addoption("--rlbench-shard", metavar="K/N", default=None,
+                    help="run shard K of N (1-based): a stable slice of the cells balanced by measured cost. "
+                         "Default: all cells")
     group.addoption("--rlbench-rounds", metavar="N", type=int, default=40,
                     help="interleaved latency rounds per cell. Default: %(default)r")
 
@@ -45,8 +53,10 @@ class RLBenchSession:
     strict: bool
     rounds: int
     store: object
-    gate_latency: bool = False
+    gate_latency: bool = True
+    memory: bool = True
     results: dict = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
 
@@ -59,7 +69,8 @@ class RLBenchSession:
         root = Path(config.getoption("rlbench_baselines") or baselines_dir())
         return cls(update=config.getoption("rlbench_update_baselines"), strict=config.getoption("rlbench_strict"),
                    rounds=config.getoption("rlbench_rounds"), store=BaselineStore(root, machine_id()),
-                   gate_latency=config.getoption("rlbench_gate_latency"))
+                   gate_latency=not config.getoption("rlbench_no_latency_gate"),
+                   memory=not config.getoption("rlbench_no_memory"))
 
 
 def _is_worker(config) -> bool:
@@ -88,6 +99,10 @@ class _Collector:
             return
         rs: RLBenchSession = self.config._rlbench
         for key, value in report.user_properties:
+            if key == ENERGY_KEY:
+                payload = json.loads(value)
+                rs.energy[payload["cell"]] = payload["energy"]
+                continue
             if key != RESULT_KEY:
                 continue
             payload = json.loads(value)
@@ -95,6 +110,47 @@ class _Collector:
             bs = getattr(self.config, "_benchmarksession", None)
             if bs is not None:
                 bs.benchmarks.append(_ForwardedBenchmark(payload))
+
+
+def _csv(value: str | None, canon) -> set[str] | None:
+    return None if not value else {canon(v.strip()) for v in value.split(",") if v.strip()}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """``--rlbench-algo/env/method`` filters and ``--rlbench-shard`` on cells (other tests untouched)."""
+    from rlbench.matrix import METHOD_PARAM
+    from rlbench.registry import canonical_algo, canonical_env
+
+    def method(name):
+        if name not in METHOD_PARAM:
+            raise pytest.UsageError(f"--rlbench-method: unknown method {name!r}; valid: {', '.join(METHOD_PARAM)}")
+        return name
+
+    try:
+        algos = _csv(config.getoption("rlbench_algo"), canonical_algo)
+        envs = _csv(config.getoption("rlbench_env"), canonical_env)
+    except KeyError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    methods = _csv(config.getoption("rlbench_method"), method)
+    shard = config.getoption("rlbench_shard")
+    keep, drop = [], []
+    for item in items:
+        cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+        if cell is None or not hasattr(cell, "variant"):
+            keep.append(item)
+            continue
+        ok = ((algos is None or cell.algo in algos) and (envs is None or cell.env_id in envs)
+              and (methods is None or cell.variant.method in methods))
+        (keep if ok else drop).append(item)
+    if shard:
+        from rlbench.shard import parse_shard, select_shard
+
+        k, n = parse_shard(shard)
+        keep, more = select_shard(keep, k, n, config._rlbench.store)
+        drop += more
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -107,9 +163,23 @@ def record_cell(request):
     """Attach a :class:`~rlbench.cell.CellResult` to the report (crosses xdist to the controller)."""
 
     def _record(result) -> None:
+        from rlbench.versions import library_versions, machine_id, machine_info
+
         payload = {"cell": result.cell, "figures": result.figures, "machine": result.machine,
-                   "benchmark": result.benchmark, "nodeid": request.node.nodeid, "name": request.node.name}
+                   "benchmark": result.benchmark, "nodeid": request.node.nodeid, "name": request.node.name,
+                   "context": {"machine_id": machine_id(), "machine": machine_info(), "versions": library_versions(),
+                               "threads": 1, "schema": 1}}
         request.node.user_properties.append((RESULT_KEY, json.dumps(payload)))
+
+    return _record
+
+
+@pytest.fixture
+def record_energy(request):
+    """Attach an energy figure of a cell to the report (merged into its machine figures)."""
+
+    def _record(cell_id: str, energy: dict) -> None:
+        request.node.user_properties.append((ENERGY_KEY, json.dumps({"cell": cell_id, "energy": energy})))
 
     return _record
 
@@ -126,7 +196,8 @@ class _ForwardedBenchmark:
         self.group = None
         self.param = payload["cell"]
         self.params = {"cell": payload["cell"]}
-        self.extra_info = {"figures": payload["figures"], "machine_figures": payload["machine"]}
+        self.extra_info = {"figures": payload["figures"], "machine_figures": payload["machine"],
+                           "rlbench": payload.get("context", {})}
         self.options = {"timer": "perf_counter", "interleaved": True, "threads": 1}
         self._stats = dict(payload["benchmark"])
         self.iterations = self._stats.get("iterations", 1)
@@ -159,11 +230,13 @@ def pytest_sessionfinish(session, exitstatus):
     if _is_worker(config):
         return
     rs: RLBenchSession = config._rlbench
-    if rs.update and rs.results:
+    if rs.update and (rs.results or rs.energy):
         from rlbench.versions import machine_info
 
         figures = {c: r["figures"] for c, r in rs.results.items()}
-        machine = {c: r["machine"] for c, r in rs.results.items()}
+        machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
+        for c, e in rs.energy.items():
+            machine.setdefault(c, {})["energy"] = e
         rs.written = rs.store.update(figures, machine, machine_info())
 
 

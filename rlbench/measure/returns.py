@@ -55,12 +55,17 @@ class ReturnRecord:
 
 
 def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps: int | None = None,
-                     label: str | None = None, ci_level: float = 0.95) -> ReturnRecord:
+                     label: str | None = None, ci_level: float = 0.95, lock=None,
+                     chunk: int = 25) -> ReturnRecord:
     """Run one deterministic episode per seed and keep every return and length.
 
     ``label`` names the cell in errors: a NaN or infinite action or reward raises
-    :class:`MeasurementError` instead of becoming a number in a table.
+    :class:`MeasurementError` instead of becoming a number in a table. ``lock`` (a
+    :class:`~rlbench.measure.quiet.QuietLock`) is held shared for every ``chunk`` steps, so a
+    latency measurement elsewhere can pause this rollout.
     """
+    from contextlib import nullcontext
+
     from rlbench.envs import make_env
     from rlbench.versions import library_versions, machine_info
 
@@ -68,31 +73,39 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
     if not seeds:
         raise ValueError("evaluate_returns needs at least one seed")
     where = label or f"{getattr(predictor, 'name', 'predictor')} on {env_id}"
-    envs = [make_env(env_id) for _ in seeds]
-    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    with lock.shared() if lock is not None else nullcontext():
+        envs = [make_env(env_id) for _ in seeds]
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     n = len(envs)
     totals = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
     limit = max_steps or envs[0].spec.max_episode_steps or 1000
-    for _ in range(limit):
-        actions = np.asarray(predictor.predict(obs))
-        if not np.all(np.isfinite(actions[active])):
-            bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
-            raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
-        for i in np.flatnonzero(active):
-            o, r, terminated, truncated, _ = envs[i].step(actions[i])
-            if not math.isfinite(r):
-                raise MeasurementError(f"{where}: non-finite reward {r} at step {lengths[i]} of seed {seeds[i]}")
-            totals[i] += r
-            lengths[i] += 1
-            obs[i] = o
-            if terminated or truncated:
-                active[i] = False
-        if not active.any():
-            break
-    for env in envs:
-        env.close()
+    try:
+        for start in range(0, limit, chunk):
+            with lock.shared() if lock is not None else nullcontext():
+                for _ in range(start, min(start + chunk, limit)):
+                    actions = np.asarray(predictor.predict(obs))
+                    if not np.all(np.isfinite(actions[active])):
+                        bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
+                        raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
+                    for i in np.flatnonzero(active):
+                        o, r, terminated, truncated, _ = envs[i].step(actions[i])
+                        if not math.isfinite(r):
+                            raise MeasurementError(
+                                f"{where}: non-finite reward {r} at step {lengths[i]} of seed {seeds[i]}")
+                        totals[i] += r
+                        lengths[i] += 1
+                        obs[i] = o
+                        if terminated or truncated:
+                            active[i] = False
+                    if not active.any():
+                        break
+            if not active.any():
+                break
+    finally:
+        for env in envs:
+            env.close()
     lo, hi = bootstrap_ci(totals, level=ci_level)
     return ReturnRecord(
         env_id=env_id, predictor=getattr(predictor, "name", type(predictor).__name__), seeds=tuple(seeds),

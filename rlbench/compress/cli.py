@@ -1,0 +1,95 @@
+"""``rlbench compress ALGO ENV METHOD --out DIR``: build (or fetch from the cache) one artefact.
+
+Wire it into the main parser with ``add_parser(sub)``, where ``sub`` is the object returned by
+``parser.add_subparsers(...)``; it sets ``func`` like the other commands. Only the options given
+on the command line are passed to the method, so an option a method does not take (``--ratio``
+for ``ptdq``) is an error naming the method's valid parameters, not silently ignored. Errors
+are :class:`~rlbench.errors.RLBenchError` subclasses (the main CLI prints them and exits 2).
+
+The artefact files and ``summary.json`` are written into ``DIR`` atomically, each through a
+temporary file and a rename; existing files are refused, all checked before any is written,
+unless ``--overwrite``. Stdout gets one line of JSON: the summary plus ``out`` and ``key``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rlbench.errors import CompressionError
+
+SUMMARY_FILE = "summary.json"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``compress`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    from rlbench.compress.base import METHODS
+
+    c = subparsers.add_parser(
+        "compress", help="compress a shipped policy into a deployable artefact (cached)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("algo", metavar="ALGO")
+    c.add_argument("env", metavar="ENV")
+    c.add_argument("method", metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
+    c.add_argument("--ratio", type=float, default=None, metavar="R",
+                   help="l1/l2: fraction of each hidden layer's neurons removed, in (0, 0.70]")
+    c.add_argument("--calibration", default=None, metavar="NAME", help="ptsq: minmax (default), entropy or percentile")
+    c.add_argument("--n-calib", type=int, default=None, metavar="N",
+                   help="ptsq: calibration observations from the policy's rollouts (default 1000)")
+    c.add_argument("--format", default=None, metavar="FMT", help="ptsq: qdq (default) or qoperator")
+    c.add_argument("--activation-type", default=None, metavar="T", help="ptsq: uint8 (default) or int8")
+    c.add_argument("--weight-type", default=None, metavar="T", help="ptsq: int8 (default) or uint8")
+    c.add_argument("--per-channel", action="store_true", default=None, help="ptsq: per-channel weight scales")
+    c.add_argument("--rank", type=float, default=None, metavar="F",
+                   help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
+    c.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to write the artefact into")
+    c.add_argument("--overwrite", action="store_true", help="replace files already in DIR")
+    c.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                   help="artefact cache (default: $RLBENCH_CACHE or ~/.cache/rlbench/artefacts)")
+    c.set_defaults(func=run)
+    return c
+
+
+_OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
+                  "activation_type": "activation_type", "weight_type": "weight_type",
+                  "per_channel": "per_channel", "rank": "rank"}
+
+
+def params_from_args(args) -> dict:
+    return {param: getattr(args, opt) for opt, param in _OPTION_PARAMS.items() if getattr(args, opt) is not None}
+
+
+def write_artefact(art, out: Path, overwrite: bool = False) -> dict[str, Path]:
+    """Copy an artefact's files and its summary into ``out`` (atomically per file)."""
+    from rlbench.io import atomic_write_bytes, atomic_write_json
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CompressionError(f"--out {out} exists and is not a directory")
+    targets = {name: out / name for name in art.files}
+    targets[SUMMARY_FILE] = out / SUMMARY_FILE
+    if not overwrite:
+        existing = [str(p) for p in targets.values() if p.exists()]
+        if existing:
+            raise CompressionError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    try:
+        for name in art.files:
+            atomic_write_bytes(targets[name], art.data(name))
+        atomic_write_json(targets[SUMMARY_FILE], {"key": art.key, **art.summary})
+    except OSError as exc:
+        raise CompressionError(f"cannot write the artefact into {out}: {exc}") from exc
+    return targets
+
+
+def run(args) -> int:
+    from rlbench.compress.base import compress, get_method
+    from rlbench.zoo import load_shipped
+
+    get_method(args.method)  # an unknown method fails before the policy is loaded
+    shipped = load_shipped(args.algo, args.env)
+    art = compress(shipped, args.method, params_from_args(args), cache_root=args.cache_dir)
+    write_artefact(art, args.out, overwrite=args.overwrite)
+    line = {"out": str(args.out), "key": art.key, "policy": shipped.name, **art.summary}
+    print(json.dumps(line, sort_keys=True, separators=(",", ":")), flush=True)
+    return 0

@@ -1,0 +1,297 @@
+"""``rlbench compare OLD.json NEW.json``: per-cell verdicts between two results files.
+
+The checks are :mod:`rlbench.checks` (the same ones ``bench/`` asserts with), with the
+tolerances of ``baselines/tolerances.toml``:
+
+* **return**: :func:`~rlbench.checks.check_return` (relative drop *and* Mann-Whitney).
+* **latency**: only the in-process ratios ``variant/fp32`` and ``*/numpy-ref``, through
+  :func:`~rlbench.checks.check_ratio` with NEW's bootstrap CI. Absolute latency is never compared:
+  it moves with the machine and its load, the ratios far less.
+* **memory**: model bytes and parameter counts exactly (``[memory] bytes_exact``); RSS deltas
+  regress only beyond both ``rss_rel`` and ``rss_abs_mib``.
+* **energy**: only when both sides were measured by a meter; beyond ``[energy] rel``.
+
+Cells on one side only, and differing machine ids, library versions or thread settings, are
+reported, never silently skipped. Exit status: 1 if any cell regressed, else 0; bad input raises
+:class:`~rlbench.report.results.ResultsError` (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rlbench.baselines import Tolerances
+from rlbench.checks import Verdict, check_exact, check_ratio, check_return
+from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
+
+MIB = 1024 * 1024
+_RANK = {"regressed": 0, "improved": 1, "unchanged": 2}
+
+
+def default_tolerances_path() -> Path:
+    from rlbench.paths import baselines_dir
+
+    return baselines_dir() / "tolerances.toml"
+
+
+def parse_thresholds(values: list[str] | None) -> dict[str, float]:
+    """``--threshold`` values: ``F`` (both), ``return=F`` (return ``rel_drop``), ``latency=F``
+    (latency ``ratio_rel``). F is a fraction (0.2 = 20%)."""
+    out: dict[str, float] = {}
+    for raw in values or []:
+        key, sep, val = raw.partition("=")
+        if not sep:
+            key, val = "", raw
+        key = key.strip().lower()
+        if key not in ("", "return", "latency"):
+            raise ResultsError(f"--threshold {raw!r}: expected FRACTION, return=FRACTION or latency=FRACTION")
+        try:
+            f = float(val)
+        except ValueError:
+            raise ResultsError(f"--threshold {raw!r}: {val!r} is not a number (a fraction, e.g. 0.2)") from None
+        if not 0 <= f < 10:
+            raise ResultsError(f"--threshold {raw!r}: expected a fraction such as 0.2 (20%)")
+        for k in (("return", "latency") if key == "" else (key,)):
+            out[k] = f
+    return out
+
+
+def apply_thresholds(tol: Tolerances, thresholds: dict[str, float]) -> Tolerances:
+    if "return" in thresholds:
+        tol = replace(tol, returns=replace(tol.returns, rel_drop=thresholds["return"]))
+    if "latency" in thresholds:
+        tol = replace(tol, latency=replace(tol.latency, ratio_rel=thresholds["latency"]))
+    return tol
+
+
+def check_rss(cell: str, what: str, new: float, old: float, tol) -> Verdict:
+    """RSS delta: regressed if it grew by more than ``rss_rel`` of the old figure *and* more than
+    ``rss_abs_mib`` MiB (small deltas of a noisy allocator never fail)."""
+    diff = new - old
+    allowed = max(tol.rss_rel * abs(old), tol.rss_abs_mib * MIB)
+    head = (f"{cell}: {what} {new / MIB:.1f} MiB vs {old / MIB:.1f} MiB ({diff / MIB:+.1f} MiB); tolerance "
+            f"+{100 * tol.rss_rel:.0f}% and +{tol.rss_abs_mib:g} MiB")
+    if diff > allowed:
+        return Verdict("memory", "regressed", head)
+    if diff < -allowed:
+        return Verdict("memory", "improved", head)
+    return Verdict("memory", "unchanged", head)
+
+
+def check_energy(cell: str, new: float, old: float, tol) -> Verdict:
+    """Joules per 1000 inferences: regressed beyond ``+rel`` of the old figure."""
+    head = f"{cell}: energy {new:.4g} vs {old:.4g} J/1000; tolerance +{100 * tol.rel:.0f}%"
+    if old and new > old * (1 + tol.rel):
+        return Verdict("energy", "regressed", head)
+    if old and new < old / (1 + tol.rel):
+        return Verdict("energy", "improved", head)
+    return Verdict("energy", "unchanged", head)
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    cell: str
+    verdicts: tuple[Verdict, ...]
+    notes: tuple[str, ...] = ()
+    """Checks that could not run (a figure missing on one side) and other remarks."""
+
+    @property
+    def status(self) -> str:
+        statuses = {v.status for v in self.verdicts}
+        for s in ("regressed", "improved"):
+            if s in statuses:
+                return s
+        return "unchanged"
+
+    def line(self) -> str:
+        """One line for a CI log: the cell, then every regressed or improved verdict (for an
+        unchanged cell, the checks that ran)."""
+        parts = [_strip_cell(v.message, self.cell) for v in self.verdicts if v.status != "unchanged"]
+        if not parts:
+            counts: dict[str, int] = {}
+            for v in self.verdicts:
+                counts[v.metric] = counts.get(v.metric, 0) + 1
+            parts = [f"{len(self.verdicts)} checks unchanged ("
+                     + ", ".join(f"{m}" + (f" x{n}" if n > 1 else "") for m, n in counts.items()) + ")"]
+        return f"{self.status.upper():<10} {self.cell}: " + " | ".join(parts)
+
+
+def _strip_cell(message: str, cell: str) -> str:
+    prefix = f"{cell}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+@dataclass(frozen=True)
+class Comparison:
+    old_path: str
+    new_path: str
+    cells: tuple[CellComparison, ...]
+    """Common cells, regressed first, then improved, then unchanged (report order within each)."""
+    only_old: tuple[str, ...]
+    only_new: tuple[str, ...]
+    header: tuple[str, ...]
+    """Mismatches between the two runs (machine, versions, threads) and figures neither could
+    compare (energy without meters), one line each."""
+    tolerances: Tolerances
+
+    def with_status(self, status: str) -> list[CellComparison]:
+        return [c for c in self.cells if c.status == status]
+
+    @property
+    def regressed(self) -> list[CellComparison]:
+        return self.with_status("regressed")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressed else 0
+
+    def summary(self) -> str:
+        return (f"{len(self.regressed)} regressed, {len(self.with_status('improved'))} improved, "
+                f"{len(self.with_status('unchanged'))} unchanged, {len(self.only_old)} only in OLD, "
+                f"{len(self.only_new)} only in NEW")
+
+    def lines(self, verbose: bool = False) -> list[str]:
+        """The CI log: regressed cells first, one line each; then one-sided cells, improved, summary."""
+        out = [f"rlbench compare: OLD (\"stored\") {self.old_path}  NEW {self.new_path}"]
+        out += [f"NOTE       {h}" for h in self.header]
+        out += [c.line() for c in self.regressed]
+        out += [f"ONLY OLD   {c}: in OLD only (not run, skipped or deselected in NEW)" for c in self.only_old]
+        out += [f"ONLY NEW   {c}: in NEW only (no OLD figure to compare with)" for c in self.only_new]
+        out += [c.line() for c in self.with_status("improved")]
+        if verbose:
+            out += [c.line() for c in self.with_status("unchanged")]
+            out += [f"NOTE       {c.cell}: {n}" for c in self.cells for n in c.notes]
+        out.append(f"rlbench compare: {self.summary()}")
+        return out
+
+    def markdown(self) -> str:
+        """A summary for a pull-request comment."""
+        icon = ":x:" if self.regressed else ":white_check_mark:"
+        md = [f"### {icon} rlbench compare", "", f"`{self.old_path}` → `{self.new_path}`: **{self.summary()}**", ""]
+        if self.header:
+            md += ["**About the runs:**", ""] + [f"- {_md(h)}" for h in self.header] + [""]
+        for title, status in (("Regressed", "regressed"), ("Improved", "improved")):
+            rows = [(c.cell, v) for c in self.with_status(status) for v in c.verdicts if v.status == status]
+            if rows:
+                md += [f"#### {title}", "", "| Cell | Metric | Detail |", "|---|---|---|"]
+                md += [f"| `{cell}` | {v.metric} | {_md(_strip_cell(v.message, cell))} |" for cell, v in rows]
+                md.append("")
+        for title, cells in (("Only in OLD", self.only_old), ("Only in NEW", self.only_new)):
+            if cells:
+                md += [f"#### {title} ({len(cells)})", "", ", ".join(f"`{c}`" for c in cells), ""]
+        unchanged = self.with_status("unchanged")
+        if unchanged:
+            md += [f"<details><summary>{len(unchanged)} unchanged cells</summary>", "",
+                   ", ".join(f"`{c.cell}`" for c in unchanged), "", "</details>", ""]
+        t = self.tolerances
+        md.append(f"Tolerances: return drop > {t.returns.rel_drop:.0%} and Mann-Whitney p < {t.returns.alpha}; "
+                  f"latency ratio +{t.latency.ratio_rel:.0%} (CI must exclude: {t.latency.ci_must_exclude}); "
+                  f"RSS +{t.memory.rss_rel:.0%} and +{t.memory.rss_abs_mib:g} MiB; energy +{t.energy.rel:.0%}.")
+        return "\n".join(md) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _latency_keys(old: CellRecord, new: CellRecord) -> list[str]:
+    keys = [k for k in new.ratios if k in old.ratios and (k == "variant/fp32" or k.endswith("/numpy-ref"))]
+    return sorted(keys, key=lambda k: (k != "variant/fp32", k))
+
+
+def compare_cells(old: CellRecord, new: CellRecord, tol: Tolerances) -> CellComparison:
+    """Every check of one cell present in both files."""
+    cell = new.id
+    verdicts: list[Verdict] = []
+    notes: list[str] = []
+    if new.returns and old.returns:
+        verdicts.append(check_return(cell, list(new.returns), list(old.returns), tol.returns))
+        if new.seeds and old.seeds and new.seeds != old.seeds:
+            notes.append(f"seeds differ (n={len(old.seeds)} vs {len(new.seeds)}): returns compared as independent samples")
+    else:
+        notes.append(f"return not compared: no per-episode returns in {'NEW' if not new.returns else 'OLD'}")
+    for key in _latency_keys(old, new):
+        ci = new.ratio_ci.get(key)
+        if ci is None:
+            notes.append(f"latency ratio {key}: NEW has no CI; compared at its median")
+            ci = (new.ratios[key], new.ratios[key])
+        verdicts.append(check_ratio(cell, key, new.ratios[key], tuple(ci), old.ratios[key], tol.latency))
+    if tol.memory.bytes_exact:
+        if new.model_bytes and old.model_bytes:
+            verdicts.append(check_exact(cell, "model bytes", dict(new.model_bytes), dict(old.model_bytes)))
+        if new.bytes_total is not None and old.bytes_total is not None:
+            verdicts.append(check_exact(cell, "bytes_total", new.bytes_total, old.bytes_total))
+        if new.params is not None and old.params is not None:
+            verdicts.append(check_exact(cell, "parameters", new.params, old.params))
+    for key in sorted(k for k in new.memory if k.startswith("rss") and k in old.memory):
+        a, b = new.memory[key], old.memory[key]
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            verdicts.append(check_rss(cell, key, float(a), float(b), tol.memory))
+    if new.energy is not None and old.energy is not None:
+        if new.energy.available and old.energy.available:
+            verdicts.append(check_energy(cell, new.energy.joules_per_1000, old.energy.joules_per_1000, tol.energy))
+        elif new.energy.available or old.energy.available:
+            side, e = ("OLD", old.energy) if not old.energy.available else ("NEW", new.energy)
+            notes.append(f"energy not compared: no meter on {side} ({e.reason or 'no reason recorded'})")
+    # A ratio recorded before and missing now is said, so a check does not vanish silently.
+    for key in sorted(set(old.ratios) - set(new.ratios)):
+        notes.append(f"latency ratio {key} recorded in OLD but missing in NEW")
+    return CellComparison(cell, tuple(verdicts), tuple(notes))
+
+
+def _run_header(old: ResultsFile, new: ResultsFile) -> list[str]:
+    out = []
+    mo, mn = old.machine_ids(), new.machine_ids()
+    if mo != mn:
+        out.append(f"machine differs: OLD ran on {', '.join(mo) or 'an unrecorded machine'}, NEW on "
+                   f"{', '.join(mn) or 'an unrecorded machine'}; latency ratios, RSS and energy are machine-dependent")
+    elif len(mo) > 1:
+        out.append(f"both runs span several machines ({', '.join(mo)})")
+    vo, vn = old.versions(), new.versions()
+    diffs = []
+    for lib in sorted(set(vo) | set(vn)):
+        a, b = vo.get(lib, ["absent"]), vn.get(lib, ["absent"])
+        if a != b:
+            diffs.append(f"{lib} {'/'.join(a)} -> {'/'.join(b)}")
+    if diffs:
+        out.append("library versions differ: " + ", ".join(diffs))
+    metered = [name for name, f in (("OLD", old), ("NEW", new))
+               if any(r.energy is not None and r.energy.available for r in f.records)]
+    if len(metered) < 2:
+        reasons = sorted({r.energy.reason or "no reason recorded" for f in (old, new) for r in f.records
+                          if r.energy is not None and not r.energy.available})
+        where = "either run" if not metered else ("NEW" if metered == ["OLD"] else "OLD")
+        out.append(f"energy not compared: no meter in {where}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+    to, tn = old.threads(), new.threads()
+    if to != tn:
+        out.append(f"thread settings differ: OLD {to or 'unrecorded'}, NEW {tn or 'unrecorded'}")
+    return out
+
+
+def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances | None = None,
+                    thresholds: dict[str, float] | None = None) -> Comparison:
+    """Compare two loaded files. Raises :class:`ResultsError` naming both if they share no cell."""
+    tol = apply_thresholds(tolerances or Tolerances(), thresholds or {})
+    a, b = old.by_cell(), new.by_cell()
+    common = [c for c in b if c in a]
+    if not common:
+        raise ResultsError(f"{old.path} and {new.path} have no cell in common ({len(a)} vs {len(b)} cells); "
+                           f"nothing to compare")
+    cmp = [compare_cells(a[c], b[c], tol) for c in common]
+
+    def order(c: CellComparison):
+        return (_RANK[c.status], parse_cell_id(c.cell).sort_key())
+
+    return Comparison(old.path, new.path, tuple(sorted(cmp, key=order)),
+                      tuple(c for c in a if c not in b), tuple(c for c in b if c not in a),
+                      tuple(_run_header(old, new)), tol)
+
+
+def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,
+                  thresholds: dict[str, float] | None = None) -> Comparison:
+    """Load both files and the tolerances (default ``baselines/tolerances.toml``), then compare."""
+    if tolerances is not None and not Path(tolerances).is_file():
+        raise ResultsError(f"{tolerances}: no such tolerances file")
+    tol = Tolerances.load(Path(tolerances) if tolerances is not None else default_tolerances_path())
+    return compare_results(load_results(old), load_results(new), tol, thresholds)

@@ -1,0 +1,53 @@
+"""``rlbench compress`` through ``add_parser``, on a tiny policy shipped through the real export path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from rlbench.compress.cli import add_parser
+from rlbench.errors import CompressionError, UnknownNameError
+from tests._fakes import ship_fake
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser(prog="rlbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_compress_cli_writes_files_and_one_json_line(tmp_baselines, tmp_path, capsys):
+    ship_fake(tmp_baselines)
+    out = tmp_path / "out"
+    assert _run(["compress", "ppo", "hopper", "l2", "--ratio", "0.5", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["method"] == "l2" and summary["ratio"] == 0.5 and summary["policy"] == "PPO-Hopper-v5"
+    assert summary["hidden_before"] == [256, 256] and summary["hidden_after"] == [128, 128]
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["key"] == summary["key"]
+
+    with pytest.raises(CompressionError, match="already exist.*--overwrite"):
+        _run(["compress", "PPO", "Hopper-v5", "l2", "--ratio", "0.5", "--out", str(out)])
+    capsys.readouterr()
+    assert _run(["compress", "PPO", "Hopper-v5", "l2", "--ratio", "0.5", "--out", str(out), "--overwrite"]) == 0
+    assert json.loads(capsys.readouterr().out)["key"] == summary["key"]  # served from the cache
+
+    # ptsq calibrates on the shipped policy's own environment (meta["env_id"])
+    assert _run(["compress", "PPO", "Hopper-v5", "ptsq", "--n-calib", "100", "--out", str(tmp_path / "q")]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["calibration"]["env_id"] == "Hopper-v5" and q["calibration"]["source"] == "rollouts"
+    assert q["int8_weight_tensors"] == 3
+
+    with pytest.raises(CompressionError, match=r"ratio must be a number in \(0, 0\.70\]; got 0\.95"):
+        _run(["compress", "PPO", "Hopper-v5", "l1", "--ratio", "0.95", "--out", str(tmp_path / "x")])
+    with pytest.raises(CompressionError, match="ptdq: unknown parameter"):
+        _run(["compress", "PPO", "Hopper-v5", "ptdq", "--ratio", "0.3", "--out", str(tmp_path / "x")])
+    with pytest.raises(UnknownNameError, match="valid methods: ptdq"):
+        _run(["compress", "PPO", "Hopper-v5", "int4", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
