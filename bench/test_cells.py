@@ -34,6 +34,12 @@ def test_cell(cell, rlbench_session, record_cell):
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
+    if any(v.failed and v.metric == "latency" for v in verdicts):
+        # Confirm a latency verdict before failing: re-time (returns and memory are kept). A real
+        # slowdown persists; a burst of noise on a shared machine rarely hits twice.
+        result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, reuse=result)
+        record_cell(result)
+        verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     failures = [v.message for v in verdicts if v.failed]
     assert not failures, "\n".join(failures)
 

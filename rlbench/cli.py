@@ -31,6 +31,11 @@ def _cmd_zoo(args) -> int:
     from rlbench.zoo import zoo_table
 
     rows = zoo_table(verify=args.verify)
+    if getattr(args, "markdown", False):
+        from rlbench.reference import zoo_markdown
+
+        print(zoo_markdown(rows))
+        return 0
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -78,11 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     zl = zsub.add_parser("list", help="print the shipped zoo as a table")
     zl.add_argument("--json", action="store_true", help="one JSON object per policy")
     zl.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    zl.add_argument("--markdown", action="store_true", help="the README table: ours beside the paper and rl-zoo")
     zl.set_defaults(func=_cmd_zoo)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--seed", type=int, default=0, metavar="S")
     zt.set_defaults(func=lambda a: (__import__("rlbench.zoo", fromlist=["x"]).train_queue(a.pairs, a.seed), 0)[1])
+    sc = sub.add_parser("selfcheck", help="benchmark the harness: overhead and latency-ratio spread (JSON)")
+    sc.add_argument("--runs", type=int, default=10, metavar="N", help="repeated measurements. Default: %(default)r")
+    sc.set_defaults(func=lambda a: (print(json.dumps(__import__("rlbench.measure.selfcheck", fromlist=["x"])
+                                                     .selfcheck(a.runs), indent=1)), 0)[1])
+
     from rlbench.compress.cli import add_parser as add_compress_parser
 
     add_compress_parser(sub)

@@ -177,6 +177,22 @@ def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -
 
 
 # ------------------------------------------------------------------ the training loop
+class RunBusyError(RLBenchError):
+    """Another process is training this run."""
+
+
+def _lock_run(paths: RunPaths):
+    """One trainer per run folder: a second one would interleave checkpoints."""
+    import fcntl
+
+    fh = open(paths.root / ".train.lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RunBusyError(f"{paths.root} is being trained by another process; wait for it or stop it") from None
+    return fh
+
 def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resume: bool = False,
           checkpoint_every: int | None = None, export: bool = True, overwrite: bool = False,
           eval_episodes: int = 50, progress: bool = True) -> Path | None:
@@ -199,6 +215,8 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         raise RLBenchError(f"{dest} already holds a shipped policy; pass --overwrite to replace it "
                            f"after training (or --no-export to train only)")
     paths = run_dir(cfg, seed)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    run_lock = _lock_run(paths)  # held until the process exits
     ckpt = latest_checkpoint(paths)
     if ckpt is not None and not resume:
         raise RLBenchError(f"{paths.root} holds a checkpoint at {json.loads((ckpt / 'state.json').read_text())['num_timesteps']}"
@@ -251,6 +269,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         with open(paths.log, "a") as fh:
             fh.write(json.dumps(state["evals"][-1]) + "\n")
     bar.close()
+    run_lock.close()
     if not export:
         return None
     return export_run(cfg.algo, cfg.env_id, seed=seed, overwrite=overwrite, eval_episodes=eval_episodes)

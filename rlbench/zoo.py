@@ -162,7 +162,7 @@ def train_queue(names: list[str], seed: int = 0) -> None:
 
     A shipped policy from an earlier, shorter budget is replaced when its run completes.
     """
-    from rlbench.train import train
+    from rlbench.train import RunBusyError, train
 
     for name in names:
         algo, env = name.split("-", 1)
@@ -173,4 +173,7 @@ def train_queue(names: list[str], seed: int = 0) -> None:
                 print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
                 continue
         print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
-        train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True)
+        try:
+            train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True)
+        except RunBusyError as exc:
+            print(f"{cfg.name}: skipped: {exc}", flush=True)

@@ -1,0 +1,203 @@
+"""The paper's findings, computed over the grid's stored figures, each beside the paper's claim.
+
+A finding that does not reproduce is a reported result, not a failure: ``bench/test_findings.py``
+fails only when our own figure for a finding moves from the one stored in
+``baselines/findings.json`` (which ``--rlbench-update-baselines`` records). A difference the
+confidence intervals cannot resolve is never counted as a win or a loss: it is a tie.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+KEEP = 0.90  # "keeps at least 90% of baseline return"
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    claim: str
+    paper: str
+    ours: dict
+    """Our figures (JSON-serialisable; compared exactly with the stored ones)."""
+    n: int
+    """Cells or pairs the figure is computed over (0: nothing to compute yet)."""
+
+    def line(self) -> str:
+        return f"[{self.key}] {self.claim} | paper: {self.paper} | ours (n={self.n}): {self.ours}"
+
+
+def _split(cell_id: str) -> tuple[str, str]:
+    """``SAC-Hopper-v5-l2-0.30`` -> (``SAC-Hopper-v5``, ``l2-0.30``)."""
+    parts = cell_id.split("-")
+    return "-".join(parts[:3]), "-".join(parts[3:])
+
+
+def _by_pair(figures: dict) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for cid, fig in figures.items():
+        pair, variant = _split(cid)
+        out[pair][variant] = fig
+    return out
+
+
+def _mean(fig) -> float:
+    return float(np.mean(fig["returns"]))
+
+
+def _keeps(fig, base) -> bool:
+    b = _mean(base)
+    return _mean(fig) >= b - (1 - KEEP) * abs(b)
+
+
+def _resolved_ge(a, b) -> str:
+    """'win' if a's mean is above b's and the CIs do not overlap, 'loss' the reverse, else 'tie'."""
+    from rlbench.measure.stats import bootstrap_ci
+
+    la, ha = bootstrap_ci(a["returns"])
+    lb, hb = bootstrap_ci(b["returns"])
+    if la > hb:
+        return "win"
+    if lb > ha:
+        return "loss"
+    return "tie"
+
+
+def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
+    pairs = _by_pair(figures)
+    out = []
+
+    # 1. every compression reduces model bytes
+    total = smaller = 0
+    for pair, v in pairs.items():
+        base = v.get("baseline")
+        if not base or "bytes_total" not in base:
+            continue
+        for variant, fig in v.items():
+            if variant != "baseline" and "bytes_total" in fig:
+                total += 1
+                smaller += fig["bytes_total"] < base["bytes_total"]
+    out.append(Finding("bytes", "every compression reduces model bytes", "yes (model size reduced by all methods)",
+                       {"smaller": smaller, "cells": total}, total))
+
+    # 2. PTDQ against PTSQ (and QAT where present): which quantization keeps return best
+    counts = {"ptdq_ge_ptsq": 0, "ptdq_resolved_win": 0, "ptdq_resolved_loss": 0}
+    best = defaultdict(int)
+    n = 0
+    for pair, v in pairs.items():
+        if "ptdq" in v and "ptsq" in v:
+            n += 1
+            counts["ptdq_ge_ptsq"] += _mean(v["ptdq"]) >= _mean(v["ptsq"])
+            r = _resolved_ge(v["ptdq"], v["ptsq"])
+            counts["ptdq_resolved_win"] += r == "win"
+            counts["ptdq_resolved_loss"] += r == "loss"
+            quant = {m: _mean(v[m]) for m in ("ptdq", "ptsq", "qat") if m in v}
+            best[max(quant, key=quant.get)] += 1
+    out.append(Finding("ptdq_vs_ptsq", "PTDQ's return is at least PTSQ's in most cells",
+                       "PTDQ best in 40% of cells, QAT 36%, PTSQ 24%", {**counts, "best_share": dict(best)}, n))
+
+    # 3. L2 against L1: highest ratio keeping >= 90% of baseline return
+    l2_ge = l2_gt = m = 0
+    for pair, v in pairs.items():
+        base = v.get("baseline")
+        if base is None:
+            continue
+        hi = {}
+        for norm in ("l1", "l2"):
+            ratios = sorted(float(k.split("-")[1]) for k in v if k.startswith(norm + "-"))
+            kept = [r for r in ratios if _keeps(v[f"{norm}-{r:.2f}"], base)]
+            hi[norm] = max(kept) if kept else 0.0
+            if not ratios:
+                hi = None
+                break
+        if hi is None:
+            continue
+        m += 1
+        l2_ge += hi["l2"] >= hi["l1"]
+        l2_gt += hi["l2"] > hi["l1"]
+    out.append(Finding("l2_vs_l1", "L2 pruning keeps return to a higher ratio than L1",
+                       "L2 preferred in most cells (Table 3)", {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt}, m))
+
+    # 4. share of models keeping >= 90% of baseline return after 5% and after 50% pruning
+    for ratio, paper in ((0.05, "about 60% keep it (about 40% fail beyond 5%)"),
+                         (0.50, "about 20% keep it (about 80% fail beyond 50%)")):
+        kept = k = 0
+        for pair, v in pairs.items():
+            base = v.get("baseline")
+            for norm in ("l1", "l2"):
+                fig = v.get(f"{norm}-{ratio:.2f}")
+                if base is not None and fig is not None:
+                    k += 1
+                    kept += _keeps(fig, base)
+        out.append(Finding(f"keep90_at_{ratio:.2f}", f"models keeping >= 90% of baseline return after {ratio:.0%} pruning",
+                           paper, {"kept": kept, "models": k}, k))
+
+    # 5. quantization's effect on RSS, arena on and off (machine-dependent)
+    if machine is not None:
+        rows = defaultdict(list)
+        for pair_cells in _by_pair(machine).values():
+            base = pair_cells.get("baseline", {}).get("memory")
+            for method in ("ptdq", "ptsq"):
+                mem = pair_cells.get(method, {}).get("memory")
+                if base and mem:
+                    for key in ("rss_delta_bytes", "rss_delta_bytes_arena_off"):
+                        if key in base and key in mem:
+                            rows[f"{method}:{key}"].append(mem[key] - base[key])
+        ours = {k: int(np.median(v)) for k, v in sorted(rows.items())}
+        out.append(Finding("rss", "quantization's effect on peak RSS (median delta vs baseline, bytes)",
+                           "no memory gain; PTDQ/PTSQ used more memory than baseline", ours,
+                           sum(len(v) for v in rows.values())))
+    return out
+
+
+def findings_path(store):
+    return store.root / "findings.json"
+
+
+def current(store) -> dict[str, Finding]:
+    """Findings over the store's figures (machine-independent) and this machine's figures."""
+    from rlbench.baselines import _read_json
+
+    figures = _read_json(store.figures_path)["cells"]
+    machine = _read_json(store.machine_path)["cells"]
+    return {f.key: f for f in compute(figures, machine)}
+
+
+def record(store) -> list[str]:
+    """Write every finding's figure into ``baselines/findings.json`` (the RSS one under this machine)."""
+    import json
+
+    from rlbench.io import atomic_write_json
+
+    path = findings_path(store)
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    written = []
+    for key, f in current(store).items():
+        if f.n == 0:
+            continue
+        slot = stored.setdefault("machines", {}).setdefault(store.machine_id, {}) if key == "rss" else stored
+        slot[key] = {"ours": f.ours, "n": f.n, "paper": f.paper, "claim": f.claim}
+        written.append(key)
+    atomic_write_json(path, stored)
+    return written
+
+
+def moved(key: str, f: Finding, stored: dict, tol) -> str | None:
+    """A one-line message if our figure for the finding moved from the stored one, else None.
+
+    Counts are compared exactly; the RSS finding (bytes, noisy) within the memory tolerance.
+    """
+    if key != "rss":
+        if (f.ours, f.n) == (stored["ours"], stored["n"]):
+            return None
+        return (f"finding {key} moved: ours {f.ours} (n={f.n}) vs stored {stored['ours']} (n={stored['n']}); "
+                f"tolerance: exact")
+    limit = tol.rss_abs_mib * (1 << 20)
+    bad = {k: (v, stored["ours"].get(k)) for k, v in f.ours.items()
+           if stored["ours"].get(k) is None or abs(v - stored["ours"][k]) > limit}
+    if not bad and f.n == stored["n"]:
+        return None
+    return f"finding rss moved: {bad} (n={f.n} vs {stored['n']}); tolerance: ±{tol.rss_abs_mib} MiB per figure"

@@ -1,0 +1,65 @@
+"""Published returns to compare the zoo with (data only).
+
+* ``PAPER``: Lu et al. 2024, Table 1 baselines (MuJoCo -v4 environments), from
+  ``shared/papers/lu-2024-tables.json``; budgets not stated in the paper.
+* ``RL_ZOO``: rl-baselines3-zoo's ``benchmark.md`` ("Performance of trained agents"), mean
+  deterministic return and training budget, on the -v3 environments; one run each. It has no
+  MuJoCo DDPG entries and no HumanoidStandup entries.
+"""
+
+from __future__ import annotations
+
+PAPER = {
+    ("TRPO", "HalfCheetah"): 978.48, ("TRPO", "HumanoidStandup"): 39444.51, ("TRPO", "Ant"): 851.33,
+    ("TRPO", "Humanoid"): 74.49, ("TRPO", "Hopper"): 164.06,
+    ("PPO", "HalfCheetah"): 1542.98, ("PPO", "HumanoidStandup"): 117138.8, ("PPO", "Ant"): 1335.55,
+    ("PPO", "Humanoid"): 453.56, ("PPO", "Hopper"): 8.33,
+    ("DDPG", "HalfCheetah"): 4475.62, ("DDPG", "HumanoidStandup"): 82747.99, ("DDPG", "Ant"): 589.46,
+    ("DDPG", "Humanoid"): 1544.76, ("DDPG", "Hopper"): 1419.69,
+    ("TD3", "HalfCheetah"): 8333.37, ("TD3", "HumanoidStandup"): 77140.94, ("TD3", "Ant"): 3423.51,
+    ("TD3", "Humanoid"): 5035.79, ("TD3", "Hopper"): 3596.54,
+    ("SAC", "HalfCheetah"): 10460.06, ("SAC", "HumanoidStandup"): 151015.38, ("SAC", "Ant"): 4021.96,
+    ("SAC", "Humanoid"): 4287.29, ("SAC", "Hopper"): 2539.05,
+}
+
+#: (return, budget in steps)
+RL_ZOO = {
+    ("PPO", "Ant"): (1327.158, 1_000_000), ("PPO", "HalfCheetah"): (5819.099, 1_000_000),
+    ("PPO", "Hopper"): (2410.435, 1_000_000),
+    ("SAC", "Ant"): (4615.791, 1_000_000), ("SAC", "HalfCheetah"): (9535.451, 1_000_000),
+    ("SAC", "Hopper"): (2325.547, 1_000_000), ("SAC", "Humanoid"): (6232.287, 2_000_000),
+    ("TD3", "Ant"): (5813.274, 1_000_000), ("TD3", "HalfCheetah"): (9655.666, 1_000_000),
+    ("TD3", "Hopper"): (3606.390, 1_000_000), ("TD3", "Humanoid"): (5566.687, 2_000_000),
+    ("TRPO", "Ant"): (4982.301, 1_000_000), ("TRPO", "HalfCheetah"): (1785.476, 1_000_000),
+    ("TRPO", "Hopper"): (3618.386, 1_000_000),
+}
+
+
+def zoo_markdown(rows: list[dict]) -> str:
+    """The README's zoo table: ours (with budget and CI) beside the paper and rl-zoo."""
+    out = ["| algo | env | our return (95% CI) | our budget | paper (Table 1) | rl-zoo (budget) | ours vs paper |",
+           "|---|---|---|---|---|---|---|"]
+    at_or_above = shipped = 0
+    for r in rows:
+        short = r["env"].split("-")[0]
+        paper = PAPER.get((r["algo"], short))
+        zoo = RL_ZOO.get((r["algo"], short))
+        zoo_txt = f"{zoo[0]:.0f} ({zoo[1] // 1000}k)" if zoo else "—"
+        if r["status"] == "missing":
+            out.append(f"| {r['algo']} | {r['env']} | not shipped yet | — | {paper:.0f} | {zoo_txt} | — |")
+            continue
+        shipped += 1
+        ours = f"{r['return_mean']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}]"
+        budget = f"{r['timesteps'] // 1000}k" + ("" if r["status"] == "ok" else f" of {r['target_timesteps'] // 1000}k")
+        if r["ci_low"] >= paper:
+            verdict = "above"
+        elif r["ci_high"] < paper:
+            verdict = "**lower**"
+        else:
+            verdict = "tie (CI includes it)"
+        at_or_above += r["ci_high"] >= paper
+        out.append(f"| {r['algo']} | {r['env']} | {ours} | {budget} | {paper:.0f} | {zoo_txt} | {verdict} |")
+    out.append("")
+    out.append(f"At or above the paper's baseline (CI reaching it): {at_or_above} of {shipped} shipped pairs; "
+               f"{25 - shipped} of 25 not shipped yet.")
+    return "\n".join(out)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from rlbench.errors import RLBenchError
+from rlbench.findings import compute
+from rlbench.matrix import cells, parse_cell
+from rlbench.shard import ESTIMATE_S, parse_shard, partition
+
+
+def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
+    items = [(c.id, ESTIMATE_S[c.env_id]) for c in cells()]
+    shards = partition(items, 4)
+    assert shards == partition(list(reversed(items)), 4)  # independent of input order
+    flat = [c for s in shards for c in s]
+    assert sorted(flat) == sorted(i for i, _ in items) and len(flat) == len(set(flat))
+    cost = dict(items)
+    loads = [sum(cost[c] for c in s) for s in shards]
+    assert max(loads) - min(loads) <= max(cost.values())  # LPT bound
+    # balanced by cost, not by count: Humanoid-heavy shards hold fewer cells
+    assert max(loads) / min(loads) < 1.05
+
+
+@pytest.mark.parametrize("bad", ["3", "0/2", "3/2", "a/b"])
+def test_bad_shard_spec(bad):
+    with pytest.raises(RLBenchError, match="--rlbench-shard"):
+        parse_shard(bad)
+
+
+def test_cell_ids_parse_and_round_trip():
+    for c in cells()[:40]:
+        assert parse_cell(c.id) == c
+    assert parse_cell("SAC-HalfCheetah-v5-l2-0.30").variant.params() == {"ratio": 0.3}
+    with pytest.raises(KeyError, match="not a cell id"):
+        parse_cell("SAC-HalfCheetah-v5-l3-0.30")
+
+
+def _fig(mean, n=20, spread=1.0, bytes_total=1000):
+    return {"returns": [mean + spread * ((i % 5) - 2) for i in range(n)], "bytes_total": bytes_total}
+
+
+def test_findings_count_what_the_figures_say():
+    figs = {
+        "PPO-Hopper-v5-baseline": _fig(1000, bytes_total=4000),
+        "PPO-Hopper-v5-ptdq": _fig(990, bytes_total=1100),
+        "PPO-Hopper-v5-ptsq": _fig(500, bytes_total=1200),
+        "PPO-Hopper-v5-l1-0.05": _fig(950), "PPO-Hopper-v5-l1-0.50": _fig(300),
+        "PPO-Hopper-v5-l2-0.05": _fig(980), "PPO-Hopper-v5-l2-0.50": _fig(920),
+    }
+    f = {x.key: x for x in compute(figs)}
+    assert f["bytes"].ours == {"smaller": 6, "cells": 6}
+    assert f["ptdq_vs_ptsq"].ours["ptdq_ge_ptsq"] == 1 and f["ptdq_vs_ptsq"].ours["ptdq_resolved_win"] == 1
+    assert f["l2_vs_l1"].ours == {"l2_ge_l1": 1, "l2_gt_l1": 1}
+    assert f["keep90_at_0.05"].ours == {"kept": 2, "models": 2}
+    assert f["keep90_at_0.50"].ours == {"kept": 1, "models": 2}
+
+
+def test_unresolvable_difference_is_a_tie_not_a_win():
+    figs = {"SAC-Ant-v5-ptdq": _fig(1000, spread=400), "SAC-Ant-v5-ptsq": _fig(990, spread=400)}
+    f = {x.key: x for x in compute(figs)}
+    assert f["ptdq_vs_ptsq"].ours["ptdq_resolved_win"] == 0 and f["ptdq_vs_ptsq"].ours["ptdq_resolved_loss"] == 0
