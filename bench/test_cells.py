@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.cell import check_cell, run_cell, run_energy
+from rlbench.cell import check_cell, pool_latency, run_cell, run_energy
 from rlbench.errors import BaselineError
 from rlbench.matrix import cells, is_smoke
 from rlbench.zoo import is_shipped, train_command
@@ -34,10 +34,11 @@ def test_cell(cell, rlbench_session, record_cell):
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
-    if any(v.failed and v.metric == "latency" for v in verdicts):
-        # Confirm a latency verdict before failing: re-time (returns and memory are kept). A real
-        # slowdown persists; a burst of noise on a shared machine rarely hits twice.
-        result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, reuse=result)
+    if any(v.metric == "latency" and v.status in ("regressed", "unsettled") for v in verdicts):
+        # Settle a latency verdict with more data before failing: re-time (returns and memory are
+        # kept) and pool the rounds of both timings. A real slowdown persists; noise averages out.
+        again = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, reuse=result)
+        result = pool_latency(result, again)
         record_cell(result)
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     failures = [v.message for v in verdicts if v.failed]

@@ -40,7 +40,7 @@ class ReturnTolerance:
 
 @dataclass(frozen=True)
 class LatencyTolerance:
-    ratio_rel: float = 0.15
+    ratio_rel: float = 0.10
     """A stored latency ratio may grow by this fraction before the cell fails."""
     ci_must_exclude: bool = True
     """Fail only if the bootstrap CI of the new ratio lies entirely above the allowed ratio."""

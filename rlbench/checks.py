@@ -14,7 +14,7 @@ from rlbench.baselines import LatencyTolerance, ReturnTolerance
 @dataclass(frozen=True)
 class Verdict:
     metric: str
-    status: str  # "unchanged" | "improved" | "regressed"
+    status: str  # "unchanged" | "improved" | "regressed" | "unsettled" (needs more data; not a failure)
     message: str
 
     @property
@@ -60,6 +60,8 @@ def check_ratio(cell: str, what: str, new_median: float, new_ci: tuple[float, fl
         return Verdict("latency", "regressed", head)
     if (new_ci[1] if tol.ci_must_exclude else new_median) < stored / (1 + tol.ratio_rel):
         return Verdict("latency", "improved", head)
+    if new_median > limit:  # above the limit, but the CI reaches below it: not settled either way
+        return Verdict("latency", "unsettled", head)
     return Verdict("latency", "unchanged", head)
 
 

@@ -40,7 +40,7 @@ def _cmd_zoo(args) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     cols = ["algo", "env", "timesteps", "seed", "episodes", "return_mean", "return_std", "ci95", "status"]
-    table = [[str(r.get(c, "")) if c != "ci95" else (f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if r.get("ci_low") is not None else "")
+    table = [[("—" if r.get(c) is None else str(r[c])) if c != "ci95" else (f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if r.get("ci_low") is not None else "")
               for c in cols] for r in rows]
     for r, row in zip(rows, table):
         for i, c in enumerate(cols):

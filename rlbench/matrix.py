@@ -15,11 +15,12 @@ from rlbench.registry import ALGOS, ENVS
 
 PRUNE_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15))  # 0.05 .. 0.70
 LOWRANK_FRACTIONS: tuple[float, ...] = (0.25, 0.50)
+GMP_SPARSITIES: tuple[float, ...] = (0.90,)
 
 #: Method name -> name of its single numeric parameter (None: no parameter).
 METHOD_PARAM: dict[str, str | None] = {
     "baseline": None, "ptdq": None, "ptsq": None, "int8pc": None, "fp16": None,
-    "l1": "ratio", "l2": "ratio", "lowrank": "rank",
+    "l1": "ratio", "l2": "ratio", "lowrank": "rank", "qat": None, "gmp": "sparsity",
 }
 
 
@@ -58,9 +59,10 @@ class Cell:
 
 def variants() -> list[Variant]:
     """Every variant the grid runs, in report order."""
-    out = [Variant("baseline"), Variant("ptdq"), Variant("ptsq"), Variant("int8pc"), Variant("fp16")]
+    out = [Variant("baseline"), Variant("ptdq"), Variant("ptsq"), Variant("qat"), Variant("int8pc"), Variant("fp16")]
     out += [Variant(m, r) for m in ("l1", "l2") for r in PRUNE_RATIOS]
     out += [Variant("lowrank", r) for r in LOWRANK_FRACTIONS]
+    out += [Variant("gmp", s) for s in GMP_SPARSITIES]
     return out
 
 
@@ -100,4 +102,6 @@ def is_smoke(cell: Cell) -> bool:
         return v.ratio in SMOKE_RATIOS
     if v.method == "lowrank":
         return v.ratio == 0.50
+    if v.method in ("qat", "gmp"):  # minutes of fine-tuning per artefact: one algorithm in the smoke tier
+        return cell.algo == "PPO"
     return True

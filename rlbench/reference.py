@@ -9,18 +9,14 @@
 
 from __future__ import annotations
 
-PAPER = {
-    ("TRPO", "HalfCheetah"): 978.48, ("TRPO", "HumanoidStandup"): 39444.51, ("TRPO", "Ant"): 851.33,
-    ("TRPO", "Humanoid"): 74.49, ("TRPO", "Hopper"): 164.06,
-    ("PPO", "HalfCheetah"): 1542.98, ("PPO", "HumanoidStandup"): 117138.8, ("PPO", "Ant"): 1335.55,
-    ("PPO", "Humanoid"): 453.56, ("PPO", "Hopper"): 8.33,
-    ("DDPG", "HalfCheetah"): 4475.62, ("DDPG", "HumanoidStandup"): 82747.99, ("DDPG", "Ant"): 589.46,
-    ("DDPG", "Humanoid"): 1544.76, ("DDPG", "Hopper"): 1419.69,
-    ("TD3", "HalfCheetah"): 8333.37, ("TD3", "HumanoidStandup"): 77140.94, ("TD3", "Ant"): 3423.51,
-    ("TD3", "Humanoid"): 5035.79, ("TD3", "Hopper"): 3596.54,
-    ("SAC", "HalfCheetah"): 10460.06, ("SAC", "HumanoidStandup"): 151015.38, ("SAC", "Ant"): 4021.96,
-    ("SAC", "Humanoid"): 4287.29, ("SAC", "Hopper"): 2539.05,
-}
+def _paper_baselines() -> dict[tuple[str, str], float]:
+    from rlbench.report.paper import PAPER_TABLES
+
+    return {(algo, env): cells["baseline"] for algo, envs in PAPER_TABLES["table1_average_return"].items()
+            for env, cells in envs.items()}
+
+
+PAPER = _paper_baselines()
 
 #: (return, budget in steps)
 RL_ZOO = {

@@ -298,7 +298,8 @@ def test_pruning_refuses_to_empty_a_layer():
 DETERMINISM = [("ptdq", {}, {}), ("int8pc", {}, {}), ("fp16", {}, {}), ("l1", {"ratio": 0.3}, {}),
                ("l2", {"ratio": 0.7}, {}), ("lowrank", {"rank": 0.5}, {}),
                ("ptsq", {"calibration": "percentile"}, {"calib": True}),
-               ("ptsq", {"n_calib": 150, "format": "qoperator"}, {"env_id": ENV})]
+               ("ptsq", {"n_calib": 150, "format": "qoperator"}, {"env_id": ENV}),
+               ("qat", {"steps": 20}, {"env_id": ENV}), ("gmp", {"steps": 20}, {"env_id": ENV})]
 
 
 @pytest.mark.parametrize("method,params,kw", DETERMINISM, ids=lambda x: x if isinstance(x, str) else None)
@@ -316,7 +317,7 @@ def test_same_inputs_give_identical_bytes(policy, tmp_path, method, params, kw):
 
 
 def test_every_method_is_covered():
-    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank"}
+    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank", "qat", "gmp"}
     assert {m for m, _, _ in DETERMINISM} == set(METHODS)
 
 

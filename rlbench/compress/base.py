@@ -155,6 +155,13 @@ _RATIO = Param("ratio", "float", REQUIRED, low=0.0, high=PRUNE_RATIO_MAX, low_op
                doc="fraction of each hidden layer's neurons removed (Torch-Pruning keeps int(width*(1-ratio)))")
 #: Calibration sets above this size only cost memory: ranges are taken over one batch.
 N_CALIB_MAX = 100_000
+#: Fine-tuning methods (qat, gmp): training steps, learning rate, seed and training signal.
+STEPS_MAX = 10_000_000
+_SIGNAL = Param("signal", "choice", "distill", choices=("distill", "rl"),
+                doc="distill: DAgger distillation from the fp32 policy; rl: the algorithm's own loss "
+                    "(SAC/TD3/DDPG; needs a shipped policy's agent.pt)")
+_LR = Param("lr", "float", 1e-4, low=0.0, high=1.0, low_open=True, high_open=True, doc="Adam learning rate")
+_SEED = Param("seed", "int", 0, low=0, high=999_999, doc="seeds batch sampling and SB3 (rl)")
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("ptdq", "onnxruntime", "rlbench.compress.quantize:build_ptdq",
@@ -183,6 +190,20 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
         Param("rank", "float", REQUIRED, low=0.0, high=1.0, low_open=True,
               doc="kept singular values as a fraction of min(in, out) per hidden layer"),),
                doc="truncated SVD of each hidden Linear layer where it reduces parameters"),
+    MethodInfo("qat", "onnxruntime", "rlbench.compress.qat:build_qat", params=(
+        _SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX,
+                       doc="distill: gradient steps; rl: environment steps"), _LR, _SEED),
+               doc="quantization-aware training: int8 fake-quantised fine-tuning (straight-through "
+                   "gradients) from the fp32 policy, deployed as a QDQ int8 ONNX graph"),
+    MethodInfo("gmp", "onnxruntime", "rlbench.compress.gmp:build_gmp", params=(
+        Param("sparsity", "float", 0.8, low=0.5, high=0.95,
+              doc="final fraction of zero weights in every Linear layer (biases are kept)"),
+        Param("qat", "bool", True, doc="follow pruning with 8-bit QAT (20% more steps): an int8 QDQ graph"),
+        _SIGNAL, Param("steps", "int", 5000, low=1, high=STEPS_MAX,
+                       doc="steps of the pruning run (distill: gradient steps; rl: environment steps)"),
+        _LR, _SEED),
+               doc="gradual magnitude pruning during fine-tuning (cubic schedule, Zhu & Gupta / Ivanov "
+                   "et al. 2024), optionally followed by 8-bit QAT"),
 )}
 
 
@@ -348,6 +369,11 @@ def _prepare(source, method, params, env_id, calibration_obs):
     key_extra: dict[str, Any] = {}
     if info.name == "ptsq":
         ctx, key_extra = _calibration_context(info, params, src, calibration_obs)
+        context.update(ctx)
+    elif info.name in ("qat", "gmp"):  # fine-tuning: rollouts in the policy's env (rl: also its agent.pt)
+        from rlbench.compress.qat import training_context
+
+        ctx, key_extra = training_context(info.name, params, source, src.env_id)
         context.update(ctx)
     return info, params, src, context, key_extra
 

@@ -43,6 +43,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--per-channel", action="store_true", default=None, help="ptsq: per-channel weight scales")
     c.add_argument("--rank", type=float, default=None, metavar="F",
                    help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
+    c.add_argument("--signal", default=None, metavar="S", help="qat/gmp: distill (default) or rl")
+    c.add_argument("--steps", type=int, default=None, metavar="N", help="qat/gmp: training steps")
+    c.add_argument("--lr", type=float, default=None, metavar="LR", help="qat/gmp: learning rate")
+    c.add_argument("--seed", type=int, default=None, metavar="S", help="qat/gmp: seed")
+    c.add_argument("--sparsity", type=float, default=None, metavar="F", help="gmp: target sparsity in [0.5, 0.95]")
+    c.add_argument("--no-qat", dest="qat", action="store_false", default=None, help="gmp: skip the 8-bit QAT stage")
     c.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to write the artefact into")
     c.add_argument("--overwrite", action="store_true", help="replace files already in DIR")
     c.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
@@ -53,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 _OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
                   "activation_type": "activation_type", "weight_type": "weight_type",
-                  "per_channel": "per_channel", "rank": "rank"}
+                  "per_channel": "per_channel", "rank": "rank", "signal": "signal", "steps": "steps", "lr": "lr",
+                  "seed": "seed", "sparsity": "sparsity", "qat": "qat"}
 
 
 def params_from_args(args) -> dict:

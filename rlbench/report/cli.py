@@ -108,13 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one report command; errors print as one line and return 2 (as ``rlbench.cli.main``)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except RLBenchError as exc:
-        print(f"rlbench: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m rlbench.report.cli`` is ``rlbench`` (one entry point, one error handler)."""
+    from rlbench.cli import main as rlbench_main
+
+    return rlbench_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""Fault injection for the noise-gate benchmark (a pytest plugin: ``-p rlbench.testing.inject``).
+
+``RLBENCH_INJECT`` selects the fault:
+
+* ``slow-onnxruntime:0.15``: every ONNX Runtime inference call takes 15% longer (a busy wait
+  proportional to the call's own duration, on the calling thread, so both clocks see it): what an
+  onnxruntime upgrade that slows every model would look like.
+* ``corrupt:ptdq``: the ``ptdq`` method's artefact has the sign of its output layer's int8 weights
+  flipped (its cache key changes with it, so the cache never serves the fault to a normal run).
+
+Never loaded unless asked for on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _slow(factor: float) -> None:
+    from rlbench.runtime import OrtPredictor
+
+    original = OrtPredictor.predict
+
+    def predict(self, obs):
+        t0 = time.perf_counter()
+        out = original(self, obs)
+        end = time.perf_counter() + factor * (time.perf_counter() - t0)
+        while time.perf_counter() < end:
+            pass
+        return out
+
+    OrtPredictor.predict = predict
+
+
+_ORIGINAL: dict[str, str] = {}
+
+
+def corrupted_build(*args, **kwargs):
+    """The original builder's files, with the output layer's int8 weights sign-flipped."""
+    import importlib
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    mod, func = _ORIGINAL["builder"].split(":")
+    files = getattr(importlib.import_module(mod), func)(*args, **kwargs)
+    model = onnx.load_from_string(files["model.onnx"])
+    flipped = 0
+    for init in model.graph.initializer:
+        if init.name.startswith("head_weight") and init.data_type == onnx.TensorProto.INT8:
+            arr = numpy_helper.to_array(init).astype(np.int16)
+            init.CopyFrom(numpy_helper.from_array(np.clip(-arr, -127, 127).astype(np.int8), init.name))
+            flipped += 1
+    if not flipped:
+        raise RuntimeError("corrupt injection found no int8 head weights to flip")
+    files["model.onnx"] = model.SerializeToString(deterministic=True)
+    return files
+
+
+def _corrupt(method: str) -> None:
+    import dataclasses
+
+    from rlbench.compress import base
+
+    info = base.METHODS[method]
+    _ORIGINAL["builder"] = info.builder
+    base.METHODS[method] = dataclasses.replace(info, builder="rlbench.testing.inject:corrupted_build",
+                                               version=f"{info.version}+corrupt")
+
+
+def pytest_configure(config):
+    spec = os.environ.get("RLBENCH_INJECT", "")
+    if spec.startswith("slow-onnxruntime:"):
+        _slow(float(spec.split(":", 1)[1]))
+    elif spec.startswith("corrupt:"):
+        _corrupt(spec.split(":", 1)[1])
+    elif spec:
+        raise ValueError(f"RLBENCH_INJECT={spec!r}: expected slow-onnxruntime:F or corrupt:METHOD")
