@@ -1,0 +1,50 @@
+"""Training checkpoints outside the repository and resumes without losing more than one interval."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rlbench.errors import RLBenchError
+from rlbench.train import latest_checkpoint, run_dir, train
+from rlbench.registry import get_config
+
+
+def test_resume_continues_from_the_checkpoint(tmp_baselines):
+    train("SAC", "Hopper", timesteps=600, checkpoint_every=300, export=False, progress=False)
+    paths = run_dir(get_config("SAC", "Hopper"), 0)
+    state = json.loads((latest_checkpoint(paths) / "state.json").read_text())
+    assert state["num_timesteps"] == 600 and [e["steps"] for e in state["evals"]] == [300, 600]
+    assert state["versions"]["torch"] and state["seed"] == 0 and state["threads"] == 1
+    assert str(paths.root).startswith(str(tmp_baselines.parent / "home"))  # outside the repository
+    with pytest.raises(RLBenchError, match="--resume"):
+        train("SAC", "Hopper", timesteps=900, checkpoint_every=300, export=False, progress=False)
+    train("SAC", "Hopper", timesteps=900, checkpoint_every=300, resume=True, export=False, progress=False)
+    state = json.loads((latest_checkpoint(paths) / "state.json").read_text())
+    assert state["num_timesteps"] == 900 and state["resumed"] == 1
+    assert [e["steps"] for e in state["evals"]] == [300, 600, 900]
+    assert (latest_checkpoint(paths) / "replay.npz").exists()
+
+
+def test_a_killed_run_loses_at_most_one_interval(tmp_baselines):
+    cmd = [sys.executable, "-m", "rlbench", "train", "TD3", "Hopper", "--timesteps", "100000",
+           "--checkpoint-every", "500", "--no-export"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    paths = run_dir(get_config("TD3", "Hopper"), 0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and latest_checkpoint(paths) is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    ckpt = latest_checkpoint(paths)
+    assert ckpt is not None, "no checkpoint survived the kill"
+    done = json.loads((ckpt / "state.json").read_text())["num_timesteps"]
+    assert done >= 500 and done % 500 == 0
+    train("TD3", "Hopper", timesteps=done + 500, checkpoint_every=500, resume=True, export=False, progress=False)
+    assert json.loads((latest_checkpoint(paths) / "state.json").read_text())["num_timesteps"] == done + 500
