@@ -21,7 +21,7 @@ def tmp_baselines(tmp_path, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Everything under tests/ is a unit test (the README's test command selects ``unit or smoke``)."""
+    """Everything under tests/ is a unit test (selectable with ``-m unit``)."""
     from pathlib import Path
 
     here = Path(__file__).parent
