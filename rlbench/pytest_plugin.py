@@ -13,6 +13,8 @@ by the controller, once, at the end of the session.
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +86,7 @@ def pytest_configure(config):
     pin_threads(1)
     quiet_mujoco()
     config._rlbench = RLBenchSession.from_config(config)
+    config._rlbench_t0 = time.perf_counter()
     if not _is_worker(config):
         config.pluginmanager.register(_Collector(config), "rlbench-collector")
 
@@ -223,6 +226,21 @@ class _ForwardedBenchmark:
             else:
                 result["stats"] = st
         return result
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """The session's wall time and parallelism, which ``rlbench floor`` sets against the floor."""
+    if _is_worker(config):
+        return
+    output_json["rlbench"] = {
+        "session_wall_seconds": round(time.perf_counter() - config._rlbench_t0, 2),
+        "workers": getattr(config.option, "numprocesses", None) or 0,
+        "cores": os.cpu_count(),
+        "cells": len(config._rlbench.results),
+        "update_baselines": config._rlbench.update,
+        "latency_rounds": config._rlbench.rounds,
+    }
 
 
 @pytest.hookimpl(tryfirst=True)

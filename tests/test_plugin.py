@@ -48,6 +48,9 @@ def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
     assert b["stats"]["median"] == pytest.approx(1.025e-4) and b["stats"]["rounds"] == 4
     assert b["extra_info"]["figures"]["returns"] == [1.0, 2.0]
     assert "machine_info" in data and "version" in data
+    session = data["rlbench"]  # what `rlbench floor` sets against the floor
+    assert session["cells"] == 3 and session["workers"] == (2 if xdist else 0)
+    assert 0 < session["session_wall_seconds"] < 600
 
 
 def test_pytest_benchmark_compare_reads_the_file(run, tmp_path):

@@ -53,6 +53,15 @@ def cmd_export_gab(args) -> int:
     return 0
 
 
+def cmd_floor(args) -> int:
+    import json
+
+    from rlbench.report.floor import floor_summary
+
+    print(json.dumps(floor_summary(Path(args.results), cores=args.cores, wall=args.wall), indent=1))
+    return 0
+
+
 _THRESHOLD_HELP = ("override a tolerance of baselines/tolerances.toml for this comparison: FRACTION sets both, "
                    "return=FRACTION the allowed relative drop of the mean return ([returns] rel_drop), "
                    "latency=FRACTION the allowed relative rise of a latency ratio ([latency] ratio_rel); "
@@ -99,6 +108,18 @@ def add_parsers(subparsers) -> None:
     g.add_argument("--smaller", metavar="PATH", default=None, help="customSmallerIsBetter output")
     g.add_argument("--bigger", metavar="PATH", default=None, help="customBiggerIsBetter output")
     g.set_defaults(func=cmd_export_gab)
+
+
+    fl = subparsers.add_parser(
+        "floor", help="a run's wall time against its floor (bare env steps and inferences / cores), as JSON",
+        description="Set the session wall time recorded in OUT.json against the floor: the run's environment "
+                    "steps at a bare step cost measured now, its evaluation inferences at the recorded batch-64 "
+                    "throughput, and its timed latency loops, divided by the cores.")
+    fl.add_argument("results", metavar="OUT.json")
+    fl.add_argument("--cores", type=int, default=None, metavar="N", help="Default: the cores the run recorded")
+    fl.add_argument("--wall", type=float, default=None, metavar="SECONDS",
+                    help="the run's wall time (default: rlbench.session_wall_seconds in the file)")
+    fl.set_defaults(func=cmd_floor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""A grid run's wall time set against its floor (``rlbench floor out.json``).
+
+The floor is the time the run's necessary work takes in a bare loop, divided by the cores:
+
+* **environment steps**: every recorded episode's length, at the environment's bare step cost.
+  That cost is measured here, in this process, as the median of short blocks of
+  ``env.step`` on seeded random actions (resets on termination are not timed);
+* **evaluation inferences**: one observation per environment step, at the variant's own
+  batch-64 throughput recorded in the cell (the evaluation batches all episodes of a cell);
+* **timed inferences**: the seconds the cell spent inside its latency-timing loops
+  (``timed_seconds``), which are bare loops by construction.
+
+Everything else is overhead the ratio exposes: process and worker start-up, imports, loading
+policies and artefacts, the fresh subprocesses of the RSS measurement, warm-up and calibration
+of the timing, and cores left idle while one worker holds the quiet lock to time alone.
+Artefact building is not in the floor: the target is stated for a warm artefact cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlbench.report.results import ResultsError
+
+
+@dataclass(frozen=True)
+class CellFloor:
+    cell: str
+    env_steps: int
+    env_seconds: float
+    infer_seconds: float
+    timed_seconds: float
+    cell_seconds: float | None
+
+    @property
+    def seconds(self) -> float:
+        return self.env_seconds + self.infer_seconds + self.timed_seconds
+
+
+def bare_step_seconds(env_id: str, steps: int = 3000, block: int = 100, seed: int = 0) -> float:
+    """Median seconds per ``env.step`` over blocks of ``block`` steps with seeded random actions."""
+    from rlbench.envs import make_env
+
+    env = make_env(env_id)
+    env.action_space.seed(seed)
+    rng_actions = [env.action_space.sample() for _ in range(block)]
+    env.reset(seed=seed)
+    per_block = []
+    done_steps = 0
+    while done_steps < steps:
+        t0 = time.perf_counter()
+        ended = False
+        n = 0
+        for a in rng_actions:
+            _, _, term, trunc, _ = env.step(a)
+            n += 1
+            if term or trunc:
+                ended = True
+                break
+        dt = time.perf_counter() - t0
+        per_block.append(dt / n)
+        done_steps += n
+        if ended:
+            env.reset(seed=seed + done_steps)
+    env.close()
+    return float(np.median(per_block))
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read a benchmark JSON ({exc}); write one with "
+                           "`pytest bench -n 8 --benchmark-json out.json`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ResultsError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+    return data
+
+
+def cell_floors(data: dict, step_cost: dict[str, float] | None = None) -> list[CellFloor]:
+    """Per-cell floor components; ``step_cost`` maps env id to seconds per step (measured if absent)."""
+    from rlbench.matrix import parse_cell
+
+    step_cost = dict(step_cost or {})
+    out = []
+    for entry in data["benchmarks"]:
+        extra = entry.get("extra_info") or {}
+        fig, mach = extra.get("figures"), extra.get("machine_figures")
+        if not isinstance(fig, dict) or not isinstance(mach, dict):
+            continue  # not an rlbench cell
+        cell = parse_cell(entry.get("param") or entry["params"]["cell"])
+        if "timed_seconds" not in mach:
+            raise ResultsError(f"cell {cell.id}: no machine_figures.timed_seconds (written by an older rlbench); "
+                               "run the cells again to get a floor")
+        if cell.env_id not in step_cost:
+            step_cost[cell.env_id] = bare_step_seconds(cell.env_id)
+        steps = int(sum(fig["lengths"]))
+        thr = mach["throughput_batch64_per_s"].get("variant@64")
+        infer = steps / thr if thr else 0.0
+        out.append(CellFloor(cell.id, steps, steps * step_cost[cell.env_id], infer, float(mach["timed_seconds"]),
+                             mach.get("cell_seconds")))
+    if not out:
+        raise ResultsError("no rlbench cells in the file: nothing to set against a floor")
+    return out
+
+
+def floor_summary(path: Path, cores: int | None = None, wall: float | None = None) -> dict:
+    data = _load(path)
+    session = data.get("rlbench") or {}
+    wall = wall if wall is not None else session.get("session_wall_seconds")
+    if wall is None:
+        raise ResultsError(f"{path}: no rlbench.session_wall_seconds; pass --wall SECONDS (e.g. from `time`)")
+    cores = cores or session.get("cores") or 1
+    steps_cost: dict[str, float] = {}
+    floors = cell_floors(data, steps_cost)
+    work = sum(f.seconds for f in floors)
+    floor = work / cores
+    cell_sec = sum(f.cell_seconds or 0.0 for f in floors)
+    return {
+        "file": str(path), "cells": len(floors), "cores": cores, "workers": session.get("workers"),
+        "wall_seconds": round(wall, 1), "floor_seconds": round(floor, 1),
+        "wall_over_floor": round(wall / floor, 2) if floor > 0 else None,
+        "work_seconds": {"env_steps": round(sum(f.env_seconds for f in floors), 1),
+                         "eval_inference": round(sum(f.infer_seconds for f in floors), 1),
+                         "latency_timing": round(sum(f.timed_seconds for f in floors), 1)},
+        "env_steps": sum(f.env_steps for f in floors),
+        "bare_step_us": {k: round(v * 1e6, 2) for k, v in sorted(steps_cost.items())},
+        "sum_cell_seconds": round(cell_sec, 1),
+        "overhead_in_cells_seconds": round(cell_sec - work, 1),
+    }

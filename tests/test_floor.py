@@ -1,0 +1,61 @@
+"""rlbench floor: a run's wall time against the bare work it had to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlbench.report.cli import main
+from rlbench.report.floor import bare_step_seconds, cell_floors, floor_summary
+from rlbench.report.results import ResultsError
+from tests.data.results_factory import make_results
+
+CELLS = ["PPO-Hopper-v5-baseline", "PPO-Hopper-v5-ptdq"]
+
+
+def _doc(wall=100.0, timed=0.5, thr=20_000.0):
+    doc = make_results(CELLS, episodes=10)
+    for e in doc["benchmarks"]:
+        m = e["extra_info"]["machine_figures"]
+        m["timed_seconds"] = timed
+        m["throughput_batch64_per_s"] = {"variant@64": thr, "numpy-ref@64": 2 * thr}
+        m["cell_seconds"] = 9.0
+    doc["rlbench"] = {"session_wall_seconds": wall, "workers": 2, "cores": 2, "cells": len(CELLS)}
+    return doc
+
+
+def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_path, monkeypatch):
+    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    p = tmp_path / "out.json"
+    p.write_text(json.dumps(_doc()))
+    s = floor_summary(p)
+    steps_per_cell = 10 * 1000  # 10 episodes of 1000 steps from the factory
+    per_cell = steps_per_cell * 50e-6 + steps_per_cell / 20_000.0 + 0.5
+    assert s["env_steps"] == 2 * steps_per_cell
+    assert s["floor_seconds"] == pytest.approx(2 * per_cell / 2, abs=0.05)
+    assert s["wall_over_floor"] == pytest.approx(100.0 / (2 * per_cell / 2), rel=0.01)
+    assert s["work_seconds"] == {"env_steps": 1.0, "eval_inference": 1.0, "latency_timing": 1.0}
+    assert s["overhead_in_cells_seconds"] == pytest.approx(18.0 - 3.0)
+    assert floor_summary(p, cores=1, wall=12.0)["wall_over_floor"] == pytest.approx(12.0 / 3.0, rel=0.01)
+
+
+def test_missing_session_time_and_old_cells_are_named(tmp_path, monkeypatch):
+    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    doc = _doc()
+    del doc["rlbench"]
+    p = tmp_path / "nowall.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(ResultsError, match="nowall.json: no rlbench.session_wall_seconds; pass --wall"):
+        floor_summary(p)
+    del doc["benchmarks"][0]["extra_info"]["machine_figures"]["timed_seconds"]
+    with pytest.raises(ResultsError, match="cell PPO-Hopper-v5-baseline: no machine_figures.timed_seconds"):
+        cell_floors(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["floor", str(bad)]) == 2
+
+
+def test_bare_step_cost_is_measured_and_plausible():
+    s = bare_step_seconds("Hopper-v5", steps=300, block=50)
+    assert 1e-6 < s < 5e-3
