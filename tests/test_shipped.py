@@ -38,13 +38,20 @@ def test_shipped_policy_matches_its_agent(pair):
     assert not unexpected and all("_target" in k for k in missing)
     obs = _real_observations(pair.env_id, 200)
     sb3_in = obs
+    tol = 1e-5
     if cfg.normalize:
         assert isinstance(venv, VecNormalize)
         vn = agent["vecnormalize"]
         venv.obs_rms.mean, venv.obs_rms.var = vn["obs_mean"].numpy(), vn["obs_var"].numpy()
         venv.clip_obs, venv.epsilon = vn["clip_obs"], vn["epsilon"]
         sb3_in = venv.normalize_obs(obs)
+        if float(vn["obs_var"].min()) < 1e-6:
+            # Humanoid's contact-force dimensions are ~0 with variance down to 2.5e-10: dividing by
+            # sqrt(var + 1e-8) turns float32 rounding of (obs - mean) into up to 2e-3 of normalised
+            # input (SB3 normalises in float64, the deployed graph in float32). Measured on
+            # PPO-Humanoid-v5: 9.3e-5 of action.
+            tol = 2e-4
     expected, _ = model.predict(sb3_in, deterministic=True)
     module = sp.module()
     for pred in (TorchPredictor(module), OrtPredictor(sp.policy_onnx), NumpyPredictor(module)):
-        assert np.abs(pred.predict(obs) - expected).max() < 1e-5, pred.name
+        assert np.abs(pred.predict(obs) - expected).max() < tol, pred.name
