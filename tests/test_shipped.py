@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlbench.paths import baselines_dir
 from rlbench.registry import get_config, pairs
 from rlbench.runtime import NumpyPredictor, OrtPredictor, TorchPredictor
 from rlbench.zoo import is_shipped, load_shipped
@@ -55,3 +56,28 @@ def test_shipped_policy_matches_its_agent(pair):
     module = sp.module()
     for pred in (TorchPredictor(module), OrtPredictor(sp.policy_onnx), NumpyPredictor(module)):
         assert np.abs(pred.predict(obs) - expected).max() < tol, pred.name
+
+
+def _shipped_artefacts():
+    root = baselines_dir() / "artefacts"
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+@pytest.mark.parametrize("entry", _shipped_artefacts(), ids=lambda p: p.name)
+def test_shipped_artefact_is_whole_and_belongs_to_a_shipped_policy(entry):
+    """Every committed QAT/GMP artefact: files match their sha256, its policy is the shipped one
+    (a retrained policy leaves stale artefacts: regenerate with `rlbench ship-artefacts`), and
+    compress() finds exactly this entry for its method and parameters."""
+    import json
+
+    from rlbench.compress.base import compress
+
+    meta = json.loads((entry / "artefact.json").read_text())
+    algo, rest = entry.name.split("-", 1)
+    env_id = "-".join(rest.split("-")[:2])
+    sp = load_shipped(algo, env_id)
+    assert meta["key_material"]["policy_sha256"] == sp.sha256, (
+        f"{entry.name} was made from another {sp.name} policy; run `rlbench ship-artefacts --overwrite`")
+    art = compress(sp, meta["method"], meta["params"])
+    assert art.path == entry
+    assert art.summary["int8_weight_tensors"] >= 2

@@ -14,6 +14,14 @@ its (defaulted) parameters, the implementation version of the method, where cali
 comes from, and the versions of the libraries that write the files. Same key, same bytes:
 building is deterministic (tests build twice into separate caches and compare sha256).
 
+Shipped artefacts. QAT and GMP fine-tune for minutes, so, like the zoo, their artefacts for the
+grid's parameters are made once and committed under ``baselines/artefacts/`` (``rlbench
+ship-artefacts``). :func:`compress` looks there first. A shipped entry is found by its *ship
+key*: the cache key without the library versions, because a shipped artefact, like a shipped
+policy, is what an upgrade is measured against, not something the upgrade remakes. Its
+``artefact.json`` still records the versions that made it. ``use_shipped=False`` (``rlbench
+compress --rebuild``) builds under the installed libraries instead.
+
 Why a temporary directory plus ``os.rename``: pytest-xdist workers race on the same entry. Each
 builds into its own hidden temporary directory and renames it into place; the rename of a
 directory onto an existing, non-empty directory fails, and the loser discards its copy and uses
@@ -44,6 +52,9 @@ MODEL_ONNX = "model.onnx"
 MODEL_PT = "model.pt"
 #: Library versions that decide an artefact's bytes (gymnasium and mujoco: calibration rollouts).
 KEY_LIBRARIES = ("torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "gymnasium", "mujoco")
+#: Methods whose grid artefacts are shipped in ``baselines/artefacts/`` (minutes of fine-tuning each).
+SHIPPED_METHODS = ("qat", "gmp")
+SHIP_COMMAND = "rlbench ship-artefacts"
 
 REQUIRED = object()
 
@@ -336,7 +347,7 @@ def build_artefact(source, method: str, params: Mapping[str, Any] | None = None,
 
 
 def compress(source, method: str, params: Mapping[str, Any] | None = None, cache_root: Path | str | None = None,
-             *, env_id: str | None = None, calibration_obs=None) -> Artefact:
+             *, env_id: str | None = None, calibration_obs=None, use_shipped: bool = True) -> Artefact:
     """The artefact of ``method`` applied to ``source``, from the cache or built and cached.
 
     ``source`` is a :class:`~rlbench.zoo.ShippedPolicy` or a bare
@@ -344,13 +355,18 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
     ``meta["env_id"]`` of a shipped policy (or ``env_id=`` for a bare module), or on the
     ``calibration_obs`` array [N, obs_dim] of raw observations. ``cache_root`` defaults to
     :func:`rlbench.paths.cache_dir`. Bad parameters raise :class:`CompressionError` before
-    anything is written; an unknown method raises :class:`UnknownNameError`.
+    anything is written; an unknown method raises :class:`UnknownNameError`. With
+    ``use_shipped`` a QAT or GMP artefact shipped in ``baselines/artefacts/`` is used as is.
     """
     from rlbench.paths import cache_dir
 
     info, params, src, context, key_extra = _prepare(source, method, params, env_id, calibration_obs)
     key_material = _key_material(info, params, src, key_extra)
     key = _hash(key_material)
+    if use_shipped and info.name in SHIPPED_METHODS:
+        entry = shipped_entry(source, key_material)
+        if entry is not None and (entry / META_FILE).exists():
+            return _load_shipped(entry, key_material)
     root = Path(cache_root) if cache_root is not None else cache_dir()
     final = root / key
     if (final / META_FILE).exists():
@@ -422,6 +438,83 @@ def _fingerprint(module) -> str:
     return sha256_bytes(save_policy(module, None))
 
 
+# ---------------------------------------------------------------------------- shipped artefacts
+def ship_key(key_material: Mapping[str, Any]) -> str:
+    """The cache key without library versions: what a shipped artefact is looked up by."""
+    return _hash({k: v for k, v in key_material.items() if k != "versions"})
+
+
+def shipped_entry(source, key_material: Mapping[str, Any], root: Path | None = None) -> Path | None:
+    """``baselines/artefacts/ALGO-ENV-METHOD-<ship key[:12]>`` for a shipped policy, else None."""
+    from rlbench.paths import baselines_dir
+
+    algo, env_id = getattr(source, "algo", None), getattr(source, "env_id", None)
+    if not algo or not env_id:
+        return None  # a bare module has no place in the shipped tree
+    root = Path(root) if root is not None else baselines_dir() / "artefacts"
+    return root / f"{algo}-{env_id}-{key_material['method']}-{ship_key(key_material)[:12]}"
+
+
+def _load_shipped(entry: Path, key_material: Mapping[str, Any]) -> Artefact:
+    try:
+        art = _load_entry(entry)
+        meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
+        if ship_key(meta["key_material"]) != ship_key(key_material):
+            raise CompressionError(f"its key material is not this policy's {key_material['method']} "
+                                   "with these parameters")
+    except (CompressionError, KeyError, ValueError, OSError) as exc:
+        raise CompressionError(f"shipped artefact {entry} is corrupt or misplaced ({exc}); regenerate it with "
+                               f"`{SHIP_COMMAND} --overwrite` (or delete it to build in the cache)") from exc
+    return art
+
+
+def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, *, root: Path | None = None,
+                  overwrite: bool = False) -> tuple[Path, str]:
+    """Build (through the cache) and commit-ready copy one artefact into ``baselines/artefacts``.
+
+    Returns the entry and ``"written"``, ``"replaced"`` or ``"unchanged"``. An entry holding
+    different bytes is replaced only with ``overwrite``; the copy is written beside it and
+    renamed into place, so an interrupted run leaves the old entry or the new one, never half.
+    """
+    art = compress(source, method, params, use_shipped=False)
+    info, vparams, src, _, key_extra = _prepare(source, method, params, None, None)
+    material = _key_material(info, vparams, src, key_extra)
+    entry = shipped_entry(source, material, root)
+    if entry is None:
+        raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.load_shipped) have shipped artefacts")
+    status = "written"
+    if (entry / META_FILE).exists():
+        try:
+            old = _load_entry(entry)
+            same = {n: old.sha256(n) for n in old.files} == {n: art.sha256(n) for n in art.files}
+        except CompressionError:
+            same = False
+        if same:
+            return entry, "unchanged"
+        if not overwrite:
+            raise CompressionError(f"{entry} already holds a different {method} artefact; pass --overwrite to "
+                                   "replace it (the policy or the libraries changed)")
+        status = "replaced"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=entry.parent))
+    try:
+        for f in [*art.files.values(), Path(art.path) / META_FILE]:
+            shutil.copyfile(f, tmp / Path(f).name)
+        os.chmod(tmp, 0o755)
+        if entry.exists():
+            old_tmp = Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=entry.parent))
+            os.rename(entry, old_tmp / "entry")
+            os.rename(tmp, entry)
+            shutil.rmtree(old_tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _load_shipped(entry, material)  # read back: sha256 of every file and the key
+    return entry, status
+
+
 # --------------------------------------------------------------------------------------- cache
 def _fsync_dir(path: Path) -> None:
     try:
@@ -482,5 +575,5 @@ def _load_entry(entry: Path) -> Artefact:
     return Artefact(meta["method"], meta["params"], files, meta["runtime"], meta["summary"], meta["key"], entry)
 
 
-__all__ = ["Artefact", "METHODS", "MethodInfo", "Param", "PRUNE_RATIO_MAX", "build_artefact", "compress",
-           "get_method", "validate_params"]
+__all__ = ["Artefact", "METHODS", "MethodInfo", "Param", "PRUNE_RATIO_MAX", "SHIPPED_METHODS", "build_artefact",
+           "compress", "get_method", "ship_artefact", "ship_key", "shipped_entry", "validate_params"]

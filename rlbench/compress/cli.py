@@ -53,8 +53,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace files already in DIR")
     c.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="artefact cache (default: $RLBENCH_CACHE or ~/.cache/rlbench/artefacts)")
+    c.add_argument("--rebuild", action="store_true",
+                   help="qat/gmp: build under the installed libraries even if baselines/artefacts ships this one")
     c.set_defaults(func=run)
+
+    s = subparsers.add_parser(
+        "ship-artefacts", help="make the grid's QAT and GMP artefacts once and copy them into baselines/artefacts",
+        description="For every shipped policy (filtered by --algo/--env) and every grid variant of the methods, "
+                    "build the artefact through the cache and copy it into baselines/artefacts/"
+                    "ALGO-ENV-METHOD-<key>/ for committing. An entry holding different bytes is refused unless "
+                    "--overwrite. One JSON line per artefact.")
+    s.add_argument("--algo", default=None, metavar="A,B", help="Default: all algorithms")
+    s.add_argument("--env", default=None, metavar="E,F", help="Default: all environments")
+    s.add_argument("--method", default="qat,gmp", metavar="M,N", help="Default: %(default)s")
+    s.add_argument("--overwrite", action="store_true", help="replace entries whose bytes differ")
+    s.set_defaults(func=run_ship)
     return c
+
+
+def run_ship(args) -> int:
+    import time
+
+    from rlbench.compress.base import SHIPPED_METHODS, ship_artefact
+    from rlbench.matrix import variants
+    from rlbench.registry import ALGOS, ENVS, canonical_algo, canonical_env
+    from rlbench.zoo import is_shipped, load_shipped
+
+    def pick(value, canon, every):
+        return list(every) if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    bad = [m for m in methods if m not in SHIPPED_METHODS]
+    if bad:
+        raise CompressionError(f"--method {','.join(bad)}: only {', '.join(SHIPPED_METHODS)} artefacts are shipped "
+                               "(the others build in seconds)")
+    todo = [(a, e, v) for a in pick(args.algo, canonical_algo, ALGOS) for e in pick(args.env, canonical_env, ENVS)
+            if is_shipped(a, e) for v in variants() if v.method in methods]
+    for algo, env_id, v in todo:
+        t0 = time.perf_counter()
+        entry, status = ship_artefact(load_shipped(algo, env_id), v.method, v.params(), overwrite=args.overwrite)
+        print(json.dumps({"cell": f"{algo}-{env_id}-{v.id}", "entry": str(entry), "status": status,
+                          "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    return 0
 
 
 _OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
@@ -95,7 +135,8 @@ def run(args) -> int:
 
     get_method(args.method)  # an unknown method fails before the policy is loaded
     shipped = load_shipped(args.algo, args.env)
-    art = compress(shipped, args.method, params_from_args(args), cache_root=args.cache_dir)
+    art = compress(shipped, args.method, params_from_args(args), cache_root=args.cache_dir,
+                   use_shipped=not args.rebuild)
     write_artefact(art, args.out, overwrite=args.overwrite)
     line = {"out": str(args.out), "key": art.key, "policy": shipped.name, **art.summary}
     print(json.dumps(line, sort_keys=True, separators=(",", ":")), flush=True)
