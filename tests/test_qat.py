@@ -239,8 +239,23 @@ def test_rl_fine_tunes_sac_with_its_own_loss(tmp_path):
     assert again.key == art.key and again.sha256() == art.sha256() and again.summary == art.summary
 
 
-def test_rl_for_on_policy_algorithms_is_not_implemented_yet(tmp_path):
-    shipped = ship_tiny(tmp_path, "PPO", {"pi": [32, 32], "vf": [32, 32]})
-    with pytest.raises(CompressionError, match=r"signal='rl' is not implemented yet for PPO.*signal='distill'"):
-        compress(shipped, "qat", {"signal": "rl", "steps": 300}, tmp_path / "cache")
-    assert not (tmp_path / "cache").exists()
+@pytest.mark.parametrize("algo", ["PPO", "TRPO"])
+def test_rl_fine_tunes_on_policy_algorithms_with_frozen_normalisation(tmp_path, algo):
+    shipped = ship_tiny(tmp_path, algo, {"pi": [32, 32], "vf": [32, 32]})
+    params = {"signal": "rl", "steps": 300, "lr": 3e-4}
+    art = compress(shipped, "qat", params, tmp_path / "a")
+    s = art.summary
+    assert s["int8_weight_tensors"] == s["weight_tensors"] == 3
+    tr = s["training"]
+    rollout = tr["n_steps"] * tr["n_envs"]
+    assert (tr["signal"], tr["algo"], tr["steps_asked"]) == ("rl", algo, 300)
+    assert tr["env_steps"] == -(-300 // rollout) * rollout  # whole rollouts
+    assert tr["gradient_steps"] >= 1 and tr["states"] == tr["env_steps"]
+    assert tr["unit_action_change_vs_fp32"]["max"] > 0  # the actor really trained
+    assert "VecNormalize statistics frozen at the saved ones (training=False)" in tr["departures"]
+    again = compress(shipped, "qat", params, tmp_path / "b")
+    assert again.sha256() == art.sha256()
+    # the normalisation the deployed graph applies is the shipped policy's, unchanged by training
+    x = np.random.default_rng(0).normal(size=(5, OBS)).astype(np.float32)
+    ort_a = OrtPredictor(art.data("model.onnx")).predict(x)
+    assert np.isfinite(ort_a).all() and ort_a.shape == (5, shipped.module().spec.act_dim)

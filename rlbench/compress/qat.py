@@ -54,11 +54,12 @@ can break, and the same bytes for the same weights.
   registry's hyperparameters (:func:`rlbench.train.build_model`), target networks copied from
   the online ones, the actor's Linear layers wrapped in :class:`QuantLinear` (same parameters,
   so the optimiser keeps them), and ``model.learn(steps)`` runs ``steps`` environment steps.
-  Implemented for SAC, TD3 and DDPG; PPO and TRPO raise :class:`CompressionError` (not
-  implemented yet). Departures from the registry, recorded in the summary: a fresh replay
+  For SAC, TD3 and DDPG, departures from the registry, recorded in the summary: a fresh replay
   buffer, so ``learning_starts = min(registry, batch_size, steps // 2)``; ``learning_rate = lr``;
   SAC's entropy coefficient is not in ``agent.pt``, so it restarts at ``SAC_ENT_COEF`` (SB3's
   ``auto`` starts at 1.0, which would swamp a trained policy's objective) and adapts from there.
+  PPO and TRPO (:func:`_rl_on_policy`) run their own rollouts and updates, with the saved
+  VecNormalize statistics frozen so the actor sees what the deployed graph will feed it.
 
 Deterministic: single-threaded torch, seeded batch sampling and SB3 seeding, seeded
 rollouts; the same inputs give byte-identical ONNX (a test builds twice and compares sha256).
@@ -462,8 +463,7 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
     agent = load_agent(agent_pt)
     algo = str(agent.get("algo", "")).upper()
     if algo in ON_POLICY:
-        raise CompressionError(f"{method}: signal='rl' is not implemented yet for {algo} (on-policy); "
-                               "use signal='distill'")
+        return _rl_on_policy(policy, env_id, agent, agent_pt, algo, plan, lr, seed, method)
     if agent.get("vecnormalize") is not None:
         raise CompressionError(f"{method}: signal='rl' is not implemented for agents trained with VecNormalize")
     cfg = get_config(algo, env_id)
@@ -498,14 +498,7 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
             for a, b in zip(deployed, policy.linears())):
         raise CompressionError(f"{method}: the actor in {agent_pt} is not the policy being compressed "
                                "(its weights differ from policy.pt)")
-    wrappers = []
-    for (parent, attr), lin in zip(slots, deployed):
-        w = QuantLinear(lin)
-        if attr.isdigit():
-            parent[int(attr)] = w
-        else:
-            setattr(parent, attr, w)
-        wrappers.append(w)
+    wrappers = _wrap_slots(slots)
 
     def calibrate_on_buffer():
         buf = model.replay_buffer
@@ -554,6 +547,116 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
     }
     if algo == "SAC" and getattr(model, "log_ent_coef", None) is not None:
         record["final_ent_coef"] = float(torch.exp(model.log_ent_coef.detach()).item())
+    return Trained(student, record, states)
+
+
+def _wrap_slots(slots) -> list[QuantLinear]:
+    wrappers = []
+    for parent, attr in slots:
+        lin = parent[int(attr)] if attr.isdigit() else getattr(parent, attr)
+        w = QuantLinear(lin)
+        if attr.isdigit():
+            parent[int(attr)] = w
+        else:
+            setattr(parent, attr, w)
+        wrappers.append(w)
+    return wrappers
+
+
+def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, plan: Plan, lr: float, seed: int,
+                  method: str) -> Trained:
+    """PPO / TRPO: ``model.learn`` with the actor's Linear layers fake-quantised.
+
+    The agent is rebuilt with the registry's hyperparameters and its saved VecNormalize
+    statistics, frozen (``training=False``): the deployed graph normalises with those fixed
+    statistics, so the actor must see the same inputs while it adapts. Rewards are still scaled
+    by the saved return statistics, as the critic was trained on them. ``learn`` collects whole
+    rollouts of ``n_steps``, so the env steps taken are ``steps`` rounded up to a rollout (recorded).
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rlbench.registry import CALIBRATION_SEED_BASE, get_config
+    from rlbench.train import build_model, make_vec_env
+
+    cfg = get_config(algo, env_id)
+    vn = agent.get("vecnormalize")
+    if cfg.normalize != (vn is not None):
+        raise CompressionError(f"{method}: {agent_pt} {'has no' if cfg.normalize else 'has'} VecNormalize statistics, "
+                               f"but the registry's {cfg.name} {'uses' if cfg.normalize else 'does not use'} them")
+    state = agent["policy_state"]
+    vf = [int(v.shape[0]) for k, v in sorted(((int(k.split(".")[2]), v) for k, v in state.items()
+                                              if k.startswith("mlp_extractor.value_net.") and k.endswith(".weight")))]
+    pk = dict(cfg.kwargs.get("policy_kwargs") or {})
+    pk["net_arch"] = {"pi": list(policy.current_spec().hidden), "vf": vf}
+    cfg = dataclasses.replace(cfg, kwargs=dict(cfg.kwargs, learning_rate=lr, policy_kwargs=pk))
+    env_seed = CALIBRATION_SEED_BASE + RL_ENV_SEED_OFFSET + seed
+    venv = make_vec_env(cfg, env_seed)
+    if vn is not None:
+        venv.obs_rms.mean, venv.obs_rms.var = vn["obs_mean"].numpy().copy(), vn["obs_var"].numpy().copy()
+        venv.obs_rms.count = float(vn["obs_count"])
+        venv.ret_rms.mean, venv.ret_rms.var = vn["ret_mean"].numpy().copy(), vn["ret_var"].numpy().copy()
+        venv.ret_rms.count = float(vn["ret_count"])
+        venv.clip_obs, venv.clip_reward, venv.epsilon = vn["clip_obs"], vn["clip_reward"], vn["epsilon"]
+        venv.training = False
+    model = build_model(cfg, venv, seed)
+    try:
+        model.policy.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CompressionError(f"{method}: {agent_pt} does not fit the {algo} agent rebuilt from the registry "
+                               f"({str(exc).splitlines()[0]})") from exc
+    pol = model.policy
+    slots = [(pol.mlp_extractor.policy_net, str(i)) for i, m in enumerate(pol.mlp_extractor.policy_net)
+             if isinstance(m, nn.Linear)] + [(pol, "action_net")]
+    deployed = [parent[int(attr)] if attr.isdigit() else getattr(parent, attr) for parent, attr in slots]
+    if len(deployed) != len(policy.linears()) or not all(
+            torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+            for a, b in zip(deployed, policy.linears())):
+        raise CompressionError(f"{method}: the actor in {agent_pt} is not the policy being compressed "
+                               "(its weights differ from policy.pt)")
+    wrappers = _wrap_slots(slots)
+    raw_obs: list[np.ndarray] = []
+
+    class _Schedule(BaseCallback):
+        def _on_training_start(self) -> None:
+            self._start = self.num_timesteps
+            plan.apply(0, wrappers)
+
+        def _on_step(self) -> bool:
+            t = self.num_timesteps - self._start
+            if t < plan.total:
+                plan.apply(t, wrappers)
+            env = self.training_env
+            obs = env.get_original_obs() if vn is not None else self.locals["new_obs"]
+            raw_obs.append(np.array(obs, dtype=np.float32).reshape(env.num_envs, -1))
+            return True
+
+    def calibrate_on_states():
+        probe = QuantPolicy(policy)
+        for dst, src in zip(probe.layers, wrappers):
+            dst.copy_state_from(src)
+        probe.calibrate(torch.as_tensor(np.concatenate(raw_obs), dtype=torch.float32))
+        for dst, src in zip(wrappers, probe.layers):
+            dst.copy_state_from(src)
+
+    model.learn(total_timesteps=plan.total, callback=_Schedule(), progress_bar=False)
+    plan.finish(wrappers, calibrate_on_states)
+    student = QuantPolicy(policy)
+    for dst, src in zip(student.layers, wrappers):
+        dst.copy_state_from(src)
+    student.eval()
+    states = np.ascontiguousarray(np.concatenate(raw_obs), dtype=np.float32)
+    teacher = QuantPolicy(policy).eval()
+    with torch.no_grad():
+        err = (student.unit_action(torch.from_numpy(states)) - teacher.unit_action(torch.from_numpy(states))).abs()
+    record: dict[str, Any] = {
+        "signal": "rl", "algo": algo, "env_steps": int(model.num_timesteps), "steps_asked": plan.total,
+        "gradient_steps": int(model._n_updates), "lr": lr, "seed": seed, "env_seed": env_seed,
+        "n_steps": int(model.n_steps), "n_envs": int(model.n_envs),
+        "departures": ["learning_rate = lr", "VecNormalize statistics frozen at the saved ones (training=False)",
+                       "whole rollouts: env_steps is steps rounded up to n_steps * n_envs"],
+        "states": int(len(states)),
+        "unit_action_change_vs_fp32": {"max": float(err.max()), "mean": float(err.mean())},
+    }
     return Trained(student, record, states)
 
 
@@ -681,7 +784,7 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     Both signals roll the policy out in its environment; ``rl`` also needs the SB3 agent
     (``agent.pt`` of a shipped policy), whose sha256 goes into the cache key.
     """
-    from rlbench.registry import CALIBRATION_SEED_BASE, ON_POLICY
+    from rlbench.registry import CALIBRATION_SEED_BASE
 
     if env_id is None:
         raise CompressionError(f"{method}: training rolls the policy out in its environment: compress a shipped "
@@ -699,10 +802,6 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
         if agent is None or not Path(agent).is_file():
             raise CompressionError(f"{method}: signal='rl' fine-tunes the SB3 agent and needs its agent.pt: compress "
                                    "a shipped policy (rlbench.zoo.load_shipped), or use signal='distill'")
-        algo = str(getattr(source, "algo", "") or getattr(source, "meta", {}).get("algo", "")).upper()
-        if algo in ON_POLICY:
-            raise CompressionError(f"{method}: signal='rl' is not implemented yet for {algo} (on-policy); "
-                                   "use signal='distill'")
         ctx["agent_pt"] = Path(agent)
         extra["training"].update(agent_sha256=sha256_file(agent), stable_baselines3=version("stable-baselines3"))
     return ctx, extra
