@@ -27,9 +27,15 @@ def _require_policy(cell, session):
 def test_cell(cell, rlbench_session, record_cell):
     _require_policy(cell, rlbench_session)
     result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory)
-    record_cell(result)
     if rlbench_session.update:
+        # A stored figure is the bar for every later run, so it is timed twice, before and after
+        # the cell's memory subprocesses, and the rounds pooled: one timing caught in a lucky
+        # phase of this VM once stored 0.709 where its neighbours read 0.83-0.94.
+        result = pool_latency(result, run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds,
+                                               reuse=result))
+        record_cell(result)
         return  # recording run: the controller writes the figures at the end
+    record_cell(result)
     try:
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
     except BaselineError as exc:

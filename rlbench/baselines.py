@@ -40,10 +40,15 @@ class ReturnTolerance:
 
 @dataclass(frozen=True)
 class LatencyTolerance:
-    ratio_rel: float = 0.10
+    ratio_rel: float = 0.25
     """A stored latency ratio may grow by this fraction before the cell fails."""
     ci_must_exclude: bool = True
     """Fail only if the bootstrap CI of the new ratio lies entirely above the allowed ratio."""
+    runtime_rel: float = 0.08
+    """A runtime yardstick (fp32 in torch or ONNX Runtime over the NumPy reference), as the median
+    over every cell of the run relative to its pair's stored figure, may grow by this fraction."""
+    runtime_min_cells: int = 6
+    """The run-level yardstick check needs at least this many cells."""
 
 
 @dataclass(frozen=True)

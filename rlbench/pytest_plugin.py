@@ -61,6 +61,7 @@ class RLBenchSession:
     energy: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
+    runtime_verdicts: list = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
@@ -249,6 +250,12 @@ def pytest_sessionfinish(session, exitstatus):
     if _is_worker(config):
         return
     rs: RLBenchSession = config._rlbench
+    if not rs.update and rs.gate_latency and rs.results:
+        from rlbench.cell import check_runtime_yardsticks
+
+        rs.runtime_verdicts = check_runtime_yardsticks({c: r["machine"] for c, r in rs.results.items()}, rs.store)
+        if any(v.failed for v in rs.runtime_verdicts) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if rs.update and (rs.results or rs.energy):
         from rlbench.versions import machine_info
 
@@ -276,6 +283,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("rlbench: policies not shipped (these cells did not run)", yellow=True)
         for pair, cmd in sorted(missing.items()):
             terminalreporter.write_line(f"{pair}: {cmd}")
+    if rs.runtime_verdicts:
+        bad = any(v.failed for v in rs.runtime_verdicts)
+        terminalreporter.section("rlbench: runtime yardsticks over the run (the run-level latency gate)",
+                                 red=bad, green=not bad)
+        for v in rs.runtime_verdicts:
+            terminalreporter.write_line(f"{v.status.upper():10} {v.message}")
     if rs.written:
         terminalreporter.section("rlbench: baselines written", green=True)
         terminalreporter.write_line(f"{len(rs.written)} cell(s) into {rs.store.root}: {', '.join(rs.written[:10])}"

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from rlbench.baselines import BaselineStore, Tolerances
@@ -74,3 +76,35 @@ def test_ratio_and_exact_checks():
     assert not check_ratio("c", "a/b", 1.10, (1.05, 1.2), 1.0, tol).failed  # CI reaches under the limit
     assert check_ratio("c", "a/b", 0.7, (0.68, 0.72), 1.0, tol).status == "improved"
     assert check_exact("c", "bytes", 10, 11).failed and not check_exact("c", "bytes", 10, 10).failed
+
+
+def _yardstick_store(tmp_path, n=10):
+    from rlbench.baselines import BaselineStore
+
+    store = BaselineStore(tmp_path, "m1")
+    rng = np.random.default_rng(0)
+    cells = [f"PPO-Hopper-v5-l1-{0.05 * (i + 1):.2f}" for i in range(n)]
+    machine = {c: {"ratios": {"torch-fp32/numpy-ref": 3.0 * rng.lognormal(0, 0.05),
+                              "onnx-fp32/numpy-ref": 0.65 * rng.lognormal(0, 0.05)}} for c in cells}
+    store.update({c: {"returns": [1.0]} for c in cells}, machine)
+    return store, cells
+
+
+def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp_path):
+    from rlbench.cell import check_runtime_yardsticks
+
+    store, cells = _yardstick_store(tmp_path)
+    rng = np.random.default_rng(1)
+
+    def run(onnx_factor):
+        return {c: {"ratios": {"torch-fp32/numpy-ref": 3.0 * rng.lognormal(0, 0.05),
+                               "onnx-fp32/numpy-ref": 0.65 * onnx_factor * rng.lognormal(0, 0.05)}} for c in cells}
+
+    clean = {v.message.split()[2]: v.status for v in check_runtime_yardsticks(run(1.0), store)}
+    assert clean == {"torch-fp32/numpy-ref": "unchanged", "onnx-fp32/numpy-ref": "unchanged"}
+    slow = check_runtime_yardsticks(run(1.15), store)
+    assert [v.status for v in slow] == ["unchanged", "regressed"]
+    assert slow[1].failed and "runtime yardstick onnx-fp32/numpy-ref over 10 cells" in slow[1].message
+    assert "tolerance +8% (limit 1.080)" in slow[1].message
+    # too few cells for a run-level verdict: none is given
+    assert check_runtime_yardsticks(dict(list(run(1.15).items())[:5]), store) == []
