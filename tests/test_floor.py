@@ -36,7 +36,8 @@ def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_pa
     assert s["floor_seconds"] == pytest.approx(2 * per_cell / 2, abs=0.05)
     assert s["wall_over_floor"] == pytest.approx(100.0 / (2 * per_cell / 2), rel=0.01)
     assert s["work_seconds"] == {"env_steps": 1.0, "eval_inference": 1.0, "latency_timing": 1.0}
-    assert s["overhead_in_cells_seconds"] == pytest.approx(18.0 - 3.0)
+    assert s["sum_cell_wall_seconds"] == 18.0 and s["bare_step_us"] == {"Hopper-v5": 50.0}
+    assert s["overhead_core_seconds"] == pytest.approx(100.0 * 2 - 3.0)
     assert floor_summary(p, cores=1, wall=12.0)["wall_over_floor"] == pytest.approx(12.0 / 3.0, rel=0.01)
 
 

@@ -86,7 +86,7 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None) -> list[C
     """Per-cell floor components; ``step_cost`` maps env id to seconds per step (measured if absent)."""
     from rlbench.matrix import parse_cell
 
-    step_cost = dict(step_cost or {})
+    step_cost = step_cost if step_cost is not None else {}  # filled in place: the caller reports it
     out = []
     for entry in data["benchmarks"]:
         extra = entry.get("extra_info") or {}
@@ -120,7 +120,7 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
     floors = cell_floors(data, steps_cost)
     work = sum(f.seconds for f in floors)
     floor = work / cores
-    cell_sec = sum(f.cell_seconds or 0.0 for f in floors)
+    cell_sec = sum(f.cell_seconds or 0.0 for f in floors)  # wall per cell: includes waiting for a core and the lock
     return {
         "file": str(path), "cells": len(floors), "cores": cores, "workers": session.get("workers"),
         "wall_seconds": round(wall, 1), "floor_seconds": round(floor, 1),
@@ -130,6 +130,6 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
                          "latency_timing": round(sum(f.timed_seconds for f in floors), 1)},
         "env_steps": sum(f.env_steps for f in floors),
         "bare_step_us": {k: round(v * 1e6, 2) for k, v in sorted(steps_cost.items())},
-        "sum_cell_seconds": round(cell_sec, 1),
-        "overhead_in_cells_seconds": round(cell_sec - work, 1),
+        "sum_cell_wall_seconds": round(cell_sec, 1),
+        "overhead_core_seconds": round(wall * cores - work, 1),
     }
