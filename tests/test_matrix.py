@@ -28,12 +28,10 @@ def test_smoke_tier_covers_every_method_and_every_algorithm_baseline():
 @pytest.mark.parametrize("cell", [c for c in cells() if is_smoke(c) and c.variant.method in ("qat", "gmp")],
                          ids=lambda c: c.id)
 def test_smoke_fine_tuned_artefacts_are_shipped_so_ci_never_fine_tunes(cell):
-    from rlbench.compress.base import _key_material, _prepare, shipped_entry
+    from rlbench.compress.base import shipped_entry_for
     from rlbench.zoo import is_shipped, load_shipped
 
     if not is_shipped(cell.algo, cell.env_id):
         pytest.skip(f"{cell.pair} is not shipped (its cells skip too)")
-    sp = load_shipped(cell.algo, cell.env_id)
-    info, params, src, _, extra = _prepare(sp, cell.variant.method, cell.variant.params(), None, None)
-    entry = shipped_entry(sp, _key_material(info, params, src, extra))
+    entry = shipped_entry_for(load_shipped(cell.algo, cell.env_id), cell.variant.method, cell.variant.params())
     assert (entry / "artefact.json").is_file(), f"{cell.id}: run `rlbench ship-artefacts --algo {cell.algo} --env {cell.env_id}`"

@@ -455,6 +455,12 @@ def shipped_entry(source, key_material: Mapping[str, Any], root: Path | None = N
     return root / f"{algo}-{env_id}-{key_material['method']}-{ship_key(key_material)[:12]}"
 
 
+def shipped_entry_for(source, method: str, params: Mapping[str, Any] | None = None) -> Path | None:
+    """Where ``baselines/artefacts`` holds (or would hold) this policy's ``method`` artefact."""
+    info, params, src, _, key_extra = _prepare(source, method, params, None, None)
+    return shipped_entry(source, _key_material(info, params, src, key_extra))
+
+
 def _load_shipped(entry: Path, key_material: Mapping[str, Any]) -> Artefact:
     try:
         art = _load_entry(entry)
@@ -477,8 +483,7 @@ def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, 
     renamed into place, so an interrupted run leaves the old entry or the new one, never half.
     """
     art = compress(source, method, params, use_shipped=False)
-    info, vparams, src, _, key_extra = _prepare(source, method, params, None, None)
-    material = _key_material(info, vparams, src, key_extra)
+    material = json.loads((Path(art.path) / META_FILE).read_text(encoding="utf-8"))["key_material"]
     entry = shipped_entry(source, material, root)
     if entry is None:
         raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.load_shipped) have shipped artefacts")
@@ -576,4 +581,5 @@ def _load_entry(entry: Path) -> Artefact:
 
 
 __all__ = ["Artefact", "METHODS", "MethodInfo", "Param", "PRUNE_RATIO_MAX", "SHIPPED_METHODS", "build_artefact",
-           "compress", "get_method", "ship_artefact", "ship_key", "shipped_entry", "validate_params"]
+           "compress", "get_method", "ship_artefact", "ship_key", "shipped_entry", "shipped_entry_for",
+           "validate_params"]

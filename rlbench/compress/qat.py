@@ -453,10 +453,53 @@ def load_agent(agent_pt: Path) -> dict:
     return agent
 
 
-def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed: int, method: str = "qat") -> Trained:
-    """Fine-tune the actor of ``agent_pt`` with its algorithm's loss for ``plan.total`` env steps."""
+def _calibrate_wrappers(policy, wrappers: list[QuantLinear], raw_obs: np.ndarray) -> None:
+    """Set the wrapped layers' activation ranges from raw observations (through a probe policy)."""
+    probe = QuantPolicy(policy)
+    for dst, src in zip(probe.layers, wrappers):
+        dst.copy_state_from(src)
+    probe.calibrate(torch.as_tensor(raw_obs, dtype=torch.float32))
+    for dst, src in zip(wrappers, probe.layers):
+        dst.copy_state_from(src)
+
+
+def _schedule_callback(plan: Plan, wrappers: list[QuantLinear], on_step: Callable[[Any], None] | None = None):
+    """An SB3 callback applying ``plan`` at each env step of ``learn`` (and ``on_step(callback)``)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
+    class _Schedule(BaseCallback):
+        def _on_training_start(self) -> None:
+            self._start = self.num_timesteps
+            plan.apply(0, wrappers)
+
+        def _on_step(self) -> bool:
+            t = self.num_timesteps - self._start
+            if t < plan.total:
+                plan.apply(t, wrappers)
+            if on_step is not None:
+                on_step(self)
+            return True
+
+    return _Schedule()
+
+
+def _student_of(policy, wrappers: list[QuantLinear], states: np.ndarray) -> tuple[QuantPolicy, dict | None]:
+    """The fine-tuned student, and its unit-action change against the fp32 policy on ``states``."""
+    student = QuantPolicy(policy)
+    for dst, src in zip(student.layers, wrappers):
+        dst.copy_state_from(src)
+    student.eval()
+    if not len(states):
+        return student, None
+    teacher = QuantPolicy(policy).eval()
+    x = torch.from_numpy(states)
+    with torch.no_grad():
+        err = (student.unit_action(x) - teacher.unit_action(x)).abs()
+    return student, {"max": float(err.max()), "mean": float(err.mean())}
+
+
+def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed: int, method: str = "qat") -> Trained:
+    """Fine-tune the actor of ``agent_pt`` with its algorithm's loss for ``plan.total`` env steps."""
     from rlbench.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
     from rlbench.train import build_model, make_vec_env
 
@@ -502,38 +545,15 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
 
     def calibrate_on_buffer():
         buf = model.replay_buffer
-        n = buf.buffer_size if buf.full else buf.pos
-        obs = torch.as_tensor(buf.observations[: max(n, 1)].reshape(max(n, 1), -1), dtype=torch.float32)
-        probe = QuantPolicy(policy)
-        for dst, src in zip(probe.layers, wrappers):
-            dst.copy_state_from(src)
-        probe.calibrate(obs)
-        for dst, src in zip(wrappers, probe.layers):
-            dst.copy_state_from(src)
+        n = max(buf.buffer_size if buf.full else buf.pos, 1)
+        _calibrate_wrappers(policy, wrappers, buf.observations[:n].reshape(n, -1))
 
-    class _Schedule(BaseCallback):
-        def _on_training_start(self) -> None:
-            self._start = self.num_timesteps
-            plan.apply(0, wrappers)
-
-        def _on_step(self) -> bool:
-            t = self.num_timesteps - self._start
-            if t < plan.total:
-                plan.apply(t, wrappers)
-            return True
-
-    model.learn(total_timesteps=plan.total, callback=_Schedule(), progress_bar=False)
+    model.learn(total_timesteps=plan.total, callback=_schedule_callback(plan, wrappers), progress_bar=False)
     plan.finish(wrappers, calibrate_on_buffer)
-    student = QuantPolicy(policy)
-    for dst, src in zip(student.layers, wrappers):
-        dst.copy_state_from(src)
-    student.eval()
     buf = model.replay_buffer
     n = buf.buffer_size if buf.full else buf.pos
     states = np.ascontiguousarray(buf.observations[:n].reshape(n, -1), dtype=np.float32)
-    teacher = QuantPolicy(policy).eval()
-    with torch.no_grad():
-        err = (student.unit_action(torch.from_numpy(states)) - teacher.unit_action(torch.from_numpy(states))).abs()
+    student, change = _student_of(policy, wrappers, states)
     record: dict[str, Any] = {
         "signal": "rl", "algo": algo, "env_steps": plan.total, "gradient_steps": int(model._n_updates),
         "lr": lr, "seed": seed, "env_seed": env_seed, "learning_starts": learning_starts,
@@ -543,7 +563,7 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
                        *([f"ent_coef = {SAC_ENT_COEF!r} (agent.pt does not store SAC's entropy coefficient)"]
                          if algo == "SAC" else [])],
         "states": int(n),
-        "unit_action_change_vs_fp32": {"max": float(err.max()), "mean": float(err.mean())} if n else None,
+        "unit_action_change_vs_fp32": change,
     }
     if algo == "SAC" and getattr(model, "log_ent_coef", None) is not None:
         record["final_ent_coef"] = float(torch.exp(model.log_ent_coef.detach()).item())
@@ -573,8 +593,6 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
     by the saved return statistics, as the critic was trained on them. ``learn`` collects whole
     rollouts of ``n_steps``, so the env steps taken are ``steps`` rounded up to a rollout (recorded).
     """
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from rlbench.registry import CALIBRATION_SEED_BASE, get_config
     from rlbench.train import build_model, make_vec_env
 
@@ -616,38 +634,16 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
     wrappers = _wrap_slots(slots)
     raw_obs: list[np.ndarray] = []
 
-    class _Schedule(BaseCallback):
-        def _on_training_start(self) -> None:
-            self._start = self.num_timesteps
-            plan.apply(0, wrappers)
+    def keep_raw_obs(cb) -> None:
+        env = cb.training_env
+        obs = env.get_original_obs() if vn is not None else cb.locals["new_obs"]
+        raw_obs.append(np.array(obs, dtype=np.float32).reshape(env.num_envs, -1))
 
-        def _on_step(self) -> bool:
-            t = self.num_timesteps - self._start
-            if t < plan.total:
-                plan.apply(t, wrappers)
-            env = self.training_env
-            obs = env.get_original_obs() if vn is not None else self.locals["new_obs"]
-            raw_obs.append(np.array(obs, dtype=np.float32).reshape(env.num_envs, -1))
-            return True
-
-    def calibrate_on_states():
-        probe = QuantPolicy(policy)
-        for dst, src in zip(probe.layers, wrappers):
-            dst.copy_state_from(src)
-        probe.calibrate(torch.as_tensor(np.concatenate(raw_obs), dtype=torch.float32))
-        for dst, src in zip(wrappers, probe.layers):
-            dst.copy_state_from(src)
-
-    model.learn(total_timesteps=plan.total, callback=_Schedule(), progress_bar=False)
-    plan.finish(wrappers, calibrate_on_states)
-    student = QuantPolicy(policy)
-    for dst, src in zip(student.layers, wrappers):
-        dst.copy_state_from(src)
-    student.eval()
+    model.learn(total_timesteps=plan.total, callback=_schedule_callback(plan, wrappers, keep_raw_obs),
+                progress_bar=False)
+    plan.finish(wrappers, lambda: _calibrate_wrappers(policy, wrappers, np.concatenate(raw_obs)))
     states = np.ascontiguousarray(np.concatenate(raw_obs), dtype=np.float32)
-    teacher = QuantPolicy(policy).eval()
-    with torch.no_grad():
-        err = (student.unit_action(torch.from_numpy(states)) - teacher.unit_action(torch.from_numpy(states))).abs()
+    student, change = _student_of(policy, wrappers, states)
     record: dict[str, Any] = {
         "signal": "rl", "algo": algo, "env_steps": int(model.num_timesteps), "steps_asked": plan.total,
         "gradient_steps": int(model._n_updates), "lr": lr, "seed": seed, "env_seed": env_seed,
@@ -655,7 +651,7 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
         "departures": ["learning_rate = lr", "VecNormalize statistics frozen at the saved ones (training=False)",
                        "whole rollouts: env_steps is steps rounded up to n_steps * n_envs"],
         "states": int(len(states)),
-        "unit_action_change_vs_fp32": {"max": float(err.max()), "mean": float(err.mean())},
+        "unit_action_change_vs_fp32": change,
     }
     return Trained(student, record, states)
 
