@@ -2,6 +2,10 @@
 
 * ``baselines/figures.json``: machine-independent figures per cell (per-episode returns on
   fixed seeds, bytes, parameter counts).
+* ``baselines/int8-kernels/<class>.json``: the returns of int8 ONNX Runtime cells on machines
+  whose int8 kernel class is not ``exact`` (see :mod:`rlbench.measure.int8kernel`): there the
+  same int8 file computes different actions, so its returns are stored per class. The returns in
+  ``figures.json`` are those of exact kernels (VNNI x86, ARM).
 * ``baselines/machines/<machine-id>.json``: machine-dependent figures per cell (latency ratios
   and absolute latencies, RSS, energy).
 * ``baselines/tolerances.toml``: every tolerance, parsed into :class:`Tolerances`.
@@ -26,6 +30,7 @@ from rlbench.io import atomic_write_json
 
 SCHEMA = 1
 UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
+RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci")
 
 
 @dataclass(frozen=True)
@@ -126,13 +131,19 @@ def _locked(path: Path):
 class BaselineStore:
     """Read and update the stored figures of cells."""
 
-    def __init__(self, root: Path, machine_id: str):
+    def __init__(self, root: Path, machine_id: str, int8_kernel: str = "exact"):
         self.root = Path(root)
         self.machine_id = machine_id
+        self.int8_kernel = int8_kernel
 
     @property
     def figures_path(self) -> Path:
         return self.root / "figures.json"
+
+    @property
+    def kernel_path(self) -> Path | None:
+        """Where this machine's int8 kernel class keeps its returns (None: exact, in figures.json)."""
+        return None if self.int8_kernel == "exact" else self.root / "int8-kernels" / f"{self.int8_kernel}.json"
 
     @property
     def machine_path(self) -> Path:
@@ -147,17 +158,43 @@ class BaselineStore:
     def machine_figures(self, cell: str) -> dict | None:
         return _read_json(self.machine_path)["cells"].get(cell)
 
-    def require(self, cell: str) -> dict:
+    def require(self, cell: str, int8: bool = False) -> dict:
+        """The stored figures of a cell; ``int8``: its returns are those of this machine's int8 kernel class."""
         fig = self.figures(cell)
         if fig is None:
             raise BaselineError(f"{cell}: no stored baseline in {self.figures_path}; record one with: "
                                 + UPDATE_HINT.format(cell=cell))
+        if int8 and self.kernel_path is not None:
+            own = _read_json(self.kernel_path)["cells"].get(cell)
+            if own is None:
+                raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
+                                    f"exact), and {self.kernel_path} holds no returns of this cell for them; record "
+                                    "them on this machine with: " + UPDATE_HINT.format(cell=cell))
+            return {**fig, **own}
+        if "returns" not in fig:
+            raise BaselineError(f"{cell}: {self.figures_path} holds no returns of exact int8 kernels for this cell "
+                                "(it was recorded only on machines whose kernels saturate); record them on a machine "
+                                "with VNNI or on ARM with: " + UPDATE_HINT.format(cell=cell))
         return fig
 
     def update(self, figures: dict[str, dict], machine: dict[str, dict], machine_info: dict | None = None) -> list[str]:
-        """Write the given cells (and only them), each file atomically. Returns the cells written."""
+        """Write the given cells (and only them), each file atomically. Returns the cells written.
+
+        On a machine whose int8 kernels are not exact, the returns of int8 ONNX Runtime cells go
+        to :attr:`kernel_path`; the rest of their figures merge into ``figures.json`` and leave
+        the exact kernels' returns there untouched.
+        """
+        from rlbench.measure.int8kernel import uses_int8_kernels
+
+        figures, kernel, merge = dict(figures), {}, set()
+        if self.kernel_path is not None:
+            for cell, fig in figures.items():
+                if uses_int8_kernels(fig):
+                    kernel[cell] = {k: fig[k] for k in (*RETURN_KEYS, "seeds") if k in fig}
+                    figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
+                    merge.add(cell)
         written = []
-        for path, new in ((self.figures_path, figures), (self.machine_path, machine)):
+        for path, new in ((self.figures_path, figures), (self.kernel_path, kernel), (self.machine_path, machine)):
             if not new:
                 continue
             _check_finite(new, path)
@@ -168,11 +205,13 @@ class BaselineStore:
                     data["machine_id"] = self.machine_id
                     if machine_info:
                         data["machine"] = machine_info
-                if path == self.machine_path:  # cell and energy tests add different keys of one cell
-                    for cell, value in new.items():
-                        data["cells"][cell] = {**data["cells"].get(cell, {}), **value}
-                else:
-                    data["cells"].update(new)
+                elif path == self.kernel_path:
+                    data["int8_kernel"] = self.int8_kernel
+                for cell, value in new.items():
+                    # cell and energy tests add different keys of one machine cell; an int8
+                    # cell's non-return figures join the exact kernels' returns
+                    keep = path == self.machine_path or (path == self.figures_path and cell in merge)
+                    data["cells"][cell] = {**data["cells"].get(cell, {}), **value} if keep else value
                 data["cells"] = dict(sorted(data["cells"].items()))
                 atomic_write_json(path, data)
             written += list(new)

@@ -279,8 +279,10 @@ def check_cell(result: CellResult, store, gate_latency: bool = True) -> list:
     """Verdicts of a result against the stored figures (raises if none are stored)."""
     from rlbench.checks import check_exact, check_ratio, check_return, check_rss
 
+    from rlbench.measure.int8kernel import uses_int8_kernels
+
     tol = store.tolerances()
-    stored = store.require(result.cell)
+    stored = store.require(result.cell, int8=uses_int8_kernels(result.figures))
     verdicts = [check_return(result.cell, result.figures["returns"], stored["returns"], tol.returns)]
     if result.figures["seeds"] != stored["seeds"]:
         verdicts.append(check_exact(result.cell, "seeds", result.figures["seeds"], stored["seeds"]))

@@ -77,6 +77,32 @@ class OrtPredictor:
         return self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(obs, dtype=np.float32)})[0]
 
 
+class ReferencePredictor:
+    """ONNX's reference evaluator: the spec's exact integer semantics on every CPU, slowly.
+
+    Tests judge an int8 graph with it, because ONNX Runtime's int8 kernels are not exact on
+    every CPU (:mod:`rlbench.measure.int8kernel`); it is never timed.
+    """
+
+    runtime = "onnx-reference"
+
+    def __init__(self, model: Path | bytes, name: str = "onnx-reference"):
+        import onnx
+        import onnx.version_converter
+        from onnx.reference import ReferenceEvaluator
+
+        proto = onnx.load(str(model)) if isinstance(model, Path) else onnx.load_from_string(model)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < 19:  # the evaluator implements (De)QuantizeLinear from opset 19 on; same semantics here
+            proto = onnx.version_converter.convert_version(proto, 19)
+        self.evaluator = ReferenceEvaluator(proto)
+        self.input_name = proto.graph.input[0].name
+        self.name = name
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.evaluator.run(None, {self.input_name: np.ascontiguousarray(obs, dtype=np.float32)})[0]
+
+
 class NumpyPredictor:
     """A plain NumPy forward pass of the same weights: the floor that no runtime under test touches."""
 

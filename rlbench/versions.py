@@ -40,6 +40,8 @@ def machine_info() -> dict:
     except OSError:
         pass
     wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni")
+    from rlbench.measure.int8kernel import probe
+
     return {
         "cpu_model": model,
         "cpu_flags": sorted(f for f in wanted if f in flags),
@@ -47,6 +49,7 @@ def machine_info() -> dict:
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "int8_kernel": probe(),  # what int8 ONNX cells' returns depend on (rlbench.measure.int8kernel)
     }
 
 

@@ -21,7 +21,8 @@ from rlbench.compress.prune import kept_width, prune_module
 from rlbench.errors import CompressionError, UnknownNameError
 from rlbench.onnx_export import onnx_bytes
 from rlbench.policy import DeployablePolicy, PolicySpec, num_params
-from rlbench.runtime import NumpyPredictor, OrtPredictor, TorchPredictor
+from rlbench.measure.int8kernel import EXACT, probe
+from rlbench.runtime import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (64, 64), 3
@@ -82,6 +83,22 @@ def cache(tmp_path):
     return tmp_path / "cache"
 
 
+def spec_actions(art, obs: np.ndarray) -> np.ndarray:
+    """The artefact's actions as the ONNX spec defines them (ONNX's reference evaluator).
+
+    ONNX Runtime's int8 kernels are not exact on x86 without VNNI (rlbench.measure.int8kernel),
+    so the tolerances below, which state what the compression does, judge the graph itself.
+    Graphs with com.microsoft ops (QOperator's QLinearAdd) only run in ONNX Runtime, which is
+    trusted to compute them where its int8 kernels are exact.
+    """
+    if any(n.domain == "com.microsoft" for n in onnx.load_from_string(art.data("model.onnx")).graph.node):
+        if probe() != EXACT:
+            pytest.skip(f"a com.microsoft graph runs only in onnxruntime, whose int8 kernels here are {probe()!r}, "
+                        "not exact (rlbench.measure.int8kernel)")
+        return art.predictor().predict(obs)
+    return ReferencePredictor(art.data("model.onnx")).predict(obs)
+
+
 def _ops(data: bytes) -> dict:
     from collections import Counter
 
@@ -115,7 +132,7 @@ def test_ptdq_holds_three_int8_weight_tensors(policy, obs, fp32_actions, cache):
     assert s["params"] == s["params_fp32"] == num_params(policy) == 11 * 64 + 64 + 64 * 64 + 64 + 64 * 3 + 3
     assert s["compression_factor"] == pytest.approx(s["baseline_bytes"] / s["model_bytes"]) and s["compression_factor"] > 2
     assert s["bytes"] == os.path.getsize(art.files["model.onnx"])
-    diff = np.abs(art.predictor().predict(obs) - fp32_actions).max()
+    diff = np.abs(spec_actions(art, obs) - fp32_actions).max()
     assert 0 < diff < 0.05 * ACTION_RANGE  # stated tolerance: 5% of the action range
 
 
@@ -124,7 +141,7 @@ def test_int8pc_has_one_scale_per_output_channel(policy, obs, fp32_actions):
     inits = _inits(art.data("model.onnx"))
     assert art.summary["int8_weight_tensors"] == 3
     assert list(inits["body_0_weight_t_scale"].dims) == [64] and list(inits["head_weight_t_scale"].dims) == [3]
-    assert np.abs(art.predictor().predict(obs) - fp32_actions).max() < 0.05 * ACTION_RANGE
+    assert np.abs(spec_actions(art, obs) - fp32_actions).max() < 0.05 * ACTION_RANGE
 
 
 @pytest.mark.parametrize("calibration,fmt", [("minmax", "qdq"), ("percentile", "qoperator"), ("entropy", "qdq")])
@@ -144,7 +161,7 @@ def test_ptsq_explicit_calibration(policy, obs, fp32_actions, calibration, fmt):
     # stated tolerance: max 15%, mean 2% of the action range. Static ranges clip: this random-weight
     # policy has large tanh pre-activations, and these states come from random actions, not from
     # the states the calibration set was drawn from (measured: max 0.20, mean 0.023).
-    diff = np.abs(art.predictor().predict(obs) - fp32_actions)
+    diff = np.abs(spec_actions(art, obs) - fp32_actions)
     assert diff.max() < 0.15 * ACTION_RANGE and diff.mean() < 0.02 * ACTION_RANGE
 
 
@@ -170,7 +187,7 @@ def test_ptsq_calibrates_on_rollouts_with_calibration_seeds(policy):
     assert rec["sha256"] == cal["sha256"] and rec["seeds"] == cal["seeds"]  # the same set, run to run
     # states the policy itself visits (other seeds): stated tolerance max 10%, mean 2% of the range
     states, _ = calibration_observations(policy, ENV, 300, seed_base=5_000)
-    diff = np.abs(art.predictor().predict(states) - TorchPredictor(policy).predict(states))
+    diff = np.abs(spec_actions(art, states) - TorchPredictor(policy).predict(states))
     assert diff.max() < 0.1 * ACTION_RANGE and diff.mean() < 0.02 * ACTION_RANGE
 
 

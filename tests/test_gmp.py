@@ -15,8 +15,9 @@ from onnx import numpy_helper
 from rlbench.compress import compress
 from rlbench.compress.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
                                   train_gmp)
-from rlbench.compress.qat import QuantLinear, qdq_onnx
+from rlbench.compress.qat import QuantLinear, qdq_onnx, reference_actions
 from rlbench.errors import CompressionError
+from rlbench.measure.int8kernel import EXACT, probe
 from tests.test_qat import ENV, held_out, make_policy, ship_tiny, student_actions
 
 STEPS = 300
@@ -97,7 +98,10 @@ def test_artefact_is_deterministic_and_ort_runs_the_sparse_student(policy, gmp_a
     trained, _ = train_gmp(policy, ENV, sparsity=0.8, steps=STEPS, lr=1e-3)  # an independent second build
     assert qdq_onnx(trained.student) == gmp_art.data("model.onnx")
     obs = held_out(policy)
-    assert np.abs(gmp_art.predictor().predict(obs) - student_actions(trained.student, obs)).max() < 1e-5
+    want = student_actions(trained.student, obs)
+    assert np.abs(reference_actions(gmp_art.data("model.onnx"), obs) - want).max() < 1e-5
+    if probe() == EXACT:  # ONNX Runtime computes the same where its int8 kernels are exact
+        assert np.abs(gmp_art.predictor().predict(obs) - want).max() < 1e-5
     # pruned weights are zero in the student too, and the masks are what the graph stores
     for layer, name in zip(trained.student.layers, trained.student.names):
         assert torch.equal(layer.mask == 0, torch.from_numpy(onnx_weights(gmp_art.data("model.onnx"))[name].T == 0))
@@ -130,7 +134,7 @@ def test_without_qat_the_graph_is_fp32_with_exact_zeros(policy, tmp_path):
     s = art.summary
     assert "QuantizeLinear" not in s["ops"] and s["int8_weight_tensors"] == 0 and "quantization" not in s
     assert s["compression_factor_values_only"] == pytest.approx(2.0) and s["storage"]["weight_bits"] == 32
-    assert s["training"]["gradient_steps"] == 100 and s["ort_vs_fake_quant"]["max"] < 1e-5
+    assert s["training"]["gradient_steps"] == 100 and s["graph_vs_fake_quant"]["max"] < 1e-5
 
 
 def test_rl_signal_prunes_the_sac_actor_while_it_trains(tmp_path):
@@ -139,7 +143,7 @@ def test_rl_signal_prunes_the_sac_actor_while_it_trains(tmp_path):
     s = art.summary
     assert [l["zeros"] for l in s["pruning"]["layers"]] == [pruned_count(n, 0.9) for n in (11 * 32, 32 * 32, 32 * 3)]
     assert (s["training"]["signal"], s["training"]["env_steps"]) == ("rl", 300 + 60)
-    assert s["int8_weight_tensors"] == 3 and s["ort_vs_fake_quant"]["max"] < 1e-5
+    assert s["int8_weight_tensors"] == 3 and s["graph_vs_fake_quant"]["max"] < 1e-5
 
 
 # ------------------------------------------------------------------------------ bad parameters

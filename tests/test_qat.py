@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from rlbench.compress import compress
-from rlbench.compress.qat import QuantPolicy, qdq_onnx, train_qat
+from rlbench.compress.qat import QuantPolicy, qdq_onnx, reference_actions, train_qat
 from rlbench.compress.quantize import calibration_observations
 from rlbench.errors import CompressionError
+from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.runtime import OrtPredictor, TorchPredictor
 
@@ -126,12 +127,25 @@ def test_artefact_is_the_trained_student_and_ort_matches_it(relu_policy, relu_ar
     # two independent trainings (the cached build and train_qat): the same bytes
     assert qdq_onnx(relu_trained.student) == relu_art.data("model.onnx")
     obs = held_out(relu_policy)
-    got = relu_art.predictor().predict(obs)
     want = student_actions(relu_trained.student, obs)
+    # ReLU policy: the graph's spec semantics equal the torch forward but for float rounding
+    assert np.abs(reference_actions(relu_art.data("model.onnx"), obs) - want).max() < 1e-5
+    assert relu_art.summary["graph_vs_fake_quant"]["max"] < 1e-5
+
+
+NEEDS_EXACT_INT8 = pytest.mark.skipif(
+    probe() != EXACT, reason=f"this CPU's onnxruntime int8 kernels are {probe()!r}, not exact (x86 without VNNI "
+    "saturates 16-bit pair sums; rlbench.measure.int8kernel), so ORT cannot equal integer arithmetic here: the "
+    "graph itself is checked by ONNX's reference evaluator in the other tests")
+
+
+@NEEDS_EXACT_INT8
+def test_onnxruntime_equals_the_trained_student(relu_policy, relu_art, relu_trained):
+    obs = held_out(relu_policy)
     # ReLU policy: the torch forward computes QGemm's integer sums and its fused requantization,
     # so only float rounding separates them (measured 2e-7)
-    assert np.abs(got - want).max() < 1e-5
-    assert relu_art.summary["ort_vs_fake_quant"]["max"] < 1e-5
+    got = relu_art.predictor().predict(obs)
+    assert np.abs(got - student_actions(relu_trained.student, obs)).max() < 1e-5
 
 
 def test_summary_records_the_training(relu_art):
@@ -159,7 +173,7 @@ def tanh_policy():
     return make_policy("tanh", seed=1)
 
 
-def test_distillation_beats_plain_rounding_and_ort_follows_it(tanh_policy, tmp_path):
+def test_distillation_beats_plain_rounding_and_the_graph_follows_it(tanh_policy, tmp_path):
     trained = train_qat(tanh_policy, ENV, steps=STEPS)  # defaults: distill, lr 1e-4
     # plain rounding: the same quantizer, ranges from the same first rollouts, no training
     rtn = QuantPolicy(tanh_policy)
@@ -178,12 +192,14 @@ def test_distillation_beats_plain_rounding_and_ort_follows_it(tanh_policy, tmp_p
     assert err_qat.mean() < err_rtn.mean() and err_qat.mean() < err_ptdq.mean()
     # stated tolerance to fp32: mean 1%, max 5% of the action range (measured 0.27%, 3.3%)
     assert err_qat.mean() < 0.01 * ACTION_RANGE and err_qat.max() < 0.05 * ACTION_RANGE
-    # ORT against the torch forward. ORT's tanh differs from torch's in the last bits, which
-    # rarely moves a hidden value across a rounding step (measured: 3 of 3000 actions, max 0.013):
-    # stated tolerance mean 1e-4, under 1% of actions off by more than 1e-4, max 2% of the range
-    ort = OrtPredictor(qdq_onnx(trained.student)).predict(obs)
-    d = np.abs(ort - student_actions(trained.student, obs))
+    # The graph against the torch forward. Another tanh differs from torch's in the last bits,
+    # which rarely moves a hidden value across a rounding step (measured: 3 of 3000 actions, max
+    # 0.013): stated tolerance mean 1e-4, under 1% of actions off by more than 1e-4, max 2% of the range
+    d = np.abs(reference_actions(qdq_onnx(trained.student), obs) - student_actions(trained.student, obs))
     assert d.mean() < 1e-4 and (d > 1e-4).mean() < 0.01 and d.max() < 0.02 * ACTION_RANGE
+    if probe() == EXACT:  # and ONNX Runtime, where its int8 kernels compute the spec exactly
+        d = np.abs(OrtPredictor(qdq_onnx(trained.student)).predict(obs) - student_actions(trained.student, obs))
+        assert d.mean() < 1e-4 and (d > 1e-4).mean() < 0.01 and d.max() < 0.02 * ACTION_RANGE
 
 
 # ------------------------------------------------------------------------------ bad parameters
@@ -234,7 +250,9 @@ def test_rl_fine_tunes_sac_with_its_own_loss(tmp_path):
     assert (tr["signal"], tr["algo"], tr["env_steps"], tr["learning_starts"]) == ("rl", "SAC", 300, 150)
     assert tr["gradient_steps"] == 150 and 0 < tr["final_ent_coef"] < 0.05
     assert tr["unit_action_change_vs_fp32"]["max"] > 0  # the actor really trained
-    assert s["ort_vs_fake_quant"]["max"] < 1e-5  # ReLU actor: ORT equals the torch forward
+    # the reference evaluator sums dequantized floats in another order than torch, which can move
+    # a hidden value across one rounding step (measured 7.8e-4 half action ranges; export bugs: > 0.05)
+    assert s["graph_vs_fake_quant"]["max"] < 0.01
     again = compress(shipped, "qat", params, tmp_path / "b")
     assert again.key == art.key and again.sha256() == art.sha256() and again.summary == art.summary
 

@@ -183,7 +183,7 @@ def storage_figures(layers: list[dict], bits: int, quantised: bool) -> dict:
 
 def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Gradual magnitude pruning while fine-tuning (then optional QAT), as an ONNX graph with exact zeros."""
-    from rlbench.compress.qat import check_against_ort, qdq_onnx, quant_layers_record
+    from rlbench.compress.qat import check_export, qdq_onnx, quant_layers_record
     from rlbench.onnx_export import onnx_bytes
 
     sparsity, qat = float(params["sparsity"]), bool(params["qat"])
@@ -230,7 +230,7 @@ def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
         summary["quantization"] = {"weights": "int8 symmetric per tensor, scale max|W|/127; unpruned weights "
                                               "never round to 0", "activations": "uint8 affine per tensor",
                                    "format": "QDQ", "layers": quant_layers_record(student)}
-    summary["ort_vs_fake_quant"] = check_against_ort("gmp", data, student, trained.states)
+    summary["graph_vs_fake_quant"] = check_export("gmp", data, student, trained.states)
     context["summary"].update(summary)
     return {"model.onnx": data}
 

@@ -752,25 +752,36 @@ def quant_layers_record(student: QuantPolicy) -> list[dict]:
     return out
 
 
-def check_against_ort(name: str, data: bytes, student: QuantPolicy, states: np.ndarray, limit: float = 0.05) -> dict:
-    """ORT's actions on ``states`` against the PyTorch forward; refuse a graph that does not match."""
-    from rlbench.runtime import OrtPredictor
+def reference_actions(data: bytes, states: np.ndarray) -> np.ndarray:
+    """A graph's actions by ONNX's reference evaluator: the spec's semantics on every CPU."""
+    from rlbench.runtime import ReferencePredictor
 
+    return ReferencePredictor(data).predict(states)
+
+
+def check_export(name: str, data: bytes, student: QuantPolicy, states: np.ndarray, limit: float = 0.05) -> dict:
+    """The exported graph's actions on ``states`` against the PyTorch forward; refuse a graph that
+    does not match.
+
+    The graph is run by ONNX's reference evaluator (:func:`reference_actions`). ONNX Runtime is
+    not the judge here: on x86 without VNNI its uint8 x int8 kernels saturate 16-bit pair sums
+    (:mod:`rlbench.measure.int8kernel`), which is a fact about the machine, measured by the grid,
+    not a fault of the artefact.
+    """
     states = np.ascontiguousarray(states[:2000], dtype=np.float32)
     if states.shape[0] == 0:
         return {}
-    got = OrtPredictor(data).predict(states)
+    got = reference_actions(data, states)
     with torch.no_grad():
         want = student(torch.from_numpy(states)).numpy()
     half = (student.act_high - student.act_low).numpy() / 2
     diff = np.abs(got - want) / half
     if not np.all(np.isfinite(got)) or diff.max() > limit:
-        raise CompressionError(f"{name}: onnxruntime's actions differ from the fake-quantised torch forward by "
-                               f"{diff.max():.3g} half action ranges (limit {limit}). Internal error, or an "
-                               "onnxruntime kernel that does not sum uint8 x int8 products exactly (x86 without "
-                               "VNNI can saturate 16-bit pair sums)")
+        raise CompressionError(f"{name}: the exported ONNX graph's actions (ONNX reference evaluator) differ from "
+                               f"the fake-quantised torch forward by {diff.max():.3g} half action ranges (limit "
+                               f"{limit}): an export bug; please report it with the command that built the artefact")
     return {"states": int(states.shape[0]), "max": float(diff.max()), "mean": float(diff.mean()),
-            "unit": "half action range"}
+            "unit": "half action range", "judge": "onnx.reference"}
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -823,14 +834,14 @@ def build_qat(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
                         seed=params["seed"], agent_pt=context.get("agent_pt"))
     data = qdq_onnx(trained.student)
     _check_int8("qat", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
-    check = check_against_ort("qat", data, trained.student, trained.states)
+    check = check_export("qat", data, trained.student, trained.states)
     context["summary"].update(
         training={**trained.record, "env_id": context["env_id"]},
         quantization={"weights": "int8 symmetric per tensor, scale max|W|/127, range [-127, 127]",
                       "activations": "uint8 affine per tensor at each Linear input, EMA ranges then frozen",
                       "format": "QDQ", "ema_constant": EMA_CONSTANT, "observe_fraction": OBSERVE_FRACTION,
                       "layers": quant_layers_record(trained.student)},
-        ort_vs_fake_quant=check, notes=[])
+        graph_vs_fake_quant=check, notes=[])
     return {"model.onnx": data}
 
 

@@ -1,0 +1,103 @@
+"""The int8 kernel probe, and that its class predicts what ONNX Runtime computes.
+
+MLAS's uint8 x int8 GEMM on x86 without VNNI adds each pair of adjacent products into a
+saturating signed 16-bit lane (``vpmaddubsw``); with VNNI or on ARM the sums are exact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlbench.baselines import BaselineStore
+from rlbench.errors import BaselineError
+from rlbench.measure.int8kernel import CLASSES, EXACT, SATURATING, classify, expected, probe, uses_int8_kernels
+
+
+def emulate(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
+    """uint8 [M, K] x int8 [K, N] -> int32, as each kernel class computes it."""
+    prod = a.astype(np.int64)[:, :, None] * b.astype(np.int64)[None, :, :]  # [M, K, N]
+    if kind == EXACT:
+        return prod.sum(axis=1)
+    pairs = prod.reshape(a.shape[0], a.shape[1] // 2, 2, b.shape[1]).sum(axis=2)
+    return np.clip(pairs, -32768, 32767).sum(axis=1)
+
+
+def ort_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "g",
+                              [helper.make_tensor_value_info("A", TensorProto.UINT8, list(a.shape))],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [a.shape[0], b.shape[1]])],
+                              initializer=[numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"A": a})[0]
+
+
+def test_expected_values_and_classify():
+    assert expected(EXACT) == 255 * 127 * 64 == 2_072_640
+    assert expected(SATURATING) == 32767 * 32 == 1_048_544
+    assert [classify(expected(k)) for k in CLASSES] == list(CLASSES)
+    with pytest.raises(RuntimeError, match="matches no known kernel class"):
+        classify(12345)
+    with pytest.raises(ValueError, match="unknown int8 kernel class"):
+        expected("fast")
+
+
+def test_the_probes_class_predicts_onnxruntime_on_random_operands():
+    """Large random operands (the regime of a policy's first layer): ORT equals the emulation of the
+    probed class exactly, and the two classes really differ on these operands."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(128, 256, size=(16, 64), dtype=np.uint8)
+    b = rng.integers(-128, 128, size=(64, 32), dtype=np.int8)
+    got = ort_matmul_integer(a, b)
+    assert probe() in CLASSES
+    assert np.array_equal(got, emulate(a, b, probe()))
+    assert not np.array_equal(emulate(a, b, EXACT), emulate(a, b, SATURATING))
+
+
+def test_uses_int8_kernels():
+    assert uses_int8_kernels({"runtime": "onnxruntime", "int8_weight_tensors": 3})
+    assert not uses_int8_kernels({"runtime": "onnxruntime", "int8_weight_tensors": 0})  # fp32 / fp16 ONNX
+    assert not uses_int8_kernels({"runtime": "torch", "int8_weight_tensors": 0})
+
+
+def _fig(returns, int8=True):
+    return {"runtime": "onnxruntime", "int8_weight_tensors": 3 if int8 else 0, "seeds": [1, 2], "returns": returns,
+            "lengths": [5, 5], "return_mean": float(np.mean(returns)), "return_ci": [0.0, 1.0], "model_bytes": {"m": 9}}
+
+
+def test_saturating_machines_keep_their_int8_returns_apart(tmp_path: Path):
+    exact = BaselineStore(tmp_path, "intel", int8_kernel=EXACT)
+    sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
+    exact.update({"A-ptdq": _fig([100.0, 110.0]), "A-fp16": _fig([90.0, 95.0], int8=False)}, {})
+    sat.update({"A-ptdq": _fig([10.0, 11.0]), "A-fp16": _fig([91.0, 96.0], int8=False)}, {})
+    # the exact kernels' int8 returns stay in figures.json; the saturating ones go to their own file
+    assert exact.require("A-ptdq", int8=True)["returns"] == [100.0, 110.0]
+    assert sat.require("A-ptdq", int8=True)["returns"] == [10.0, 11.0]
+    assert json.loads(sat.kernel_path.read_text())["int8_kernel"] == SATURATING
+    assert sat.kernel_path == tmp_path / "int8-kernels" / "u8s8-saturating.json"
+    # figures that are not int8 returns stay machine-independent: the later recording wins
+    assert exact.require("A-fp16")["returns"] == [91.0, 96.0]
+    # a cell first recorded on a saturating machine has no exact-kernel returns, and says so
+    sat.update({"B-int8pc": _fig([1.0, 2.0])}, {})
+    with pytest.raises(BaselineError, match=r"B-int8pc: .*no returns of exact int8 kernels.*VNNI"):
+        exact.require("B-int8pc", int8=True)
+    assert exact.figures("B-int8pc")["model_bytes"] == {"m": 9}
+
+
+def test_a_saturating_machine_without_its_returns_names_the_file_and_the_command(tmp_path: Path):
+    BaselineStore(tmp_path, "intel", int8_kernel=EXACT).update({"A-ptdq": _fig([100.0, 110.0])}, {})
+    sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
+    with pytest.raises(BaselineError, match=r"A-ptdq: .*'u8s8-saturating'.*u8s8-saturating\.json.*"
+                                            r"--rlbench-update-baselines -k A-ptdq"):
+        sat.require("A-ptdq", int8=True)
+    assert sat.require("A-ptdq", int8=False)["returns"] == [100.0, 110.0]
