@@ -31,6 +31,7 @@ from rlbench.io import atomic_write_json
 SCHEMA = 1
 UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
 RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci")
+IDENTITY_KEYS = ("seeds", "files", "calibration")
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,9 @@ class BaselineStore:
         """Write the given cells (and only them), each file atomically. Returns the cells written.
 
         On a machine whose int8 kernels are not exact, the returns of int8 ONNX Runtime cells go
-        to :attr:`kernel_path`; the rest of their figures merge into ``figures.json`` and leave
-        the exact kernels' returns there untouched.
+        to :attr:`kernel_path` with the identity of the artefact that earned them; ``figures.json``
+        keeps the exact kernels' figures of such a cell untouched, and gets the rest of its figures
+        only if it has none.
         """
         from rlbench.measure.int8kernel import uses_int8_kernels
 
@@ -190,7 +192,9 @@ class BaselineStore:
         if self.kernel_path is not None:
             for cell, fig in figures.items():
                 if uses_int8_kernels(fig):
-                    kernel[cell] = {k: fig[k] for k in (*RETURN_KEYS, "seeds") if k in fig}
+                    # the returns, and what produced them: a PTSQ artefact calibrates on this
+                    # machine's rollouts, which differ in the last bits from another CPU's
+                    kernel[cell] = {k: fig[k] for k in (*RETURN_KEYS, *IDENTITY_KEYS) if k in fig}
                     figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
                     merge.add(cell)
         written = []
@@ -208,10 +212,14 @@ class BaselineStore:
                 elif path == self.kernel_path:
                     data["int8_kernel"] = self.int8_kernel
                 for cell, value in new.items():
-                    # cell and energy tests add different keys of one machine cell; an int8
-                    # cell's non-return figures join the exact kernels' returns
-                    keep = path == self.machine_path or (path == self.figures_path and cell in merge)
-                    data["cells"][cell] = {**data["cells"].get(cell, {}), **value} if keep else value
+                    # cell and energy tests add different keys of one machine cell
+                    old = data["cells"].get(cell, {})
+                    if path == self.machine_path:
+                        data["cells"][cell] = {**old, **value}
+                    elif path == self.figures_path and cell in merge and "returns" in old:
+                        data["cells"][cell] = {**value, **old}  # the exact kernels' figures stand
+                    else:
+                        data["cells"][cell] = value
                 data["cells"] = dict(sorted(data["cells"].items()))
                 atomic_write_json(path, data)
             written += list(new)

@@ -70,8 +70,8 @@ def test_uses_int8_kernels():
     assert not uses_int8_kernels({"runtime": "torch", "int8_weight_tensors": 0})
 
 
-def _fig(returns, int8=True):
-    return {"runtime": "onnxruntime", "int8_weight_tensors": 3 if int8 else 0, "seeds": [1, 2], "returns": returns,
+def _fig(returns, int8=True, sha="aa"):
+    return {"files": {"model.onnx": {"sha256": sha}}, "runtime": "onnxruntime", "int8_weight_tensors": 3 if int8 else 0, "seeds": [1, 2], "returns": returns,
             "lengths": [5, 5], "return_mean": float(np.mean(returns)), "return_ci": [0.0, 1.0], "model_bytes": {"m": 9}}
 
 
@@ -79,11 +79,14 @@ def test_saturating_machines_keep_their_int8_returns_apart(tmp_path: Path):
     exact = BaselineStore(tmp_path, "intel", int8_kernel=EXACT)
     sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
     exact.update({"A-ptdq": _fig([100.0, 110.0]), "A-fp16": _fig([90.0, 95.0], int8=False)}, {})
-    sat.update({"A-ptdq": _fig([10.0, 11.0]), "A-fp16": _fig([91.0, 96.0], int8=False)}, {})
+    sat.update({"A-ptdq": _fig([10.0, 11.0], sha="bb"), "A-fp16": _fig([91.0, 96.0], int8=False)}, {})
     # the exact kernels' int8 returns stay in figures.json; the saturating ones go to their own file
     assert exact.require("A-ptdq", int8=True)["returns"] == [100.0, 110.0]
     assert sat.require("A-ptdq", int8=True)["returns"] == [10.0, 11.0]
     assert json.loads(sat.kernel_path.read_text())["int8_kernel"] == SATURATING
+    # ...with the artefact that earned them (PTSQ calibrates on this CPU's rollouts)
+    assert sat.require("A-ptdq", int8=True)["files"]["model.onnx"]["sha256"] == "bb"
+    assert exact.require("A-ptdq", int8=True)["files"]["model.onnx"]["sha256"] == "aa"
     assert sat.kernel_path == tmp_path / "int8-kernels" / "u8s8-saturating.json"
     # figures that are not int8 returns stay machine-independent: the later recording wins
     assert exact.require("A-fp16")["returns"] == [91.0, 96.0]
