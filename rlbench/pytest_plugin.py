@@ -63,6 +63,12 @@ class RLBenchSession:
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
 
+    def ungated(self) -> list[str]:
+        """Cells of this run with no stored figures for this machine: their latency and RSS went unchecked."""
+        if self.update:
+            return []
+        return sorted(c for c in self.results if self.store.machine_figures(c) is None)
+
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
         from rlbench.baselines import BaselineStore
@@ -242,6 +248,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "cells": len(config._rlbench.results),
         "update_baselines": config._rlbench.update,
         "latency_rounds": config._rlbench.rounds,
+        "machine_id": config._rlbench.store.machine_id,
+        "int8_kernel": config._rlbench.store.int8_kernel,
+        "cells_without_machine_figures": config._rlbench.ungated(),
     }
 
 
@@ -290,6 +299,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                                  red=bad, green=not bad)
         for v in rs.runtime_verdicts:
             terminalreporter.write_line(f"{v.status.upper():10} {v.message}")
+    ungated = rs.ungated()
+    if ungated:
+        terminalreporter.section("rlbench: latency and RSS not gated (no figures stored for this machine)",
+                                 yellow=True)
+        terminalreporter.write_line(
+            f"{len(ungated)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
+            f"{rs.store.machine_path}: their returns and bytes were checked, their latency and RSS were not. "
+            "Record this machine's figures with: pytest bench --rlbench-update-baselines -k '<cells>' "
+            f"(first: {', '.join(ungated[:3])}{' ...' if len(ungated) > 3 else ''})")
     if rs.written:
         terminalreporter.section("rlbench: baselines written", green=True)
         terminalreporter.write_line(f"{len(rs.written)} cell(s) into {rs.store.root}: {', '.join(rs.written[:10])}"

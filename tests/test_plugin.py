@@ -51,6 +51,9 @@ def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
     session = data["rlbench"]  # what `rlbench floor` sets against the floor
     assert session["cells"] == 3 and session["workers"] == (2 if xdist else 0)
     assert 0 < session["session_wall_seconds"] < 600
+    # nothing stored for this machine: the run says its latency and RSS went unchecked
+    assert session["cells_without_machine_figures"] == ["A-baseline", "B-baseline", "C-baseline"]
+    res.stdout.fnmatch_lines(["*latency and RSS not gated*", "3 of 3 cells have no figures for machine *"])
 
 
 def test_pytest_benchmark_compare_reads_the_file(run, tmp_path):
@@ -75,3 +78,12 @@ def test_update_writes_only_cells_that_ran(run):
     assert sorted(cells) == ["A-baseline", "B-baseline"]
     machines = list((base / "machines").glob("*.json"))
     assert len(machines) == 1 and json.loads(machines[0].read_text())["cells"]["A-baseline"]["ratios"] == {"x/y": 1.5}
+
+
+def test_only_cells_without_this_machines_figures_are_reported_ungated(run, tmp_path):
+    _run, _ = run
+    _run("-k", "A-baseline", "--rlbench-update-baselines").assert_outcomes(passed=1)
+    out = tmp_path / "out.json"
+    res = _run("-n", "2", f"--benchmark-json={out}")
+    assert json.loads(out.read_text())["rlbench"]["cells_without_machine_figures"] == ["B-baseline", "C-baseline"]
+    res.stdout.fnmatch_lines(["2 of 3 cells have no figures for machine *"])
