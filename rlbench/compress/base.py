@@ -172,13 +172,16 @@ _SIGNAL = Param("signal", "choice", "distill", choices=("distill", "rl"),
                 doc="distill: DAgger distillation from the fp32 policy; rl: the algorithm's own loss "
                     "(SAC/TD3/DDPG; needs a shipped policy's agent.pt)")
 _LR = Param("lr", "float", 1e-4, low=0.0, high=1.0, low_open=True, high_open=True, doc="Adam learning rate")
+_REDUCE_RANGE = Param("reduce_range", "bool", False,
+                      doc="7-bit weights: onnxruntime's remedy for the saturating uint8 x int8 kernels of x86 "
+                          "without VNNI (rlbench.measure.int8kernel); off by default, as in the paper")
 _SEED = Param("seed", "int", 0, low=0, high=999_999, doc="seeds batch sampling and SB3 (rl)")
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
-    MethodInfo("ptdq", "onnxruntime", "rlbench.compress.quantize:build_ptdq",
+    MethodInfo("ptdq", "onnxruntime", "rlbench.compress.quantize:build_ptdq", params=(_REDUCE_RANGE,),
                doc="post-training dynamic quantization: int8 weights (per tensor), activations "
                    "quantized at run time (onnxruntime quantize_dynamic, MatMulInteger)"),
-    MethodInfo("int8pc", "onnxruntime", "rlbench.compress.quantize:build_int8pc",
+    MethodInfo("int8pc", "onnxruntime", "rlbench.compress.quantize:build_int8pc", params=(_REDUCE_RANGE,),
                doc="dynamic quantization with per-channel int8 weights (quantize_dynamic per_channel=True)"),
     MethodInfo("ptsq", "onnxruntime", "rlbench.compress.quantize:build_ptsq", version="1", params=(
         Param("calibration", "choice", "minmax", choices=("minmax", "entropy", "percentile"),

@@ -41,6 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--activation-type", default=None, metavar="T", help="ptsq: uint8 (default) or int8")
     c.add_argument("--weight-type", default=None, metavar="T", help="ptsq: int8 (default) or uint8")
     c.add_argument("--per-channel", action="store_true", default=None, help="ptsq: per-channel weight scales")
+    c.add_argument("--reduce-range", action="store_true", default=None,
+                   help="ptdq/int8pc: 7-bit weights, exact on x86 without VNNI (see README, int8 kernels)")
     c.add_argument("--rank", type=float, default=None, metavar="F",
                    help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
     c.add_argument("--signal", default=None, metavar="S", help="qat/gmp: distill (default) or rl")
@@ -100,7 +102,7 @@ def run_ship(args) -> int:
 _OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
                   "activation_type": "activation_type", "weight_type": "weight_type",
                   "per_channel": "per_channel", "rank": "rank", "signal": "signal", "steps": "steps", "lr": "lr",
-                  "seed": "seed", "sparsity": "sparsity", "qat": "qat"}
+                  "seed": "seed", "sparsity": "sparsity", "qat": "qat", "reduce_range": "reduce_range"}
 
 
 def params_from_args(args) -> dict:

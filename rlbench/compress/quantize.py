@@ -95,26 +95,26 @@ def _check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
         raise CompressionError(f"{name}: quantized graph lacks {', '.join(missing)} (ops: {st['ops']})")
 
 
-def _dynamic(onnx_model: bytes, per_channel: bool) -> bytes:
+def _dynamic(onnx_model: bytes, per_channel: bool, reduce_range: bool) -> bytes:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="rlbench-q-") as d, _quiet_ort():
         src, dst = Path(d, "fp32.onnx"), Path(d, "int8.onnx")
         src.write_bytes(onnx_model)
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range)
         return dst.read_bytes()
 
 
 def build_ptdq(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-tensor int8 weights."""
-    data = _dynamic(onnx_model, per_channel=False)
+    data = _dynamic(onnx_model, per_channel=False, reduce_range=params["reduce_range"])
     _check_int8("ptdq", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
 
 def build_int8pc(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-output-channel int8 weights."""
-    data = _dynamic(onnx_model, per_channel=True)
+    data = _dynamic(onnx_model, per_channel=True, reduce_range=params["reduce_range"])
     _check_int8("int8pc", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
