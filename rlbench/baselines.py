@@ -156,8 +156,11 @@ class BaselineStore:
     def figures(self, cell: str) -> dict | None:
         return _read_json(self.figures_path)["cells"].get(cell)
 
+    def machine_cells(self) -> dict[str, dict]:
+        return _read_json(self.machine_path)["cells"]
+
     def machine_figures(self, cell: str) -> dict | None:
-        return _read_json(self.machine_path)["cells"].get(cell)
+        return self.machine_cells().get(cell)
 
     def require(self, cell: str, int8: bool = False) -> dict:
         """The stored figures of a cell; ``int8``: its returns are those of this machine's int8 kernel class."""

@@ -278,7 +278,6 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
 def check_cell(result: CellResult, store, gate_latency: bool = True) -> list:
     """Verdicts of a result against the stored figures (raises if none are stored)."""
     from rlbench.checks import check_exact, check_ratio, check_return, check_rss
-
     from rlbench.measure.int8kernel import uses_int8_kernels
 
     tol = store.tolerances()

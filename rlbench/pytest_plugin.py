@@ -67,18 +67,20 @@ class RLBenchSession:
         """Cells of this run with no stored figures for this machine: their latency and RSS went unchecked."""
         if self.update:
             return []
-        return sorted(c for c in self.results if self.store.machine_figures(c) is None)
+        stored = self.store.machine_cells()
+        return sorted(c for c in self.results if c not in stored)
 
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
         from rlbench.baselines import BaselineStore
-        from rlbench.paths import baselines_dir
         from rlbench.measure.int8kernel import probe
+        from rlbench.paths import baselines_dir
         from rlbench.versions import machine_id
 
         root = Path(config.getoption("rlbench_baselines") or baselines_dir())
         return cls(update=config.getoption("rlbench_update_baselines"), strict=config.getoption("rlbench_strict"),
-                   rounds=config.getoption("rlbench_rounds"), store=BaselineStore(root, machine_id(), int8_kernel=probe()),
+                   rounds=config.getoption("rlbench_rounds"),
+                   store=BaselineStore(root, machine_id(), int8_kernel=probe()),
                    gate_latency=not config.getoption("rlbench_no_latency_gate"),
                    memory=not config.getoption("rlbench_no_memory"))
 
