@@ -104,3 +104,24 @@ def test_a_saturating_machine_without_its_returns_names_the_file_and_the_command
                                             r"--rlbench-update-baselines -k A-ptdq"):
         sat.require("A-ptdq", int8=True)
     assert sat.require("A-ptdq", int8=False)["returns"] == [100.0, 110.0]
+
+
+def test_int8_kernels_report_judges_each_cell_with_the_return_check(tmp_path: Path):
+    from rlbench.report.kernels import kernel_rows, markdown
+
+    exact = BaselineStore(tmp_path, "intel", int8_kernel=EXACT)
+    sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
+    rng = np.random.default_rng(0)
+    high, low = list(1000 + rng.normal(0, 20, 30)), list(200 + rng.normal(0, 20, 30))
+    exact.update({"A-B-v5-int8pc": _fig(high), "A-B-v5-ptdq": _fig(high), "A-B-v5-qat": _fig(low)}, {})
+    sat.update({"A-B-v5-int8pc": _fig(low), "A-B-v5-ptdq": _fig(high), "A-B-v5-qat": _fig(high),
+                "C-D-v5-ptdq": _fig(low)}, {})  # C-D: saturating only, nothing to compare
+    rows = {r.cell: r for r in kernel_rows(tmp_path)}
+    assert sorted(rows) == ["A-B-v5-int8pc", "A-B-v5-ptdq", "A-B-v5-qat"]
+    assert (rows["A-B-v5-int8pc"].status, rows["A-B-v5-int8pc"].identical) == ("regressed", False)
+    assert (rows["A-B-v5-ptdq"].status, rows["A-B-v5-ptdq"].identical) == ("unchanged", True)
+    assert rows["A-B-v5-qat"].status == "improved"
+    md = markdown(list(rows.values()))
+    assert "| int8pc | u8s8-saturating | 1 | 0 | 1 | 0 |" in md and "| ptdq | u8s8-saturating | 1 | 1 | 0 | 0 |" in md
+    assert f"| A-B-v5-int8pc | {np.mean(high):.0f} [0, 1] | **{np.mean(low):.0f}** [0, 1] |" in md
+    assert "A-B-v5-ptdq" not in md.split("| cell |")[1]  # only cells that moved are listed

@@ -62,6 +62,14 @@ def cmd_floor(args) -> int:
     return 0
 
 
+def cmd_int8_kernels(args) -> int:
+    from rlbench.paths import baselines_dir
+    from rlbench.report.kernels import kernel_rows, markdown
+
+    print(markdown(kernel_rows(Path(args.baselines) if args.baselines else baselines_dir())))
+    return 0
+
+
 _THRESHOLD_HELP = ("override a tolerance of baselines/tolerances.toml for this comparison: FRACTION sets both, "
                    "return=FRACTION the allowed relative drop of the mean return ([returns] rel_drop), "
                    "latency=FRACTION the allowed relative rise of a latency ratio ([latency] ratio_rel); "
@@ -120,6 +128,14 @@ def add_parsers(subparsers) -> None:
     fl.add_argument("--wall", type=float, default=None, metavar="SECONDS",
                     help="the run's wall time (default: rlbench.session_wall_seconds in the file)")
     fl.set_defaults(func=cmd_floor)
+
+    k = subparsers.add_parser(
+        "int8-kernels", help="int8 cells' returns on saturating int8 kernels against exact ones (Markdown)",
+        description="For every int8 cell with returns stored for both exact kernels (baselines/figures.json) and a "
+                    "saturating kernel class (baselines/int8-kernels/), judge the difference with the grid's return "
+                    "check and print a table per method, then the cells that moved.")
+    k.add_argument("--baselines", metavar="DIR", default=None, help="default: the repository's baselines/")
+    k.set_defaults(func=cmd_int8_kernels)
 
 
 def build_parser() -> argparse.ArgumentParser:
