@@ -73,48 +73,93 @@ RUNTIMES = ("torch", "onnxruntime", "numpy")
 STDERR_TAIL = 3000
 MiB = 1 << 20
 
-CHILD_CODE = r'''
-import json, resource, sys
-args = json.loads(sys.argv[1])
-runtime, path, threads = args["runtime"], args["path"], int(args["threads"])
-import numpy as np
-if runtime == "onnxruntime":
-    import onnxruntime  # imported in the model run and in the stand-in run alike
-    from pathlib import Path
+CHILD_FUNC = r"""
+def _measure(args):
+    import json, resource
+    runtime, path, threads = args["runtime"], args["path"], int(args["threads"])
+    import numpy as np
+    if runtime == "onnxruntime":
+        import onnxruntime  # imported in the model run and in the stand-in run alike
+        from pathlib import Path
+        from rlbench.runtime import OrtPredictor
+        pred = OrtPredictor(Path(path), threads=threads, arena=bool(args["arena"]))
+        obs_dim = int(pred.session.get_inputs()[0].shape[-1])
+    else:
+        import torch
+        from rlbench.policy import load_policy
+        from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
+        pin_threads(threads)
+        module = load_policy(path)
+        obs_dim = int(module.spec.obs_dim)
+        if runtime == "torch":
+            pred = TorchPredictor(module, threads=threads)
+        else:
+            pred = NumpyPredictor(module)
+        del module
+    obs = np.zeros((int(args["batch"]), obs_dim), dtype=np.float32)
+    act = None
+    for _ in range(int(args["calls"])):
+        act = pred.predict(obs)
+    status = {}
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                status[key] = int(value.split()[0]) * 1024  # reported in kB
+    return {
+        "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+        "vm_hwm_bytes": status.get("VmHWM"),
+        "vm_rss_bytes": status.get("VmRSS"),
+        "obs_dim": obs_dim,
+        "act_shape": None if act is None else list(np.shape(act)),
+        "finite": None if act is None else bool(np.all(np.isfinite(act))),
+    }
+"""
+
+#: A fresh interpreter per measurement (``fresh=True``).
+CHILD_CODE = CHILD_FUNC + r"""
+import json, sys
+print(json.dumps(_measure(json.loads(sys.argv[1]))))
+"""
+
+#: The fork server: imports the runtime once, then forks one child per measurement. The child
+#: resets its peak (``/proc/self/clear_refs``: 5), so its VmHWM is its own from the fork on,
+#: with the imported libraries resident as in a fresh child after its imports.
+SERVER_CODE = CHILD_FUNC + r"""
+import json, os, sys, traceback
+if json.loads(sys.argv[1])["runtime"] == "onnxruntime":
+    import onnxruntime
     from rlbench.runtime import OrtPredictor
-    pred = OrtPredictor(Path(path), threads=threads, arena=bool(args["arena"]))
-    obs_dim = int(pred.session.get_inputs()[0].shape[-1])
 else:
     import torch
     from rlbench.policy import load_policy
     from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
-    pin_threads(threads)
-    module = load_policy(path)
-    obs_dim = int(module.spec.obs_dim)
-    if runtime == "torch":
-        pred = TorchPredictor(module, threads=threads)
-    else:
-        pred = NumpyPredictor(module)
-    del module
-obs = np.zeros((int(args["batch"]), obs_dim), dtype=np.float32)
-act = None
-for _ in range(int(args["calls"])):
-    act = pred.predict(obs)
-status = {}
-with open("/proc/self/status", encoding="ascii") as fh:
-    for line in fh:
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            status[key] = int(value.split()[0]) * 1024  # reported in kB
-print(json.dumps({
-    "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
-    "vm_hwm_bytes": status.get("VmHWM"),
-    "vm_rss_bytes": status.get("VmRSS"),
-    "obs_dim": obs_dim,
-    "act_shape": None if act is None else list(np.shape(act)),
-    "finite": None if act is None else bool(np.all(np.isfinite(act))),
-}))
-'''
+import numpy
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+for line in sys.stdin:
+    args = json.loads(line)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            out = {"ok": True, "report": _measure(args)}
+        except BaseException:
+            out = {"ok": False, "error": traceback.format_exc()[-3000:]}
+        os.write(w, (json.dumps(out) + "\n").encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        data = (json.dumps({"ok": False, "error": f"forked child died (wait status {status})"}) + "\n").encode()
+    sys.stdout.write(data.decode())
+    sys.stdout.flush()
+"""
 
 
 @dataclass(frozen=True)
@@ -276,7 +321,68 @@ def _tail(text: str | bytes | None) -> str:
     return text if len(text) <= STDERR_TAIL else "..." + text[-STDERR_TAIL:]
 
 
-def _run_child(args: dict, *, label: str, timeout: float) -> dict:
+class _ForkServer:
+    """One interpreter that has imported a runtime, forking a child per measurement.
+
+    A fresh ``python -c`` child pays the interpreter and the imports every time: about 3 s with
+    torch, which over the grid's cells was most of the suite's overhead above its floor. The
+    server pays them once per process and runtime family.
+    """
+
+    def __init__(self, family: str, threads: int):
+        import atexit
+
+        self.label = f"{family} fork server"
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, json.dumps({"runtime": family})],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=_child_env(threads), text=True, bufsize=1)
+        atexit.register(self.close)
+        self._readline(300.0, "starting")
+
+    def _readline(self, timeout: float, what: str) -> str:
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            self._stderr.seek(0)
+            why = "timed out" if not ready else f"exited with {self.proc.returncode}"
+            raise RuntimeError(f"memory {self.label} {why} while {what}; stderr tail:\n{_tail(self._stderr.read())}")
+        return line
+
+    def run(self, args: dict, timeout: float) -> dict:
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self._readline(timeout, f"measuring {args['path']}"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_SERVERS: dict[tuple[str, int], _ForkServer] = {}
+
+
+def _server(runtime: str, threads: int) -> _ForkServer:
+    key = ("onnxruntime" if runtime == "onnxruntime" else "torch", threads)
+    if key not in _SERVERS or not _SERVERS[key].alive():
+        _SERVERS[key] = _ForkServer(*key)
+    return _SERVERS[key]
+
+
+def _run_child(args: dict, *, label: str, timeout: float, fresh: bool = True) -> dict:
+    if not fresh:
+        out = _server(args["runtime"], int(args["threads"])).run(args, timeout)
+        if not out["ok"]:
+            raise RuntimeError(f"memory child ({label}, {args['runtime']}, {args['path']}) failed in the fork "
+                               f"server:\n{_tail(out['error'])}")
+        return _checked(out["report"], args, label)
     cmd = [sys.executable, "-c", CHILD_CODE, json.dumps(args)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(args["threads"]),
@@ -293,6 +399,10 @@ def _run_child(args: dict, *, label: str, timeout: float) -> dict:
     except (IndexError, json.JSONDecodeError):
         raise RuntimeError(f"memory child ({label}, {args['runtime']}, {args['path']}) printed no report; "
                            f"stdout tail:\n{_tail(proc.stdout)}\nstderr tail:\n{_tail(proc.stderr)}") from None
+    return _checked(report, args, label)
+
+
+def _checked(report: dict, args: dict, label: str) -> dict:
     if not report.get("vm_hwm_bytes"):
         raise RuntimeError(f"memory child ({label}) could not read VmHWM from /proc/self/status "
                            "(this measurement needs Linux)")
@@ -307,13 +417,16 @@ def _median_int(values: list[int]) -> int:
 
 def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None, repeats: int = 3,
                    calls: int = 100, *, batch: int = 1, threads: int = 1,
-                   timeout: float = 300.0) -> MemoryRecord:
+                   timeout: float = 300.0, fresh: bool | None = None) -> MemoryRecord:
     """Peak RSS of running ``artefact`` in ``runtime``, minus that of the same run on a stand-in.
 
     ``runtime="onnxruntime"`` takes an ``.onnx`` file (``arena`` defaults to ``True``, ORT's own
     default); ``"torch"`` and ``"numpy"`` take a :func:`~rlbench.policy.save_policy` file and
     no ``arena``. Each of the ``repeats`` rounds runs the stand-in child and the model child
     back to back (alternating which goes first). See the module docstring for the method.
+
+    ``fresh``: a new interpreter per child; otherwise (the default, unless the environment sets
+    ``RLBENCH_MEMORY_FRESH=1``) children are forked from a server that imported the runtime once.
     """
     from rlbench.versions import library_versions, machine_info
 
@@ -335,6 +448,8 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
         if arena is not None:
             raise ValueError(f"arena applies to onnxruntime only; got arena={arena!r} for {runtime!r}")
 
+    if fresh is None:
+        fresh = os.environ.get("RLBENCH_MEMORY_FRESH") == "1"
     bytes_on_disk = path.stat().st_size
     param_bytes = param_bytes_of(path)
     samples: dict[str, list[int]] = {k: [] for k in (
@@ -355,7 +470,7 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
         runs = {"model": {**common, "path": str(path.resolve())}, "empty": {**common, "path": str(stand_in)}}
         for r in range(repeats):
             order = ("empty", "model") if r % 2 == 0 else ("model", "empty")
-            got = {label: _run_child(runs[label], label=label, timeout=timeout) for label in order}
+            got = {label: _run_child(runs[label], label=label, timeout=timeout, fresh=fresh) for label in order}
             if got["model"]["obs_dim"] != obs_dim:
                 raise RuntimeError(f"{path}: the loaded model takes {got['model']['obs_dim']} inputs, "
                                    f"its file says {obs_dim}")
@@ -374,6 +489,7 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
         samples={k: tuple(v) for k, v in samples.items()},
         settings={"threads": threads, "batch": batch, "calls": calls, "repeats": repeats,
                   "peak_source": "VmHWM", "obs_dim": obs_dim, "act_dim": act_dim,
+                  "children": "fresh interpreter" if fresh else "forked from a server that imported the runtime",
                   "stand_in": {"hidden": [], "param_bytes": stand_in_bytes},
                   "child_env": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                                 "OPENBLAS_NUM_THREADS": str(threads)}},
