@@ -181,13 +181,14 @@ class BaselineStore:
                                 "with VNNI or on ARM with: " + UPDATE_HINT.format(cell=cell))
         return fig
 
-    def update(self, figures: dict[str, dict], machine: dict[str, dict], machine_info: dict | None = None) -> list[str]:
+    def update(self, figures: dict[str, dict], machine: dict[str, dict], machine_info: dict | None = None,
+               machine_only: bool = False) -> list[str]:
         """Write the given cells (and only them), each file atomically. Returns the cells written.
 
         On a machine whose int8 kernels are not exact, the returns of int8 ONNX Runtime cells go
         to :attr:`kernel_path` with the identity of the artefact that earned them; ``figures.json``
         keeps the exact kernels' figures of such a cell untouched, and gets the rest of its figures
-        only if it has none.
+        only if it has none. ``machine_only``: write nothing into ``figures.json``.
         """
         from rlbench.measure.int8kernel import uses_int8_kernels
 
@@ -200,6 +201,8 @@ class BaselineStore:
                     kernel[cell] = {k: fig[k] for k in (*RETURN_KEYS, *IDENTITY_KEYS) if k in fig}
                     figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
                     merge.add(cell)
+        if machine_only:
+            figures = {}
         written = []
         for path, new in ((self.figures_path, figures), (self.kernel_path, kernel), (self.machine_path, machine)):
             if not new:

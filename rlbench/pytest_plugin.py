@@ -29,6 +29,10 @@ def pytest_addoption(parser):
     group.addoption("--rlbench-update-baselines", action="store_true", default=False,
                     help="record the figures of the cells that ran into baselines/ (atomically; only those "
                          "cells). Default: %(default)r")
+    group.addoption("--rlbench-record-machine", action="store_true", default=False,
+                    help="record only this machine's figures (latency, RSS, energy; and int8 returns where its int8 "
+                         "kernels are not exact) of the cells that ran, leaving baselines/figures.json alone: for a new "
+                         "machine or CI runner. Default: %(default)r")
     group.addoption("--rlbench-strict", action="store_true", default=False,
                     help="fail, rather than skip, a cell whose policy is not shipped. Default: %(default)r")
     group.addoption("--rlbench-baselines", metavar="DIR", default=None,
@@ -57,6 +61,8 @@ class RLBenchSession:
     store: object
     gate_latency: bool = True
     memory: bool = True
+    machine_only: bool = False
+    """``--rlbench-record-machine``: a recording run (``update``) that leaves figures.json alone."""
     results: dict = field(default_factory=dict)
     energy: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
@@ -78,7 +84,9 @@ class RLBenchSession:
         from rlbench.versions import machine_id
 
         root = Path(config.getoption("rlbench_baselines") or baselines_dir())
-        return cls(update=config.getoption("rlbench_update_baselines"), strict=config.getoption("rlbench_strict"),
+        machine_only = config.getoption("rlbench_record_machine")
+        return cls(update=config.getoption("rlbench_update_baselines") or machine_only,
+                   strict=config.getoption("rlbench_strict"), machine_only=machine_only,
                    rounds=config.getoption("rlbench_rounds"),
                    store=BaselineStore(root, machine_id(), int8_kernel=probe()),
                    gate_latency=not config.getoption("rlbench_no_latency_gate"),
@@ -275,7 +283,7 @@ def pytest_sessionfinish(session, exitstatus):
         machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
         for c, e in rs.energy.items():
             machine.setdefault(c, {})["energy"] = e
-        rs.written = rs.store.update(figures, machine, machine_info())
+        rs.written = rs.store.update(figures, machine, machine_info(), machine_only=rs.machine_only)
         from rlbench import findings
 
         rs.written += [f"finding:{k}" for k in findings.record(rs.store)]
@@ -308,7 +316,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"{len(ungated)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
             f"{rs.store.machine_path}: their returns and bytes were checked, their latency and RSS were not. "
-            "Record this machine's figures with: pytest bench --rlbench-update-baselines -k '<cells>' "
+            "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
             f"(first: {', '.join(ungated[:3])}{' ...' if len(ungated) > 3 else ''})")
     if rs.written:
         terminalreporter.section("rlbench: baselines written", green=True)

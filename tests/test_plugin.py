@@ -87,3 +87,13 @@ def test_only_cells_without_this_machines_figures_are_reported_ungated(run, tmp_
     res = _run("-n", "2", f"--benchmark-json={out}")
     assert json.loads(out.read_text())["rlbench"]["cells_without_machine_figures"] == ["B-baseline", "C-baseline"]
     res.stdout.fnmatch_lines(["2 of 3 cells have no figures for machine *"])
+
+
+def test_record_machine_writes_this_machines_figures_and_leaves_figures_json_alone(run):
+    _run, base = run
+    _run("-k", "A-baseline", "--rlbench-update-baselines").assert_outcomes(passed=1)
+    before = (base / "figures.json").read_bytes()
+    _run("-k", "B-baseline", "--rlbench-record-machine").assert_outcomes(passed=1)
+    assert (base / "figures.json").read_bytes() == before  # B's returns were not written
+    machines = list((base / "machines").glob("*.json"))
+    assert sorted(json.loads(machines[0].read_text())["cells"]) == ["A-baseline", "B-baseline"]
