@@ -59,3 +59,11 @@ def test_unresolvable_difference_is_a_tie_not_a_win():
     figs = {"SAC-Ant-v5-ptdq": _fig(1000, spread=400), "SAC-Ant-v5-ptsq": _fig(990, spread=400)}
     f = {x.key: x for x in compute(figs)}
     assert f["ptdq_vs_ptsq"].ours["ptdq_resolved_win"] == 0 and f["ptdq_vs_ptsq"].ours["ptdq_resolved_loss"] == 0
+
+
+def test_int8_cells_without_exact_kernel_returns_are_left_out_of_return_findings():
+    """A pair recorded only where int8 kernels saturate has no exact-kernel int8 returns in figures.json."""
+    figs = {"SAC-Ant-v5-ptdq": _fig(1000), "SAC-Ant-v5-ptsq": _fig(500),
+            "TD3-Ant-v5-ptdq": {"bytes_total": 10}, "TD3-Ant-v5-ptsq": {"bytes_total": 10}}
+    f = {x.key: x for x in compute(figs)}
+    assert f["ptdq_vs_ptsq"].n == 1 and f["ptdq_vs_ptsq"].ours["ptdq_ge_ptsq"] == 1
