@@ -30,9 +30,9 @@ def pytest_addoption(parser):
                     help="record the figures of the cells that ran into baselines/ (atomically; only those "
                          "cells). Default: %(default)r")
     group.addoption("--rlbench-record-machine", action="store_true", default=False,
-                    help="record only this machine's figures (latency, RSS, energy; and int8 returns where its int8 "
-                         "kernels are not exact) of the cells that ran, leaving baselines/figures.json alone: for a new "
-                         "machine or CI runner. Default: %(default)r")
+                    help="record only this machine's figures (latency, RSS, energy; and int8 returns where its "
+                         "int8 kernels are not exact) of the cells that ran, leaving baselines/figures.json alone: "
+                         "for a new machine or CI runner. Default: %(default)r")
     group.addoption("--rlbench-strict", action="store_true", default=False,
                     help="fail, rather than skip, a cell whose policy is not shipped. Default: %(default)r")
     group.addoption("--rlbench-baselines", metavar="DIR", default=None,

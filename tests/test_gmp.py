@@ -15,9 +15,10 @@ from onnx import numpy_helper
 from rlbench.compress import compress
 from rlbench.compress.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
                                   train_gmp)
-from rlbench.compress.qat import QuantLinear, qdq_onnx, reference_actions
+from rlbench.compress.qat import QuantLinear, qdq_onnx
 from rlbench.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
+from rlbench.runtime import ReferencePredictor
 from tests.test_qat import ENV, held_out, make_policy, ship_tiny, student_actions
 
 STEPS = 300
@@ -99,7 +100,7 @@ def test_artefact_is_deterministic_and_ort_runs_the_sparse_student(policy, gmp_a
     assert qdq_onnx(trained.student) == gmp_art.data("model.onnx")
     obs = held_out(policy)
     want = student_actions(trained.student, obs)
-    assert np.abs(reference_actions(gmp_art.data("model.onnx"), obs) - want).max() < 1e-5
+    assert np.abs(ReferencePredictor(gmp_art.data("model.onnx")).predict(obs) - want).max() < 1e-5
     if probe() == EXACT:  # ONNX Runtime computes the same where its int8 kernels are exact
         assert np.abs(gmp_art.predictor().predict(obs) - want).max() < 1e-5
     # pruned weights are zero in the student too, and the masks are what the graph stores

@@ -14,7 +14,8 @@ import pytest
 
 from rlbench.baselines import BaselineStore
 from rlbench.errors import BaselineError
-from rlbench.measure.int8kernel import CLASSES, EXACT, SATURATING, classify, expected, probe, uses_int8_kernels
+from rlbench.measure.int8kernel import (CLASSES, EXACT, SATURATING, classify, expected, probe,
+                                        run_matmul_integer, uses_int8_kernels)
 
 
 def emulate(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
@@ -24,22 +25,6 @@ def emulate(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
         return prod.sum(axis=1)
     pairs = prod.reshape(a.shape[0], a.shape[1] // 2, 2, b.shape[1]).sum(axis=2)
     return np.clip(pairs, -32768, 32767).sum(axis=1)
-
-
-def ort_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "g",
-                              [helper.make_tensor_value_info("A", TensorProto.UINT8, list(a.shape))],
-                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [a.shape[0], b.shape[1]])],
-                              initializer=[numpy_helper.from_array(b, "B")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"A": a})[0]
 
 
 def test_expected_values_and_classify():
@@ -58,7 +43,7 @@ def test_the_probes_class_predicts_onnxruntime_on_random_operands():
     rng = np.random.default_rng(0)
     a = rng.integers(128, 256, size=(16, 64), dtype=np.uint8)
     b = rng.integers(-128, 128, size=(64, 32), dtype=np.int8)
-    got = ort_matmul_integer(a, b)
+    got = run_matmul_integer(a, b)
     assert probe() in CLASSES
     assert np.array_equal(got, emulate(a, b, probe()))
     assert not np.array_equal(emulate(a, b, EXACT), emulate(a, b, SATURATING))
@@ -71,7 +56,8 @@ def test_uses_int8_kernels():
 
 
 def _fig(returns, int8=True, sha="aa"):
-    return {"files": {"model.onnx": {"sha256": sha}}, "runtime": "onnxruntime", "int8_weight_tensors": 3 if int8 else 0, "seeds": [1, 2], "returns": returns,
+    return {"files": {"model.onnx": {"sha256": sha}}, "runtime": "onnxruntime",
+            "int8_weight_tensors": 3 if int8 else 0, "seeds": [1, 2], "returns": returns,
             "lengths": [5, 5], "return_mean": float(np.mean(returns)), "return_ci": [0.0, 1.0], "model_bytes": {"m": 9}}
 
 
@@ -113,15 +99,16 @@ def test_int8_kernels_report_judges_each_cell_with_the_return_check(tmp_path: Pa
     sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
     rng = np.random.default_rng(0)
     high, low = list(1000 + rng.normal(0, 20, 30)), list(200 + rng.normal(0, 20, 30))
-    exact.update({"A-B-v5-int8pc": _fig(high), "A-B-v5-ptdq": _fig(high), "A-B-v5-qat": _fig(low)}, {})
-    sat.update({"A-B-v5-int8pc": _fig(low), "A-B-v5-ptdq": _fig(high), "A-B-v5-qat": _fig(high),
-                "C-D-v5-ptdq": _fig(low)}, {})  # C-D: saturating only, nothing to compare
+    cell = "SAC-Hopper-v5-"
+    exact.update({cell + "int8pc": _fig(high), cell + "ptdq": _fig(high), cell + "qat": _fig(low)}, {})
+    sat.update({cell + "int8pc": _fig(low), cell + "ptdq": _fig(high), cell + "qat": _fig(high),
+                "TD3-Ant-v5-ptdq": _fig(low)}, {})  # TD3 Ant: saturating only, nothing to compare
     rows = {r.cell: r for r in kernel_rows(tmp_path)}
-    assert sorted(rows) == ["A-B-v5-int8pc", "A-B-v5-ptdq", "A-B-v5-qat"]
-    assert (rows["A-B-v5-int8pc"].status, rows["A-B-v5-int8pc"].identical) == ("regressed", False)
-    assert (rows["A-B-v5-ptdq"].status, rows["A-B-v5-ptdq"].identical) == ("unchanged", True)
-    assert rows["A-B-v5-qat"].status == "improved"
+    assert sorted(rows) == ["SAC-Hopper-v5-int8pc", "SAC-Hopper-v5-ptdq", "SAC-Hopper-v5-qat"]
+    assert (rows["SAC-Hopper-v5-int8pc"].status, rows["SAC-Hopper-v5-int8pc"].identical) == ("regressed", False)
+    assert (rows["SAC-Hopper-v5-ptdq"].status, rows["SAC-Hopper-v5-ptdq"].identical) == ("unchanged", True)
+    assert rows["SAC-Hopper-v5-qat"].status == "improved"
     md = markdown(list(rows.values()))
     assert "| int8pc | u8s8-saturating | 1 | 0 | 1 | 0 |" in md and "| ptdq | u8s8-saturating | 1 | 1 | 0 | 0 |" in md
-    assert f"| A-B-v5-int8pc | {np.mean(high):.0f} [0, 1] | **{np.mean(low):.0f}** [0, 1] |" in md
-    assert "A-B-v5-ptdq" not in md.split("| cell |")[1]  # only cells that moved are listed
+    assert f"| SAC-Hopper-v5-int8pc | {np.mean(high):.0f} [0, 1] | **{np.mean(low):.0f}** [0, 1] |" in md
+    assert "SAC-Hopper-v5-ptdq" not in md.split("| cell |")[1]  # only cells that moved are listed

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from rlbench.compress import compress
-from rlbench.compress.qat import QuantPolicy, qdq_onnx, reference_actions, train_qat
+from rlbench.compress.qat import QuantPolicy, qdq_onnx, train_qat
 from rlbench.compress.quantize import calibration_observations
 from rlbench.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.policy import DeployablePolicy, PolicySpec, num_params
-from rlbench.runtime import OrtPredictor, TorchPredictor
+from rlbench.runtime import OrtPredictor, ReferencePredictor, TorchPredictor
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (32, 32), 3
@@ -129,7 +129,7 @@ def test_artefact_is_the_trained_student_and_ort_matches_it(relu_policy, relu_ar
     obs = held_out(relu_policy)
     want = student_actions(relu_trained.student, obs)
     # ReLU policy: the graph's spec semantics equal the torch forward but for float rounding
-    assert np.abs(reference_actions(relu_art.data("model.onnx"), obs) - want).max() < 1e-5
+    assert np.abs(ReferencePredictor(relu_art.data("model.onnx")).predict(obs) - want).max() < 1e-5
     assert relu_art.summary["graph_vs_fake_quant"]["max"] < 1e-5
 
 
@@ -195,7 +195,7 @@ def test_distillation_beats_plain_rounding_and_the_graph_follows_it(tanh_policy,
     # The graph against the torch forward. Another tanh differs from torch's in the last bits,
     # which rarely moves a hidden value across a rounding step (measured: 3 of 3000 actions, max
     # 0.013): stated tolerance mean 1e-4, under 1% of actions off by more than 1e-4, max 2% of the range
-    d = np.abs(reference_actions(qdq_onnx(trained.student), obs) - student_actions(trained.student, obs))
+    d = np.abs(ReferencePredictor(qdq_onnx(trained.student)).predict(obs) - student_actions(trained.student, obs))
     assert d.mean() < 1e-4 and (d > 1e-4).mean() < 0.01 and d.max() < 0.02 * ACTION_RANGE
     if probe() == EXACT:  # and ONNX Runtime, where its int8 kernels compute the spec exactly
         d = np.abs(OrtPredictor(qdq_onnx(trained.student)).predict(obs) - student_actions(trained.student, obs))

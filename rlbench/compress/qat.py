@@ -752,26 +752,21 @@ def quant_layers_record(student: QuantPolicy) -> list[dict]:
     return out
 
 
-def reference_actions(data: bytes, states: np.ndarray) -> np.ndarray:
-    """A graph's actions by ONNX's reference evaluator: the spec's semantics on every CPU."""
-    from rlbench.runtime import ReferencePredictor
-
-    return ReferencePredictor(data).predict(states)
-
-
 def check_export(name: str, data: bytes, student: QuantPolicy, states: np.ndarray, limit: float = 0.05) -> dict:
     """The exported graph's actions on ``states`` against the PyTorch forward; refuse a graph that
     does not match.
 
-    The graph is run by ONNX's reference evaluator (:func:`reference_actions`). ONNX Runtime is
-    not the judge here: on x86 without VNNI its uint8 x int8 kernels saturate 16-bit pair sums
+    The graph is run by ONNX's reference evaluator (:class:`~rlbench.runtime.ReferencePredictor`).
+    ONNX Runtime is not the judge here: on x86 without VNNI its uint8 x int8 kernels saturate 16-bit pair sums
     (:mod:`rlbench.measure.int8kernel`), which is a fact about the machine, measured by the grid,
     not a fault of the artefact.
     """
+    from rlbench.runtime import ReferencePredictor
+
     states = np.ascontiguousarray(states[:2000], dtype=np.float32)
     if states.shape[0] == 0:
         return {}
-    got = reference_actions(data, states)
+    got = ReferencePredictor(data).predict(states)
     with torch.no_grad():
         want = student(torch.from_numpy(states)).numpy()
     half = (student.act_high - student.act_low).numpy() / 2

@@ -28,17 +28,30 @@ CLASSES = (EXACT, SATURATING)
 _K, _N = 64, 8
 
 
-def _probe_model() -> bytes:
+def matmul_integer_model(b: np.ndarray, rows: int) -> bytes:
+    """An ONNX graph ``Y = MatMulInteger(A, B)``: A uint8 ``[rows, K]`` input, B the int8 initializer."""
     from onnx import TensorProto, helper, numpy_helper
 
-    b = numpy_helper.from_array(np.full((_K, _N), 127, dtype=np.int8), "B")
     node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
     graph = helper.make_graph([node], "rlbench_int8_probe",
-                              [helper.make_tensor_value_info("A", TensorProto.UINT8, [1, _K])],
-                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [1, _N])], initializer=[b])
+                              [helper.make_tensor_value_info("A", TensorProto.UINT8, [rows, b.shape[0]])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [rows, b.shape[1]])],
+                              initializer=[numpy_helper.from_array(b, "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def run_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (uint8 x int8 -> int32) as this machine's onnxruntime computes it, on one thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(matmul_integer_model(b, a.shape[0]), sess_options=opts,
+                                providers=["CPUExecutionProvider"])
+    return sess.run(None, {"A": a})[0]
 
 
 def expected(kind: str) -> int:
@@ -62,13 +75,7 @@ def classify(value: int) -> str:
 @functools.lru_cache(maxsize=1)
 def probe() -> str:
     """This machine's int8 kernel class, from one MatMulInteger run by onnxruntime."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(_probe_model(), sess_options=opts, providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"A": np.full((1, _K), 255, dtype=np.uint8)})[0]
+    y = run_matmul_integer(np.full((1, _K), 255, dtype=np.uint8), np.full((_K, _N), 127, dtype=np.int8))
     values = {int(v) for v in y.ravel()}
     if len(values) != 1:
         raise RuntimeError(f"onnxruntime's MatMulInteger gave unequal columns {sorted(values)} for the int8 probe")

@@ -29,14 +29,10 @@ class KernelRow:
     """The return check of the saturating returns against the exact ones: regressed/improved/unchanged."""
 
 
-def _method(cell: str) -> str:
-    parts = cell.split("-")
-    return parts[3] if len(parts) > 3 else "?"
-
-
 def kernel_rows(root: Path) -> list[KernelRow]:
     from rlbench.baselines import Tolerances, _read_json
     from rlbench.checks import check_return
+    from rlbench.matrix import parse_cell
 
     exact = _read_json(root / "figures.json")["cells"]
     tol = Tolerances.load(root / "tolerances.toml").returns
@@ -52,7 +48,8 @@ def kernel_rows(root: Path) -> list[KernelRow]:
                 raise BaselineError(f"{path}: cell {cell!r} has no returns; re-record it with "
                                     f"pytest bench --rlbench-update-baselines -k {cell}")
             v = check_return(cell, fig["returns"], ref["returns"], tol)
-            rows.append(KernelRow(cell, _method(cell), kernel, ref["return_mean"], tuple(ref["return_ci"]),
+            rows.append(KernelRow(cell, parse_cell(cell).variant.method, kernel, ref["return_mean"],
+                                  tuple(ref["return_ci"]),
                                   fig["return_mean"], tuple(fig["return_ci"]), fig["returns"] == ref["returns"],
                                   v.status))
     return rows
@@ -71,7 +68,7 @@ def markdown(rows: list[KernelRow]) -> str:
     if moved:
         out += ["", "| cell | exact kernels | saturating kernels |", "|---|---|---|"]
         for r in moved:
+            bold = "**" if r.status == "regressed" else ""
             out.append(f"| {r.cell} | {r.exact_mean:.0f} [{r.exact_ci[0]:.0f}, {r.exact_ci[1]:.0f}] | "
-                       f"{'**' if r.status == 'regressed' else ''}{r.mean:.0f}{'**' if r.status == 'regressed' else ''} "
-                       f"[{r.ci[0]:.0f}, {r.ci[1]:.0f}] |")
+                       f"{bold}{r.mean:.0f}{bold} [{r.ci[0]:.0f}, {r.ci[1]:.0f}] |")
     return "\n".join(out)
