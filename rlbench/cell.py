@@ -71,11 +71,10 @@ def _seeds_for(cell: Cell, store, shipped) -> list[int]:
 
 
 def _first_obs(env_id: str, seed: int) -> np.ndarray:
-    from rlbench.envs import make_env
+    from rlbench.envs import pooled_envs
 
-    env = make_env(env_id)
-    obs, _ = env.reset(seed=seed)
-    env.close()
+    with pooled_envs(env_id, 1) as (env,):
+        obs, _ = env.reset(seed=seed)
     return obs
 
 

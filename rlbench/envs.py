@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gymnasium as gym
 
@@ -44,3 +46,30 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     """``gym.make`` with MuJoCo's log redirected."""
     quiet_mujoco()
     return gym.make(env_id, **kwargs)
+
+
+#: Environments kept per process and env id for reuse; a grid cell evaluates up to 50 episodes.
+POOL_LIMIT = 64
+_pool: dict[str, list[gym.Env]] = {}
+
+
+@contextmanager
+def pooled_envs(env_id: str, n: int) -> Iterator[list[gym.Env]]:
+    """``n`` environments of ``env_id``, taken from this process's pool and returned to it after.
+
+    Building a MuJoCo environment costs about 4 ms (compiling the model); a grid cell evaluates
+    up to 50 episodes, so a worker that built them afresh spent 0.2 to 0.35 s a cell on it. The
+    caller must ``reset(seed=...)`` each one before use: a seeded reset re-seeds the env's
+    generator and ``mj_resetData`` clears the whole simulation state, so an episode on a reused
+    environment is the same as on a new one (``tests/test_measure_returns.py`` checks the returns
+    bit for bit).
+    """
+    free = _pool.setdefault(env_id, [])
+    envs = [free.pop() if free else make_env(env_id) for _ in range(n)]
+    try:
+        yield envs
+    finally:
+        keep = max(0, min(len(envs), POOL_LIMIT - len(free)))
+        free.extend(envs[:keep])
+        for env in envs[keep:]:
+            env.close()

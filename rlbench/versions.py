@@ -15,13 +15,22 @@ TRACKED = ("rlbench", "torch", "onnx", "onnxruntime", "numpy", "gymnasium", "muj
 
 
 def library_versions(names: tuple[str, ...] = TRACKED) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
+    """Installed versions of ``names`` (None where not installed); a fresh dict on every call."""
+    return dict(_versions(tuple(names)))
+
+
+@functools.lru_cache(maxsize=8)
+def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    # Read once per process: importlib.metadata parses each package's METADATA file, about 3 ms a
+    # package, and every measurement record carries the versions (0.2 s a grid cell, uncached). A
+    # process keeps the modules it imported, so a later `pip install` could not change its figures.
+    out = []
     for name in names:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+            out.append((name, None))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=1)

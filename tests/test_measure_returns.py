@@ -71,3 +71,30 @@ def test_bootstrap_ci_is_deterministic_and_covers_the_mean():
     lo, hi = bootstrap_ci(x)
     assert (lo, hi) == bootstrap_ci(x)
     assert lo < x.mean() < hi and 2 < hi - lo < 10
+
+
+def test_reused_environments_give_the_returns_of_new_ones(monkeypatch):
+    """A cell takes its environments from the process's pool; a seeded reset must erase whatever
+    the last user left, including an episode cut short or abandoned by an error."""
+    from rlbench import envs as envs_mod
+
+    monkeypatch.setattr(envs_mod, "_pool", {})
+    p = TorchPredictor(_policy(1))
+    fresh = evaluate_returns(p, "Hopper-v5", [21, 22, 23])
+    built = {id(e) for e in envs_mod._pool["Hopper-v5"]}
+    assert len(built) == 3
+    evaluate_returns(p, "Hopper-v5", [31, 32, 33], max_steps=7)
+    with pytest.raises(MeasurementError):
+        evaluate_returns(_NaNPredictor(), "Hopper-v5", [1, 2, 3])
+    again = evaluate_returns(p, "Hopper-v5", [21, 22, 23])
+    assert {id(e) for e in envs_mod._pool["Hopper-v5"]} == built  # the same three, reused
+    assert again.returns == fresh.returns and again.lengths == fresh.lengths
+
+
+def test_env_pool_keeps_at_most_its_limit(monkeypatch):
+    from rlbench import envs as envs_mod
+
+    monkeypatch.setattr(envs_mod, "_pool", {})
+    monkeypatch.setattr(envs_mod, "POOL_LIMIT", 2)
+    evaluate_returns(TorchPredictor(_policy()), "Hopper-v5", [1, 2, 3], max_steps=3)
+    assert len(envs_mod._pool["Hopper-v5"]) == 2

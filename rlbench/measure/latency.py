@@ -91,7 +91,7 @@ def _calibrate(fn: Callable[[], object], min_round_time: float, timer) -> int:
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 60, min_round_time: float = 0.003,
-                     warmup_time: float = 0.1, timer=time.perf_counter, cpu_timer=time.thread_time,
+                     warmup_time: float = 0.02, timer=time.perf_counter, cpu_timer=time.thread_time,
                      settings: dict | None = None) -> dict[str, LatencyRecord]:
     """Time several functions in short alternating rounds. Returns one record per function.
 

@@ -66,53 +66,63 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
     """
     from contextlib import nullcontext
 
-    from rlbench.envs import make_env
-    from rlbench.versions import library_versions, machine_info
+    from rlbench.envs import pooled_envs
 
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("evaluate_returns needs at least one seed")
     where = label or f"{getattr(predictor, 'name', 'predictor')} on {env_id}"
-    with lock.shared() if lock is not None else nullcontext():
-        envs = [make_env(env_id) for _ in seeds]
-        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    with pooled_envs(env_id, len(seeds)) as envs:
+        limit = int(max_steps or envs[0].spec.max_episode_steps or 1000)
+        with lock.shared() if lock is not None else nullcontext():
+            obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+        totals, lengths = _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk)
+    return _record(predictor, env_id, seeds, totals, lengths, ci_level, limit)
+
+
+def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk) -> tuple[np.ndarray, np.ndarray]:
+    """Step every episode to its end with one batched ``predict`` per step; returns totals and lengths."""
+    from contextlib import nullcontext
+
     n = len(envs)
     totals = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
-    limit = max_steps or envs[0].spec.max_episode_steps or 1000
-    try:
-        for start in range(0, limit, chunk):
-            with lock.shared() if lock is not None else nullcontext():
-                for _ in range(start, min(start + chunk, limit)):
-                    actions = np.asarray(predictor.predict(obs))
-                    if not np.all(np.isfinite(actions[active])):
-                        bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
-                        raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
-                    for i in np.flatnonzero(active):
-                        o, r, terminated, truncated, _ = envs[i].step(actions[i])
-                        if not math.isfinite(r):
-                            raise MeasurementError(
-                                f"{where}: non-finite reward {r} at step {lengths[i]} of seed {seeds[i]}")
-                        totals[i] += r
-                        lengths[i] += 1
-                        obs[i] = o
-                        if terminated or truncated:
-                            active[i] = False
-                    if not active.any():
-                        break
-            if not active.any():
-                break
-    finally:
-        for env in envs:
-            env.close()
+    for start in range(0, limit, chunk):
+        with lock.shared() if lock is not None else nullcontext():
+            for _ in range(start, min(start + chunk, limit)):
+                actions = np.asarray(predictor.predict(obs))
+                if not np.all(np.isfinite(actions[active])):
+                    bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
+                    raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
+                for i in np.flatnonzero(active):
+                    o, r, terminated, truncated, _ = envs[i].step(actions[i])
+                    if not math.isfinite(r):
+                        raise MeasurementError(
+                            f"{where}: non-finite reward {r} at step {lengths[i]} of seed {seeds[i]}")
+                    totals[i] += r
+                    lengths[i] += 1
+                    obs[i] = o
+                    if terminated or truncated:
+                        active[i] = False
+                if not active.any():
+                    break
+        if not active.any():
+            break
+    return totals, lengths
+
+
+def _record(predictor, env_id, seeds, totals, lengths, ci_level, limit: int) -> ReturnRecord:
+    from rlbench.versions import library_versions, machine_info
+
+    n = len(seeds)
     lo, hi = bootstrap_ci(totals, level=ci_level)
     return ReturnRecord(
         env_id=env_id, predictor=getattr(predictor, "name", type(predictor).__name__), seeds=tuple(seeds),
         returns=tuple(float(x) for x in totals), lengths=tuple(int(x) for x in lengths),
         mean=float(totals.mean()), std=float(totals.std(ddof=1)) if n > 1 else 0.0,
         ci_low=lo, ci_high=hi, ci_level=ci_level,
-        settings={"episodes": n, "max_steps": int(limit), "deterministic": True, "batch": n,
+        settings={"episodes": n, "max_steps": limit, "deterministic": True, "batch": n,
                   "runtime": getattr(predictor, "runtime", None), "threads": getattr(predictor, "threads", None)},
         machine=machine_info(), versions=library_versions())
 
