@@ -104,6 +104,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     import time
 
     t_start = time.perf_counter()
+    phases: dict[str, float] = {}  # where the cell's wall time went (``rlbench floor`` sums them)
     lock = quiet_lock()
     with lock.shared():  # everything but the timing is background work that timing may pause
         shipped = load_shipped(cell.algo, cell.env_id)
@@ -130,6 +131,8 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             summary["bytes_total"] = summary["model_bytes"]["model.onnx"]  # the deployed ONNX, as for baseline
         seeds = _seeds_for(cell, store, shipped)
         obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
+    phases["setup"] = time.perf_counter() - t_start
+    t_phase = time.perf_counter()
     if reuse is None:
         rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
         returns = {"returns": list(rec.returns), "lengths": list(rec.lengths), "return_mean": rec.mean,
@@ -147,9 +150,14 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             v_onnx = art.predictor(runtime="onnxruntime", name="variant-onnx")
             fns["variant-onnx"] = lambda: v_onnx.predict(obs1)
     batch_fns = {"variant@64": lambda: variant.predict(obs64), "numpy-ref@64": lambda: ref.predict(obs64)}
+    phases["returns"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     with lock.exclusive():
+        t_alone = time.perf_counter()
+        phases["lock_wait"] = t_alone - t_phase
         lat = time_interleaved(fns, rounds=rounds, settings={"batch": 1, "threads": 1})
         lat64 = time_interleaved(batch_fns, rounds=max(rounds // 4, 5), settings={"batch": BATCH, "threads": 1})
+        phases["exclusive"] = time.perf_counter() - t_alone
     vname = "variant" if art is not None else "torch-fp32"
     ratios = {"variant/fp32": paired_ratio(lat[vname], lat[same_runtime_fp32.name]),
               "variant/numpy-ref": paired_ratio(lat[vname], lat["numpy-ref"]),
@@ -170,9 +178,13 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     if reuse is not None and "memory" in reuse.machine:
         machine["memory"] = reuse.machine["memory"]
     elif memory:
+        t_phase = time.perf_counter()
         with lock.shared():
             machine["memory"] = _memory(shipped, art)
+        phases["memory"] = time.perf_counter() - t_phase
     machine["cell_seconds"] = round(time.perf_counter() - t_start, 2)
+    # "exclusive": the cell timed alone under the quiet lock, every other core idle meanwhile
+    machine["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
     # seconds spent inside the timed loops: the part of the cell's latency work a floor counts
     machine["timed_seconds"] = round(sum(sum(r.samples) * r.iterations
                                          for recs in (lat, lat64) for r in recs.values()), 3)

@@ -36,6 +36,8 @@ class CellFloor:
     infer_seconds: float
     timed_seconds: float
     cell_seconds: float | None
+    phases: dict[str, float] | None = None
+    """Where the cell's wall time went (``machine_figures.phase_seconds``; absent before rlbench 0.1 recorded it)."""
 
     @property
     def seconds(self) -> float:
@@ -103,7 +105,7 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None) -> list[C
         thr = mach["throughput_batch64_per_s"].get("variant@64")
         infer = steps / thr if thr else 0.0
         out.append(CellFloor(cell.id, steps, steps * step_cost[cell.env_id], infer, float(mach["timed_seconds"]),
-                             mach.get("cell_seconds")))
+                             mach.get("cell_seconds"), mach.get("phase_seconds")))
     if not out:
         raise ResultsError("no rlbench cells in the file: nothing to set against a floor")
     return out
@@ -132,4 +134,31 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
         "bare_step_us": {k: round(v * 1e6, 2) for k, v in sorted(steps_cost.items())},
         "sum_cell_wall_seconds": round(cell_sec, 1),
         "overhead_core_seconds": round(wall * cores - work, 1),
+        **_overhead(floors, cores),
+    }
+
+
+def _overhead(floors: list[CellFloor], cores: int) -> dict:
+    """Measured attribution of the overhead, where every cell recorded its phases.
+
+    Exclusive sections never overlap (that is the quiet lock's point), so their sum is wall time
+    in which one core worked and the other ``cores - 1`` idled; inside them, all but the timed
+    loops is warm-up, calibration and bookkeeping. Rollouts beyond the floor are what stepping
+    and batching cost in the harness over bare ``env.step`` and batch-64 inference.
+    """
+    if not floors or any(not f.phases for f in floors):
+        return {}
+    total = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1)
+             for k in ("setup", "returns", "lock_wait", "exclusive", "memory")}
+    exclusive, timed = total["exclusive"], sum(f.timed_seconds for f in floors)
+    floor_rollouts = sum(f.env_seconds + f.infer_seconds for f in floors)
+    return {
+        "phase_seconds": total,
+        "overhead_measured_core_seconds": {
+            "idle_cores_while_timing_alone": round(exclusive * (cores - 1), 1),
+            "timing_warmup_and_calibration": round(exclusive - timed, 1),
+            "rollouts_beyond_bare_steps": round(total["returns"] - floor_rollouts, 1),
+            "memory_children": total["memory"],
+            "setup_load_and_build": total["setup"],
+        },
     }
