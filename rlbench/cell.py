@@ -104,7 +104,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     import time
 
     t_start = time.perf_counter()
-    phases: dict[str, float] = {}  # where the cell's wall time went (``rlbench floor`` sums them)
+    phases = _Phases()
     lock = quiet_lock()
     with lock.shared():  # everything but the timing is background work that timing may pause
         shipped = load_shipped(cell.algo, cell.env_id)
@@ -131,8 +131,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             summary["bytes_total"] = summary["model_bytes"]["model.onnx"]  # the deployed ONNX, as for baseline
         seeds = _seeds_for(cell, store, shipped)
         obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
-    phases["setup"] = time.perf_counter() - t_start
-    t_phase = time.perf_counter()
+    phases.mark("setup")
     if reuse is None:
         rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
         returns = {"returns": list(rec.returns), "lengths": list(rec.lengths), "return_mean": rec.mean,
@@ -150,14 +149,12 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             v_onnx = art.predictor(runtime="onnxruntime", name="variant-onnx")
             fns["variant-onnx"] = lambda: v_onnx.predict(obs1)
     batch_fns = {"variant@64": lambda: variant.predict(obs64), "numpy-ref@64": lambda: ref.predict(obs64)}
-    phases["returns"] = time.perf_counter() - t_phase
-    t_phase = time.perf_counter()
+    phases.mark("returns")
     with lock.exclusive():
-        t_alone = time.perf_counter()
-        phases["lock_wait"] = t_alone - t_phase
+        phases.mark("lock_wait")
         lat = time_interleaved(fns, rounds=rounds, settings={"batch": 1, "threads": 1})
         lat64 = time_interleaved(batch_fns, rounds=max(rounds // 4, 5), settings={"batch": BATCH, "threads": 1})
-        phases["exclusive"] = time.perf_counter() - t_alone
+        phases.mark("exclusive")
     vname = "variant" if art is not None else "torch-fp32"
     ratios = {"variant/fp32": paired_ratio(lat[vname], lat[same_runtime_fp32.name]),
               "variant/numpy-ref": paired_ratio(lat[vname], lat["numpy-ref"]),
@@ -178,19 +175,45 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     if reuse is not None and "memory" in reuse.machine:
         machine["memory"] = reuse.machine["memory"]
     elif memory:
-        t_phase = time.perf_counter()
+        phases.mark("stats")
         with lock.shared():
             machine["memory"] = _memory(shipped, art)
-        phases["memory"] = time.perf_counter() - t_phase
+        phases.mark("memory")
     machine["cell_seconds"] = round(time.perf_counter() - t_start, 2)
-    # "exclusive": the cell timed alone under the quiet lock, every other core idle meanwhile
-    machine["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
+    machine["phase_seconds"], machine["phase_cpu_seconds"] = phases.record()
     # seconds spent inside the timed loops: the part of the cell's latency work a floor counts
     machine["timed_seconds"] = round(sum(sum(r.samples) * r.iterations
                                          for recs in (lat, lat64) for r in recs.values()), 3)
     extra["ratio_samples"] = {k: list(r.samples) for k, r in ratios.items()}
     return CellResult(cell.id, figures, machine, pytest_benchmark_stats(lat[vname]),
                       extra={**extra, "latency": {k: v.to_json() for k, v in lat.items()}})
+
+
+class _Phases:
+    """Wall and CPU seconds of a cell's successive phases, for ``rlbench floor``'s attribution.
+
+    Wall time alone misleads under ``-n 8`` on 2 cores: a worker's rollout phase then includes the
+    time it waited for a core. The worker's own CPU time does not; the "exclusive" phase's wall
+    time is the one that counts, since nothing else ran meanwhile.
+    """
+
+    def __init__(self):
+        import time
+
+        self._clock, self._cpu = time.perf_counter, time.process_time
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t, self._c = self._clock(), self._cpu()
+
+    def mark(self, name: str) -> None:
+        """Close the phase ``name``: the time since the previous mark."""
+        t, c = self._clock(), self._cpu()
+        self.wall[name] = self.wall.get(name, 0.0) + t - self._t
+        self.cpu[name] = self.cpu.get(name, 0.0) + c - self._c
+        self._t, self._c = t, c
+
+    def record(self) -> tuple[dict[str, float], dict[str, float]]:
+        return ({k: round(v, 3) for k, v in self.wall.items()}, {k: round(v, 3) for k, v in self.cpu.items()})
 
 
 def _memory(shipped, art) -> dict:

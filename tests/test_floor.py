@@ -66,17 +66,21 @@ def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
     monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
     doc = _doc()
     for e in doc["benchmarks"]:
-        e["extra_info"]["machine_figures"]["phase_seconds"] = {
-            "setup": 0.25, "returns": 1.5, "lock_wait": 0.1, "exclusive": 1.2, "memory": 0.3}
+        m = e["extra_info"]["machine_figures"]
+        # wall: waiting for a core inflates the rollouts; the worker's CPU time does not
+        m["phase_seconds"] = {"setup": 0.5, "returns": 6.0, "lock_wait": 0.4, "exclusive": 1.2, "stats": 0.1,
+                              "memory": 0.6}
+        m["phase_cpu_seconds"] = {"setup": 0.25, "returns": 1.5, "lock_wait": 0.0, "exclusive": 1.2, "stats": 0.05,
+                                  "memory": 0.1}
     p = tmp_path / "out.json"
     p.write_text(json.dumps(doc))
     s = floor_summary(p)
-    assert s["phase_seconds"] == {"setup": 0.5, "returns": 3.0, "lock_wait": 0.2, "exclusive": 2.4, "memory": 0.6}
+    assert s["phase_wall_seconds"]["returns"] == 12.0 and s["phase_cpu_seconds"]["returns"] == 3.0
     o = s["overhead_measured_core_seconds"]
     assert o["idle_cores_while_timing_alone"] == pytest.approx(2.4)  # 2 cores: one idles while one times
     assert o["timing_warmup_and_calibration"] == pytest.approx(2.4 - 1.0)  # minus the timed loops, 0.5 a cell
-    assert o["rollouts_beyond_bare_steps"] == pytest.approx(3.0 - 2.0)  # minus steps (0.5) and inference (0.5)
-    assert o["memory_children"] == 0.6 and o["setup_load_and_build"] == 0.5
-    del doc["benchmarks"][1]["extra_info"]["machine_figures"]["phase_seconds"]
+    assert o["rollouts_beyond_bare_steps"] == pytest.approx(3.0 - 2.0)  # CPU minus steps (0.5) and inference (0.5)
+    assert o["setup_load_and_build"] == 0.5 and o["ratio_statistics"] == 0.1 and o["memory_worker_side"] == 0.2
+    del doc["benchmarks"][1]["extra_info"]["machine_figures"]["phase_cpu_seconds"]
     p.write_text(json.dumps(doc))
     assert "overhead_measured_core_seconds" not in floor_summary(p)  # not guessed for cells without phases

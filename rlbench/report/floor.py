@@ -37,7 +37,9 @@ class CellFloor:
     timed_seconds: float
     cell_seconds: float | None
     phases: dict[str, float] | None = None
-    """Where the cell's wall time went (``machine_figures.phase_seconds``; absent before rlbench 0.1 recorded it)."""
+    """Wall seconds of the cell's phases (``machine_figures.phase_seconds``; absent in older files)."""
+    phases_cpu: dict[str, float] | None = None
+    """The worker's CPU seconds in the same phases (``machine_figures.phase_cpu_seconds``)."""
 
     @property
     def seconds(self) -> float:
@@ -105,7 +107,7 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None) -> list[C
         thr = mach["throughput_batch64_per_s"].get("variant@64")
         infer = steps / thr if thr else 0.0
         out.append(CellFloor(cell.id, steps, steps * step_cost[cell.env_id], infer, float(mach["timed_seconds"]),
-                             mach.get("cell_seconds"), mach.get("phase_seconds")))
+                             mach.get("cell_seconds"), mach.get("phase_seconds"), mach.get("phase_cpu_seconds")))
     if not out:
         raise ResultsError("no rlbench cells in the file: nothing to set against a floor")
     return out
@@ -141,24 +143,29 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
 def _overhead(floors: list[CellFloor], cores: int) -> dict:
     """Measured attribution of the overhead, where every cell recorded its phases.
 
-    Exclusive sections never overlap (that is the quiet lock's point), so their sum is wall time
-    in which one core worked and the other ``cores - 1`` idled; inside them, all but the timed
-    loops is warm-up, calibration and bookkeeping. Rollouts beyond the floor are what stepping
-    and batching cost in the harness over bare ``env.step`` and batch-64 inference.
+    Exclusive sections never overlap (that is the quiet lock's point), so the sum of their wall
+    time is time in which one core worked and the other ``cores - 1`` idled; inside them, all but
+    the timed loops is warm-up, calibration and bookkeeping. The other phases are counted in the
+    worker's CPU seconds, which exclude waiting for a core. Rollouts beyond the floor are what
+    stepping and batching cost in the harness over bare ``env.step`` and batch-64 inference. The
+    rest (worker start-up, imports, pytest, the memory children's own CPU) is left unattributed.
     """
-    if not floors or any(not f.phases for f in floors):
+    if not floors or any(not f.phases or not f.phases_cpu for f in floors):
         return {}
-    total = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1)
-             for k in ("setup", "returns", "lock_wait", "exclusive", "memory")}
-    exclusive, timed = total["exclusive"], sum(f.timed_seconds for f in floors)
+    names = ("setup", "returns", "lock_wait", "exclusive", "stats", "memory")
+    wall = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1) for k in names}
+    cpu = {k: round(sum(f.phases_cpu.get(k, 0.0) for f in floors), 1) for k in names}
+    exclusive, timed = wall["exclusive"], sum(f.timed_seconds for f in floors)
     floor_rollouts = sum(f.env_seconds + f.infer_seconds for f in floors)
     return {
-        "phase_seconds": total,
+        "phase_wall_seconds": wall,
+        "phase_cpu_seconds": cpu,
         "overhead_measured_core_seconds": {
             "idle_cores_while_timing_alone": round(exclusive * (cores - 1), 1),
             "timing_warmup_and_calibration": round(exclusive - timed, 1),
-            "rollouts_beyond_bare_steps": round(total["returns"] - floor_rollouts, 1),
-            "memory_children": total["memory"],
-            "setup_load_and_build": total["setup"],
+            "rollouts_beyond_bare_steps": round(cpu["returns"] - floor_rollouts, 1),
+            "setup_load_and_build": cpu["setup"],
+            "ratio_statistics": cpu["stats"],
+            "memory_worker_side": cpu["memory"],
         },
     }
