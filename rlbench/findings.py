@@ -53,6 +53,13 @@ def _keeps(fig, base) -> bool:
     return _mean(fig) >= b - (1 - KEEP) * abs(b)
 
 
+def _untrained(pairs: dict) -> list[str]:
+    """Pairs whose baseline's mean return is not positive: a share of it means nothing (DDPG Ant
+    at -204 "kept 90%" after any pruning that made it fall over sooner), so the share findings
+    leave them out and name them."""
+    return sorted(p for p, v in pairs.items() if "baseline" in v and _mean(v["baseline"]) <= 0)
+
+
 def _resolved_ge(a, b) -> str:
     """'win' if a's mean is above b's and the CIs do not overlap, 'loss' the reverse, else 'tie'."""
     from rlbench.measure.stats import bootstrap_ci
@@ -104,9 +111,11 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
 
     # 3. L2 against L1: highest ratio keeping >= 90% of baseline return
     l2_ge = l2_gt = m = 0
+    untrained = _untrained(pairs)
+    excluded = {"excluded_untrained": untrained} if untrained else {}
     for pair, v in pairs.items():
         base = v.get("baseline")
-        if base is None:
+        if base is None or pair in untrained:
             continue
         hi = {}
         for norm in ("l1", "l2"):
@@ -122,7 +131,7 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
         l2_ge += hi["l2"] >= hi["l1"]
         l2_gt += hi["l2"] > hi["l1"]
     out.append(Finding("l2_vs_l1", "L2 pruning keeps return to a higher ratio than L1",
-                       "L2 preferred in most cells (Table 3)", {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt}, m))
+                       "L2 preferred in most cells (Table 3)", {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt, **excluded}, m))
 
     # 4. share of models keeping >= 90% of baseline return after 5% and after 50% pruning
     for ratio, paper in ((0.05, "about 60% keep it (about 40% fail beyond 5%)"),
@@ -132,11 +141,11 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
             base = v.get("baseline")
             for norm in ("l1", "l2"):
                 fig = v.get(f"{norm}-{ratio:.2f}")
-                if base is not None and fig is not None:
+                if base is not None and fig is not None and pair not in untrained:
                     k += 1
                     kept += _keeps(fig, base)
         out.append(Finding(f"keep90_at_{ratio:.2f}", f"models keeping >= 90% of baseline return after {ratio:.0%} pruning",
-                           paper, {"kept": kept, "models": k}, k))
+                           paper, {"kept": kept, "models": k, **excluded}, k))
 
     # 5. quantization's effect on RSS, arena on and off (machine-dependent)
     if machine is not None:

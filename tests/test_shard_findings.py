@@ -67,3 +67,15 @@ def test_int8_cells_without_exact_kernel_returns_are_left_out_of_return_findings
             "TD3-Ant-v5-ptdq": {"bytes_total": 10}, "TD3-Ant-v5-ptsq": {"bytes_total": 10}}
     f = {x.key: x for x in compute(figs)}
     assert f["ptdq_vs_ptsq"].n == 1 and f["ptdq_vs_ptsq"].ours["ptdq_ge_ptsq"] == 1
+
+
+def test_pairs_with_a_non_positive_baseline_are_left_out_of_the_share_findings_and_named():
+    """90% of a negative return is a lower bar than the return itself: any pruned copy of a policy
+    that falls over at once would "keep" it."""
+    figs = {
+        "PPO-Hopper-v5-baseline": _fig(1000), "PPO-Hopper-v5-l1-0.05": _fig(950), "PPO-Hopper-v5-l2-0.05": _fig(500),
+        "DDPG-Ant-v5-baseline": _fig(-200), "DDPG-Ant-v5-l1-0.05": _fig(-150), "DDPG-Ant-v5-l2-0.05": _fig(-100),
+    }
+    f = {x.key: x for x in compute(figs)}
+    assert f["keep90_at_0.05"].ours == {"kept": 1, "models": 2, "excluded_untrained": ["DDPG-Ant-v5"]}
+    assert f["l2_vs_l1"].n == 1 and f["l2_vs_l1"].ours["excluded_untrained"] == ["DDPG-Ant-v5"]
