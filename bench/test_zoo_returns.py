@@ -12,7 +12,7 @@ PAIRS = [pytest.param(p, id=f"zoo-{p.name}") for p in pairs()]
 
 
 @pytest.mark.parametrize("pair", PAIRS)
-def test_recorded_return_reproduces(pair, rlbench_session):
+def test_recorded_return_reproduces(pair, rlbench_session, record_env_steps):
     from rlbench.checks import check_return
     from rlbench.measure.quiet import quiet_lock
     from rlbench.measure.returns import evaluate_returns
@@ -23,6 +23,7 @@ def test_recorded_return_reproduces(pair, rlbench_session):
     sp = load_shipped(pair.algo, pair.env_id)
     rec = evaluate_returns(TorchPredictor(sp.module()), pair.env_id, sp.recorded_seeds, label=pair.name,
                            lock=quiet_lock())
+    record_env_steps(pair.env_id, sum(rec.lengths))
     recorded = sp.recorded_returns
     identical = np.allclose(rec.returns, recorded, rtol=0, atol=1e-6)
     print(f"\n{pair.name}: {rec.mean:.1f} vs recorded {np.mean(recorded):.1f} "

@@ -22,6 +22,7 @@ import pytest
 
 RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
+STEPS_KEY = "rlbench_env_steps"
 
 
 def pytest_addoption(parser):
@@ -68,6 +69,8 @@ class RLBenchSession:
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
+    other_env_steps: dict = field(default_factory=dict)
+    """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
 
     def ungated(self) -> list[str]:
         """Cells of this run with no stored figures for this machine: their latency and RSS went unchecked."""
@@ -127,6 +130,9 @@ class _Collector:
             elif key == RESULT_KEY:
                 payload = json.loads(value)
                 latest[payload["cell"]] = payload
+            elif key == STEPS_KEY:
+                payload = json.loads(value)
+                rs.other_env_steps[payload["env_id"]] = rs.other_env_steps.get(payload["env_id"], 0) + payload["steps"]
         bs = getattr(self.config, "_benchmarksession", None)
         for cell, payload in latest.items():
             rs.results[cell] = payload
@@ -197,6 +203,16 @@ def record_cell(request):
 
 
 @pytest.fixture
+def record_env_steps(request):
+    """Report the environment steps a check that is not a cell made, so ``rlbench floor`` counts them."""
+
+    def _record(env_id: str, steps: int) -> None:
+        request.node.user_properties.append((STEPS_KEY, json.dumps({"env_id": env_id, "steps": int(steps)})))
+
+    return _record
+
+
+@pytest.fixture
 def record_energy(request):
     """Attach an energy figure of a cell to the report (merged into its machine figures)."""
 
@@ -256,6 +272,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "workers": getattr(config.option, "numprocesses", None) or 0,
         "cores": os.cpu_count(),
         "cells": len(config._rlbench.results),
+        "other_env_steps": dict(sorted(config._rlbench.other_env_steps.items())),
         "update_baselines": config._rlbench.update,
         "latency_rounds": config._rlbench.rounds,
         "machine_id": config._rlbench.store.machine_id,

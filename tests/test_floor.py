@@ -35,7 +35,8 @@ def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_pa
     assert s["env_steps"] == 2 * steps_per_cell
     assert s["floor_seconds"] == pytest.approx(2 * per_cell / 2, abs=0.05)
     assert s["wall_over_floor"] == pytest.approx(100.0 / (2 * per_cell / 2), rel=0.01)
-    assert s["work_seconds"] == {"env_steps": 1.0, "eval_inference": 1.0, "latency_timing": 1.0}
+    assert s["work_seconds"] == {"env_steps": 1.0, "eval_inference": 1.0, "latency_timing": 1.0,
+                                 "other_checks_env_steps": 0.0}
     assert s["sum_cell_wall_seconds"] == 18.0 and s["bare_step_us"] == {"Hopper-v5": 50.0}
     assert s["overhead_core_seconds"] == pytest.approx(100.0 * 2 - 3.0)
     assert floor_summary(p, cores=1, wall=12.0)["wall_over_floor"] == pytest.approx(12.0 / 3.0, rel=0.01)
@@ -84,3 +85,15 @@ def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
     del doc["benchmarks"][1]["extra_info"]["machine_figures"]["phase_cpu_seconds"]
     p.write_text(json.dumps(doc))
     assert "overhead_measured_core_seconds" not in floor_summary(p)  # not guessed for cells without phases
+
+
+def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    doc = _doc()
+    doc["rlbench"]["other_env_steps"] = {"Hopper-v5": 20_000, "Ant-v5": 10_000}  # the zoo's return checks
+    p = tmp_path / "out.json"
+    p.write_text(json.dumps(doc))
+    s = floor_summary(p)
+    assert s["work_seconds"]["other_checks_env_steps"] == pytest.approx(1.5)
+    assert s["env_steps"] == 2 * 10 * 1000 + 30_000
+    assert s["floor_seconds"] == pytest.approx((3.0 + 1.5) / 2, abs=0.05)

@@ -97,3 +97,20 @@ def test_record_machine_writes_this_machines_figures_and_leaves_figures_json_alo
     assert (base / "figures.json").read_bytes() == before  # B's returns were not written
     machines = list((base / "machines").glob("*.json"))
     assert sorted(json.loads(machines[0].read_text())["cells"]) == ["A-baseline", "B-baseline"]
+
+
+FAKE_ZOO_CHECKS = '''
+import pytest
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Hopper-v5", "Ant-v5"])
+def test_zoo(env_id, record_env_steps):
+    record_env_steps(env_id, 1000)
+'''
+
+
+def test_steps_of_non_cell_checks_reach_the_benchmark_json_across_xdist(run, pytester, tmp_path):
+    _run, _ = run
+    pytester.makepyfile(test_zoo_fake=FAKE_ZOO_CHECKS)
+    out = tmp_path / "out.json"
+    _run("-n", "2", f"--benchmark-json={out}").assert_outcomes(passed=6)  # 3 cells, 3 zoo checks
+    assert json.loads(out.read_text())["rlbench"]["other_env_steps"] == {"Ant-v5": 1000, "Hopper-v5": 2000}

@@ -8,7 +8,9 @@ The floor is the time the run's necessary work takes in a bare loop, divided by 
 * **evaluation inferences**: one observation per environment step, at the variant's own
   batch-64 throughput recorded in the cell (the evaluation batches all episodes of a cell);
 * **timed inferences**: the seconds the cell spent inside its latency-timing loops
-  (``timed_seconds``), which are bare loops by construction.
+  (``timed_seconds``), which are bare loops by construction;
+* **other checks' environment steps**: the zoo's return checks report their steps
+  (``rlbench.other_env_steps``), counted at the same bare step cost (their inference is left out).
 
 Everything else is overhead the ratio exposes: process and worker start-up, imports, loading
 policies and artefacts, the fresh subprocesses of the RSS measurement, warm-up and calibration
@@ -122,7 +124,13 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
     cores = cores or session.get("cores") or 1
     steps_cost: dict[str, float] = {}
     floors = cell_floors(data, steps_cost)
-    work = sum(f.seconds for f in floors)
+    # steps of checks that are not cells (the zoo's return checks), at the same bare step cost
+    other = {k: int(v) for k, v in (session.get("other_env_steps") or {}).items()}
+    for env_id in other:
+        if env_id not in steps_cost:
+            steps_cost[env_id] = bare_step_seconds(env_id)
+    other_seconds = sum(n * steps_cost[env_id] for env_id, n in other.items())
+    work = sum(f.seconds for f in floors) + other_seconds
     floor = work / cores
     cell_sec = sum(f.cell_seconds or 0.0 for f in floors)  # wall per cell: includes waiting for a core and the lock
     return {
@@ -131,8 +139,9 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
         "wall_over_floor": round(wall / floor, 2) if floor > 0 else None,
         "work_seconds": {"env_steps": round(sum(f.env_seconds for f in floors), 1),
                          "eval_inference": round(sum(f.infer_seconds for f in floors), 1),
-                         "latency_timing": round(sum(f.timed_seconds for f in floors), 1)},
-        "env_steps": sum(f.env_steps for f in floors),
+                         "latency_timing": round(sum(f.timed_seconds for f in floors), 1),
+                         "other_checks_env_steps": round(other_seconds, 1)},
+        "env_steps": sum(f.env_steps for f in floors) + sum(other.values()),
         "bare_step_us": {k: round(v * 1e6, 2) for k, v in sorted(steps_cost.items())},
         "sum_cell_wall_seconds": round(cell_sec, 1),
         "overhead_core_seconds": round(wall * cores - work, 1),
