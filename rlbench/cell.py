@@ -140,6 +140,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     else:
         returns = {k: reuse.figures[k] for k in ("returns", "lengths", "return_mean", "return_ci")}
         extra = {"return": reuse.extra.get("return"), "confirmation_of": reuse.machine.get("ratios")}
+    phases.mark("returns")
 
     obs64 = np.repeat(obs1, BATCH, axis=0)
     fns = {p.name: (lambda p=p: p.predict(obs1)) for p in (torch_fp32, onnx_fp32, ref)}
@@ -149,7 +150,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             v_onnx = art.predictor(runtime="onnxruntime", name="variant-onnx")
             fns["variant-onnx"] = lambda: v_onnx.predict(obs1)
     batch_fns = {"variant@64": lambda: variant.predict(obs64), "numpy-ref@64": lambda: ref.predict(obs64)}
-    phases.mark("returns")
+    phases.mark("setup")  # the timed predictors (a second session for a torch variant's ONNX)
     with lock.exclusive():
         phases.mark("lock_wait")
         lat = time_interleaved(fns, rounds=rounds, settings={"batch": 1, "threads": 1})
@@ -172,10 +173,10 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         "ratio_ci": {k: [r.ci_low, r.ci_high] for k, r in ratios.items()},
         "noisy": sorted(k for k, v in lat.items() if v.noisy),
     }
+    phases.mark("stats")
     if reuse is not None and "memory" in reuse.machine:
         machine["memory"] = reuse.machine["memory"]
     elif memory:
-        phases.mark("stats")
         with lock.shared():
             machine["memory"] = _memory(shipped, art)
         phases.mark("memory")
@@ -187,6 +188,10 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     extra["ratio_samples"] = {k: list(r.samples) for k, r in ratios.items()}
     return CellResult(cell.id, figures, machine, pytest_benchmark_stats(lat[vname]),
                       extra={**extra, "latency": {k: v.to_json() for k, v in lat.items()}})
+
+
+#: A cell's phases, in order (``setup`` is marked twice: loading, then building the timed predictors).
+PHASES = ("setup", "returns", "lock_wait", "exclusive", "stats", "memory")
 
 
 class _Phases:
@@ -207,6 +212,8 @@ class _Phases:
 
     def mark(self, name: str) -> None:
         """Close the phase ``name``: the time since the previous mark."""
+        if name not in PHASES:
+            raise ValueError(f"unknown cell phase {name!r}; add it to rlbench.cell.PHASES for rlbench floor")
         t, c = self._clock(), self._cpu()
         self.wall[name] = self.wall.get(name, 0.0) + t - self._t
         self.cpu[name] = self.cpu.get(name, 0.0) + c - self._c

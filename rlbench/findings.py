@@ -109,13 +109,16 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
     out.append(Finding("ptdq_vs_ptsq", "PTDQ's return is at least PTSQ's in most cells",
                        "PTDQ best in 40% of cells, QAT 36%, PTSQ 24%", {**counts, "best_share": dict(best)}, n))
 
-    # 3. L2 against L1: highest ratio keeping >= 90% of baseline return
-    l2_ge = l2_gt = m = 0
+    # 3 and 4 measure shares of the baseline return: only over pairs where that is positive
     untrained = _untrained(pairs)
     excluded = {"excluded_untrained": untrained} if untrained else {}
-    for pair, v in pairs.items():
+    trained = {pair: v for pair, v in pairs.items() if pair not in untrained}
+
+    # 3. L2 against L1: highest ratio keeping >= 90% of baseline return
+    l2_ge = l2_gt = m = 0
+    for v in trained.values():
         base = v.get("baseline")
-        if base is None or pair in untrained:
+        if base is None:
             continue
         hi = {}
         for norm in ("l1", "l2"):
@@ -137,11 +140,11 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
     for ratio, paper in ((0.05, "about 60% keep it (about 40% fail beyond 5%)"),
                          (0.50, "about 20% keep it (about 80% fail beyond 50%)")):
         kept = k = 0
-        for pair, v in pairs.items():
+        for v in trained.values():
             base = v.get("baseline")
             for norm in ("l1", "l2"):
                 fig = v.get(f"{norm}-{ratio:.2f}")
-                if base is not None and fig is not None and pair not in untrained:
+                if base is not None and fig is not None:
                     k += 1
                     kept += _keeps(fig, base)
         out.append(Finding(f"keep90_at_{ratio:.2f}", f"models keeping >= 90% of baseline return after {ratio:.0%} pruning",

@@ -26,3 +26,8 @@ def test_phases_split_wall_and_cpu_time_between_marks():
 ])
 def test_episode_count_resolves_a_ten_percent_drop_from_the_spread(returns, expected):
     assert choose_episodes(returns) == expected
+
+
+def test_a_phase_rlbench_floor_does_not_know_is_refused():
+    with pytest.raises(ValueError, match="unknown cell phase 'warmup'"):
+        _Phases().mark("warmup")

@@ -159,11 +159,12 @@ def _overhead(floors: list[CellFloor], cores: int) -> dict:
     stepping and batching cost in the harness over bare ``env.step`` and batch-64 inference. The
     rest (worker start-up, imports, pytest, the memory children's own CPU) is left unattributed.
     """
+    from rlbench.cell import PHASES
+
     if not floors or any(not f.phases or not f.phases_cpu for f in floors):
         return {}
-    names = ("setup", "returns", "lock_wait", "exclusive", "stats", "memory")
-    wall = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1) for k in names}
-    cpu = {k: round(sum(f.phases_cpu.get(k, 0.0) for f in floors), 1) for k in names}
+    wall = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1) for k in PHASES}
+    cpu = {k: round(sum(f.phases_cpu.get(k, 0.0) for f in floors), 1) for k in PHASES}
     exclusive, timed = wall["exclusive"], sum(f.timed_seconds for f in floors)
     floor_rollouts = sum(f.env_seconds + f.infer_seconds for f in floors)
     return {
