@@ -262,6 +262,14 @@ class _ForwardedBenchmark:
         return result
 
 
+def _quiet_lock_info() -> dict:
+    """How timing shared the machine: ``rlbench floor`` counts idle cores only where it ran alone."""
+    from rlbench.measure.quiet import quiet_lock
+
+    lock = quiet_lock()
+    return {"slots": lock.slots, "timing": lock.timing_policy}
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """The session's wall time and parallelism, which ``rlbench floor`` sets against the floor."""
@@ -271,6 +279,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "session_wall_seconds": round(time.perf_counter() - config._rlbench_t0, 2),
         "workers": getattr(config.option, "numprocesses", None) or 0,
         "cores": os.cpu_count(),
+        "quiet_lock": _quiet_lock_info(),
         "cells": len(config._rlbench.results),
         "other_env_steps": dict(sorted(config._rlbench.other_env_steps.items())),
         "update_baselines": config._rlbench.update,

@@ -82,6 +82,16 @@ def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
     assert o["timing_warmup_and_calibration"] == pytest.approx(2.4 - 1.0)  # minus the timed loops, 0.5 a cell
     assert o["rollouts_beyond_bare_steps"] == pytest.approx(3.0 - 2.0)  # CPU minus steps (0.5) and inference (0.5)
     assert o["setup_load_and_build"] == 0.5 and o["ratio_statistics"] == 0.1 and o["memory_worker_side"] == 0.2
+    assert s["timing_policy"] == "alone"  # a file from before the lock had slots, with the old phase name
+    doc["rlbench"]["quiet_lock"] = {"slots": 2, "timing": "cores"}
+    for e in doc["benchmarks"]:
+        for key in ("phase_seconds", "phase_cpu_seconds"):
+            ph = e["extra_info"]["machine_figures"][key]
+            ph["timing"] = ph.pop("exclusive")
+    p.write_text(json.dumps(doc))
+    o = floor_summary(p)["overhead_measured_core_seconds"]
+    assert o["idle_cores_while_timing_alone"] == 0.0  # timing held one slot; the other core worked
+    assert o["timing_warmup_and_calibration"] == pytest.approx(2.4 - 1.0)
     del doc["benchmarks"][1]["extra_info"]["machine_figures"]["phase_cpu_seconds"]
     p.write_text(json.dumps(doc))
     assert "overhead_measured_core_seconds" not in floor_summary(p)  # not guessed for cells without phases
