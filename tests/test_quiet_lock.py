@@ -46,6 +46,17 @@ def _drain(readers, log):
     return events
 
 
+def _time_section(lock, hold=0.3):
+    """After the readers are under way, take the timing lock for ``hold`` s: (requested, in, out)."""
+    time.sleep(0.2)
+    t_req = time.monotonic()
+    with lock.timing():
+        t_in = time.monotonic()
+        time.sleep(hold)
+        t_out = time.monotonic()
+    return t_req, t_in, t_out
+
+
 def _max_overlap(intervals):
     edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], e[1]))
     depth = peak = 0
@@ -66,13 +77,7 @@ def test_no_more_holders_than_slots_and_all_slots_used(tmp_path):
 def test_timing_shares_the_machine_with_at_most_slots_minus_one(tmp_path):
     path = tmp_path / "q"
     readers, log = _run_readers(path, slots=2, n=4, seconds=1.2)
-    time.sleep(0.2)
-    lock = QuietLock(path, slots=2, timing="cores")
-    t_req = time.monotonic()
-    with lock.timing():
-        t_in = time.monotonic()
-        time.sleep(0.3)
-        t_out = time.monotonic()
+    t_req, t_in, t_out = _time_section(QuietLock(path, slots=2, timing="cores"))
     events = _drain(readers, log)
     during = [(max(a, t_in), min(b, t_out)) for _, a, b in events if a < t_out and b > t_in]
     assert during, "no background chunk ran beside the timing: the other core idled"
@@ -83,13 +88,7 @@ def test_timing_shares_the_machine_with_at_most_slots_minus_one(tmp_path):
 def test_exclusive_holder_runs_alone(tmp_path):
     path = tmp_path / "q"
     readers, log = _run_readers(path, slots=2, n=3, seconds=1.5)
-    time.sleep(0.2)
-    lock = QuietLock(path, slots=2, timing="alone")
-    t_req = time.monotonic()
-    with lock.timing():  # the "alone" policy is exclusive()
-        t_in = time.monotonic()
-        time.sleep(0.3)
-        t_out = time.monotonic()
+    t_req, t_in, t_out = _time_section(QuietLock(path, slots=2, timing="alone"))  # alone: exclusive()
     events = _drain(readers, log)
     inside = [a for _, a, b in events if a < t_out and b > t_in]
     assert not inside, f"{len(inside)} reader chunks ran during the exclusive section"
