@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except RLBenchError as exc:
         print(f"rlbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rlbench zoo list | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

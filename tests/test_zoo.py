@@ -107,6 +107,25 @@ def test_zoo_list_json_cli(tmp_baselines, capsys):
     assert row["policy_path"].endswith("PPO-Hopper-v5/policy.pt")
 
 
+def test_cli_output_piped_into_a_closed_reader_exits_0(tmp_baselines, tmp_path, monkeypatch):
+    class ClosedPipe:  # `rlbench zoo list | head -1`: head has exited
+        def __init__(self, fd):
+            self.fd = fd
+
+        def write(self, _):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return self.fd
+
+        def flush(self):
+            pass
+
+    with open(tmp_path / "out", "w") as real:
+        monkeypatch.setattr("sys.stdout", ClosedPipe(real.fileno()))
+        assert main(["zoo", "list", "--markdown"]) == 0
+
+
 def test_cli_unknown_algorithm_exits_2_with_valid_names(capsys):
     assert main(["train", "A2C", "Hopper"]) == 2
     err = capsys.readouterr().err
