@@ -57,8 +57,13 @@ def test_shipped_policy_matches_its_agent(pair):
         assert (np.abs(ours - theirs) <= bound).all()
         sb3_in = ours
     expected, _ = model.predict(sb3_in, deterministic=True)
-    for pred in (TorchPredictor(module), OrtPredictor(sp.policy_onnx), NumpyPredictor(module)):
-        assert np.abs(pred.predict(obs) - expected).max() < 1e-5, pred.name
+    # The NumPy reference sums in OpenBLAS's order, not torch's: on TD3 Humanoid (348-400-300-17)
+    # it differed by 1.1e-5. Its bound is float32 rounding over the layers' summed fan-in.
+    fan_in = sum(m.in_features for m in module.modules() if isinstance(m, torch.nn.Linear))
+    numpy_tol = max(1e-5, 4 * float(np.finfo(np.float32).eps) * fan_in)
+    for pred, tol in ((TorchPredictor(module), 1e-5), (OrtPredictor(sp.policy_onnx), 1e-5),
+                      (NumpyPredictor(module), numpy_tol)):
+        assert np.abs(pred.predict(obs) - expected).max() < tol, pred.name
 
 
 def _shipped_artefacts():
