@@ -59,7 +59,7 @@ def test_missing_session_time_and_old_cells_are_named(tmp_path, monkeypatch):
 
 
 def test_bare_step_cost_is_measured_and_plausible():
-    s = bare_step_seconds("Hopper-v5", steps=300, block=50)
+    s = bare_step_seconds("Hopper-v5", windows=2, window_seconds=0.05, gap_seconds=0.0, block=50)
     assert 1e-6 < s < 5e-3
 
 

@@ -49,9 +49,9 @@ def default_slots() -> int:
     return n
 
 
-def timing_policy() -> str:
-    """``cores`` (time beside at most slots-1 neighbours) or ``alone``, from ``RLBENCH_QUIET_TIMING``."""
-    raw = os.environ.get("RLBENCH_QUIET_TIMING", "cores")
+def timing_policy(value: str | None = None) -> str:
+    """``cores`` (time beside at most slots-1 neighbours) or ``alone``: ``value``, else ``RLBENCH_QUIET_TIMING``."""
+    raw = value if value is not None else os.environ.get("RLBENCH_QUIET_TIMING", "cores")
     if raw not in TIMING_POLICIES:
         raise ValueError(f"RLBENCH_QUIET_TIMING must be one of {', '.join(TIMING_POLICIES)}, got {raw!r}")
     return raw
@@ -64,9 +64,7 @@ class QuietLock:
         self.slots = default_slots() if slots is None else int(slots)
         if self.slots < 1:
             raise ValueError(f"a quiet lock needs at least 1 slot, got {self.slots}")
-        self.timing_policy = timing_policy() if timing is None else timing
-        if self.timing_policy not in TIMING_POLICIES:
-            raise ValueError(f"timing policy must be one of {', '.join(TIMING_POLICIES)}, got {self.timing_policy!r}")
+        self.timing_policy = timing_policy(timing)
         self._turnstile = os.open(f"{self.path}.turnstile", os.O_RDWR | os.O_CREAT, 0o644)
         self._slot_fds = [os.open(f"{self.path}.slot{i}", os.O_RDWR | os.O_CREAT, 0o644) for i in range(self.slots)]
         self._held: int | None = None  # the slot this process holds, and how deeply

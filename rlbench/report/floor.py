@@ -51,12 +51,11 @@ class CellFloor:
 
 
 def bare_step_seconds(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap_seconds: float = 1.0,
-                      block: int = 100, seed: int = 0, quantile: float = 0.1, steps: int | None = None) -> float:
+                      block: int = 100, seed: int = 0, quantile: float = 0.1) -> float:
     """Seconds per ``env.step`` in the machine's fast phase: a low quantile over blocks of steps.
 
     Blocks of up to ``block`` steps on seeded random actions, in ``windows`` windows of
-    ``window_seconds`` spread ``gap_seconds`` apart (or, given ``steps``, that many steps in one
-    go). This VM's speed swings by up to 1.8x in phases lasting seconds: five repeats of a 1.3 s
+    ``window_seconds`` spread ``gap_seconds`` apart. This VM's speed swings by up to 1.8x in phases lasting seconds: five repeats of a 1.3 s
     median read Hopper at 122 to 212 us a step, and a 4 s 10th percentile still read 114 to 212.
     The 10th percentile over windows spread across 12 s is the cost of a step when the machine
     runs at speed, so the floor does not drift with the phase the analysis happened to run in.
@@ -69,10 +68,11 @@ def bare_step_seconds(env_id: str, windows: int = 8, window_seconds: float = 0.5
     env.reset(seed=seed)
     per_block = []
     done_steps = 0
-
-    def run_blocks(until):
-        nonlocal done_steps
-        while not until():
+    for w in range(windows):
+        if w:
+            time.sleep(gap_seconds)
+        t_end = time.perf_counter() + window_seconds
+        while time.perf_counter() < t_end:
             t0 = time.perf_counter()
             ended = False
             n = 0
@@ -86,15 +86,6 @@ def bare_step_seconds(env_id: str, windows: int = 8, window_seconds: float = 0.5
             done_steps += n
             if ended:
                 env.reset(seed=seed + done_steps)
-
-    if steps is not None:
-        run_blocks(lambda: done_steps >= steps)
-    else:
-        for w in range(windows):
-            if w:
-                time.sleep(gap_seconds)
-            t_end = time.perf_counter() + window_seconds
-            run_blocks(lambda: time.perf_counter() >= t_end)
     env.close()
     return float(np.quantile(per_block, quantile))
 
