@@ -257,9 +257,28 @@ def pool_latency(first: CellResult, second: CellResult) -> CellResult:
         samples[key] = x.tolist()
         ratios[key] = float(np.median(x))
         cis[key] = list(bootstrap_ci(x, statistic=np.median, resamples=2000))
-    machine = {**second.machine, "ratios": ratios, "ratio_ci": cis, "confirmed": True}
+    machine = {**second.machine, "ratios": ratios, "ratio_ci": cis, "confirmed": True,
+               **_summed_durations(first.machine, second.machine)}
     return CellResult(second.cell, second.figures, machine, second.benchmark,
                       extra={**second.extra, "ratio_samples": samples})
+
+
+def _summed_durations(first: dict, second: dict) -> dict:
+    """The cell's cost is both runs: the first one's rollouts and timing, then the confirmation's timing.
+
+    Before this, a pooled record kept the confirmation's durations alone, so every recorded
+    ``cell_seconds`` was its timing phase (0.9 to 7 s) and ``rlbench floor`` left the first run's
+    rollouts unattributed and its timed loops out of the floor.
+    """
+    out: dict = {}
+    for key in ("cell_seconds", "timed_seconds"):
+        if key in first or key in second:
+            out[key] = round(float(first.get(key, 0.0)) + float(second.get(key, 0.0)), 3)
+    for key in ("phase_seconds", "phase_cpu_seconds"):
+        a, b = first.get(key) or {}, second.get(key) or {}
+        if a or b:
+            out[key] = {k: round(a.get(k, 0.0) + b.get(k, 0.0), 3) for k in dict.fromkeys([*a, *b])}
+    return out
 
 
 def _pooled_yardsticks(store, cell_id: str) -> dict[str, float]:

@@ -31,3 +31,22 @@ def test_episode_count_resolves_a_ten_percent_drop_from_the_spread(returns, expe
 def test_a_phase_rlbench_floor_does_not_know_is_refused():
     with pytest.raises(ValueError, match="unknown cell phase 'warmup'"):
         _Phases().mark("warmup")
+
+
+def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_samples():
+    from rlbench.cell import CellResult, pool_latency
+
+    def run(cell_s, timed, returns_s, samples):
+        machine = {"cell_seconds": cell_s, "timed_seconds": timed, "ratios": {"variant/fp32": 0.0},
+                   "phase_seconds": {"setup": 0.5, "returns": returns_s, "timing": 1.0},
+                   "phase_cpu_seconds": {"setup": 0.4, "returns": returns_s, "timing": 1.0}}
+        return CellResult("PPO-Hopper-v5-ptdq", {}, machine, {}, extra={"ratio_samples": {"variant/fp32": samples}})
+
+    first, confirmation = run(12.0, 0.8, 10.0, [1.0, 1.2]), run(1.5, 0.7, 0.0, [1.1, 1.3, 1.4])
+    pooled = pool_latency(first, confirmation)
+    # the rollouts of the first run are part of the cell's cost (shards and the floor read it)
+    assert pooled.machine["cell_seconds"] == 13.5 and pooled.machine["timed_seconds"] == 1.5
+    assert pooled.machine["phase_seconds"] == {"setup": 1.0, "returns": 10.0, "timing": 2.0}
+    assert pooled.machine["phase_cpu_seconds"]["setup"] == 0.8
+    assert pooled.extra["ratio_samples"]["variant/fp32"] == [1.0, 1.2, 1.1, 1.3, 1.4]
+    assert pooled.machine["ratios"]["variant/fp32"] == 1.2 and pooled.machine["confirmed"] is True
