@@ -70,6 +70,8 @@ class RLBenchSession:
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
     other_env_steps: dict = field(default_factory=dict)
+    timeline: dict = field(default_factory=dict)
+    """Per worker: its first test's start, last test's end, and the seconds inside cells and other tests."""
     """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
 
     def ungated(self) -> list[str]:
@@ -108,6 +110,7 @@ def pytest_configure(config):
     quiet_mujoco()
     config._rlbench = RLBenchSession.from_config(config)
     config._rlbench_t0 = time.perf_counter()
+    config._rlbench_t0_unix = time.time()  # test reports carry wall-clock start and stop times
     if not _is_worker(config):
         config.pluginmanager.register(_Collector(config), "rlbench-collector")
 
@@ -119,6 +122,7 @@ class _Collector:
         self.config = config
 
     def pytest_runtest_logreport(self, report):
+        _add_to_timeline(self.config._rlbench.timeline, report)
         if report.when != "call":
             return
         rs: RLBenchSession = self.config._rlbench
@@ -140,12 +144,25 @@ class _Collector:
                 bs.benchmarks.append(_ForwardedBenchmark(payload))
 
 
+def _add_to_timeline(timeline: dict, report) -> None:
+    """Where each worker's time went, for ``rlbench floor``: before its first test (start-up and
+    collection), inside cells, inside other tests, between tests, and after its last test."""
+    start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+    if start is None or stop is None:
+        return
+    worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None) or "main"
+    w = timeline.setdefault(worker, {"first_start": start, "last_stop": stop, "cells_s": 0.0, "other_tests_s": 0.0})
+    w["first_start"], w["last_stop"] = min(w["first_start"], start), max(w["last_stop"], stop)
+    w["cells_s" if "::test_cell[" in report.nodeid else "other_tests_s"] += stop - start
+
+
 def _csv(value: str | None, canon) -> set[str] | None:
     return None if not value else {canon(v.strip()) for v in value.split(",") if v.strip()}
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """``--rlbench-algo/env/method`` filters and ``--rlbench-shard`` on cells (other tests untouched)."""
+    """``--rlbench-algo/env/method`` filters and ``--rlbench-shard`` on cells (other tests untouched),
+    then the most expensive tests first (:func:`rlbench.shard.order_by_cost`)."""
     from rlbench.matrix import METHOD_PARAM
     from rlbench.registry import canonical_algo, canonical_env
 
@@ -178,7 +195,9 @@ def pytest_collection_modifyitems(session, config, items):
         drop += more
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    from rlbench.shard import order_by_cost
+
+    items[:] = order_by_cost(keep, config._rlbench.store)
 
 
 @pytest.fixture(scope="session")
@@ -282,6 +301,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "quiet_lock": _quiet_lock_info(),
         "cells": len(config._rlbench.results),
         "other_env_steps": dict(sorted(config._rlbench.other_env_steps.items())),
+        "timeline": {"session_start_unix": round(config._rlbench_t0_unix, 3), "session_end_unix": round(time.time(), 3),
+                     "workers": {k: {kk: round(vv, 3) for kk, vv in v.items()}
+                                 for k, v in sorted(config._rlbench.timeline.items())}},
         "update_baselines": config._rlbench.update,
         "latency_rounds": config._rlbench.rounds,
         "machine_id": config._rlbench.store.machine_id,

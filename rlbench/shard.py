@@ -1,10 +1,14 @@
 """``--rlbench-shard K/N``: a stable slice of the cells, balanced by measured cost.
 
-Cost of a cell is its measured wall time from this machine's stored baselines (``cell_seconds``),
-or, for a cell never measured, an estimate from its environment (episode steps are the bulk of a
-cell). Cells are assigned greedily, most expensive first, to the least loaded shard (LPT), with
-ties broken by cell id, so every runner computes the same partition without talking to the others.
-Non-cell tests go to shard 1 only.
+A cell's cost is its measured episode steps (the stored per-episode lengths in
+``baselines/figures.json``) at its environment's measured step cost, plus a fixed cost for
+loading, latency timing and the RSS children. Rollouts are the bulk of a cell: 50 Humanoid
+episodes can take 50,000 steps, a Hopper policy that falls at once a few hundred. Both inputs are
+machine-independent, so runners with different CPUs (different machine ids) compute the same
+partition; a cost read from each runner's own machine file would let two runners disagree and
+lose or repeat cells. Cells are assigned greedily, most expensive first, to the least loaded
+shard (LPT), with ties broken by cell id, so every runner computes the same partition without
+talking to the others. Non-cell tests go to shard 1 only.
 """
 
 from __future__ import annotations
@@ -13,9 +17,16 @@ import heapq
 
 from rlbench.errors import RLBenchError
 
-#: Seconds per cell by environment when nothing was measured (50 episodes, this 2-core VM).
-ESTIMATE_S = {"Hopper-v5": 15.0, "HalfCheetah-v5": 20.0, "Ant-v5": 40.0, "Humanoid-v5": 60.0,
-              "HumanoidStandup-v5": 80.0}
+#: Seconds per environment step: the bare ``env.step`` cost on the 2-core reference VM
+#: (``rlbench.report.floor.bare_step_seconds``, 10th percentile, training paused, 30 Nov 2026).
+#: Only their proportions matter here.
+STEP_S = {"Hopper-v5": 131e-6, "HalfCheetah-v5": 48e-6, "Ant-v5": 303e-6, "Humanoid-v5": 304e-6,
+          "HumanoidStandup-v5": 538e-6}
+#: Seconds of a cell beside its rollouts (loading, latency timing, RSS children): 1.3 s a cell
+#: on the smoke tier's Hopper cells, more for wider networks.
+CELL_FIXED_S = 2.0
+#: Episodes assumed for a cell with nothing stored, each at its environment's step limit.
+DEFAULT_EPISODES = 50
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -28,16 +39,22 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def cell_cost(cell, store) -> float:
-    fig = None
-    if store is not None:
-        try:
-            fig = store.machine_figures(cell.id)
-        except Exception:  # a broken baseline file is reported by the cell itself, not here
-            fig = None
-    if fig and fig.get("cell_seconds"):
-        return float(fig["cell_seconds"])
-    return ESTIMATE_S.get(cell.env_id, 30.0)
+def cell_cost(cell, stored: dict[str, dict]) -> float:
+    """Estimated seconds of one cell; ``stored``: the cells of ``baselines/figures.json``.
+
+    Steps: the cell's stored episode lengths, else its pair's baseline cell's, else every episode
+    at the step limit (an unshipped pair's cells skip, but a shard is computed before that).
+    """
+    import gymnasium
+
+    lengths = None
+    for cid in (cell.id, f"{cell.pair}-baseline"):
+        fig = stored.get(cid)
+        if isinstance(fig, dict) and isinstance(fig.get("lengths"), list) and fig["lengths"]:
+            lengths = fig["lengths"]
+            break
+    steps = sum(int(n) for n in lengths) if lengths else DEFAULT_EPISODES * (gymnasium.spec(cell.env_id).max_episode_steps or 1000)
+    return steps * STEP_S.get(cell.env_id, max(STEP_S.values())) + CELL_FIXED_S
 
 
 def partition(cells_and_costs: list[tuple[str, float]], n: int) -> list[list[str]]:
@@ -53,11 +70,12 @@ def partition(cells_and_costs: list[tuple[str, float]], n: int) -> list[list[str
 
 def select_shard(items, k: int, n: int, store):
     """Split pytest items into (kept, dropped) for shard k of n."""
+    stored = _stored_figures(store)
     cells = {}
     for item in items:
         cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
         if cell is not None and hasattr(cell, "variant"):
-            cells.setdefault(cell.id, cell_cost(cell, store))
+            cells.setdefault(cell.id, cell_cost(cell, stored))
     mine = set(partition(sorted(cells.items()), n)[k - 1])
     keep, drop = [], []
     for item in items:
@@ -67,3 +85,42 @@ def select_shard(items, k: int, n: int, store):
         else:
             (keep if cell.id in mine else drop).append(item)
     return keep, drop
+
+
+def order_by_cost(items, store) -> list:
+    """The most expensive tests first (a stable sort), so the last ones to run are short.
+
+    xdist hands tests out in collection order; a long cell picked up last kept one worker busy
+    while the other idled: 27 worker-seconds of a 66 s smoke run at ``-n 2`` (``rlbench floor``'s
+    ``after_last_test``). Longest first, with work stealing, bounds that tail by the shortest
+    cells' length (LPT). Cells cost :func:`cell_cost`; the zoo's return checks their pair's
+    stored episodes at the step cost; everything else (findings, energy) is cheap and goes last.
+    """
+    stored = _stored_figures(store)
+
+    def cost(item) -> float:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        cell, pair = params.get("cell"), params.get("pair")
+        if cell is not None and hasattr(cell, "variant") and getattr(item, "originalname", "") == "test_cell":
+            return cell_cost(cell, stored)
+        if pair is not None and hasattr(pair, "env_id"):
+            fig = stored.get(f"{pair.algo}-{pair.env_id}-baseline") or {}
+            lengths = fig.get("lengths") or [1000]
+            steps = DEFAULT_EPISODES * sum(lengths) / len(lengths)
+            return steps * STEP_S.get(pair.env_id, max(STEP_S.values()))
+        return 0.0
+
+    costs = [cost(item) for item in items]
+    return [items[i] for i in sorted(range(len(items)), key=lambda i: -costs[i])]
+
+
+def _stored_figures(store) -> dict[str, dict]:
+    """The machine-independent figures, read once; a broken file is reported by the cells, not here."""
+    from rlbench.baselines import _read_json
+
+    if store is None:
+        return {}
+    try:
+        return _read_json(store.figures_path)["cells"]
+    except Exception:
+        return {}

@@ -107,3 +107,22 @@ def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeyp
     assert s["work_seconds"]["other_checks_env_steps"] == pytest.approx(1.5)
     assert s["env_steps"] == 2 * 10 * 1000 + 30_000
     assert s["floor_seconds"] == pytest.approx((3.0 + 1.5) / 2, abs=0.05)
+
+
+def test_each_workers_time_is_split_into_start_up_tests_gaps_and_the_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    doc = _doc(wall=100.0)
+    doc["rlbench"]["timeline"] = {"session_start_unix": 1000.0, "session_end_unix": 1100.0, "workers": {
+        # 6 s to start, 80 s in cells and 4 in other tests over 86 s of tests, done 8 s early
+        "gw0": {"first_start": 1006.0, "last_stop": 1092.0, "cells_s": 80.0, "other_tests_s": 4.0},
+        "gw1": {"first_start": 1005.0, "last_stop": 1100.0, "cells_s": 95.0, "other_tests_s": 0.0}}}
+    p = tmp_path / "out.json"
+    p.write_text(json.dumps(doc))
+    s = floor_summary(p)
+    assert s["timeline_workers"] == 2
+    assert s["worker_seconds"] == {"start_up_and_collection": 11.0, "cell_tests": 175.0, "other_tests": 4.0,
+                                   "between_tests": 2.0, "after_last_test": 8.0}
+    assert sum(s["worker_seconds"].values()) == pytest.approx(2 * 100.0)
+    doc["rlbench"].pop("timeline")  # files written before the timeline
+    p.write_text(json.dumps(doc))
+    assert "worker_seconds" not in floor_summary(p)

@@ -51,6 +51,11 @@ def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
     session = data["rlbench"]  # what `rlbench floor` sets against the floor
     assert session["cells"] == 3 and session["workers"] == (2 if xdist else 0)
     assert 0 < session["session_wall_seconds"] < 600
+    timeline = session["timeline"]  # where each worker's time went, from the reports' start and stop
+    assert set(timeline["workers"]) <= ({"gw0", "gw1"} if xdist else {"main"})
+    for w in timeline["workers"].values():
+        assert timeline["session_start_unix"] < w["first_start"] <= w["last_stop"] <= timeline["session_end_unix"]
+        assert w["cells_s"] > 0 and w["other_tests_s"] == 0
     # nothing stored for this machine: the run says its latency and RSS went unchecked
     assert session["cells_without_machine_figures"] == ["A-baseline", "B-baseline", "C-baseline"]
     res.stdout.fnmatch_lines(["*latency and RSS not gated*", "3 of 3 cells have no figures for machine *"])

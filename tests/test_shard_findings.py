@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rlbench.errors import RLBenchError
 from rlbench.findings import compute
 from rlbench.matrix import cells, parse_cell
-from rlbench.shard import ESTIMATE_S, parse_shard, partition
+from rlbench.shard import CELL_FIXED_S, STEP_S, cell_cost, parse_shard, partition
 
 
 def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
-    items = [(c.id, ESTIMATE_S[c.env_id]) for c in cells()]
+    items = [(c.id, cell_cost(c, {})) for c in cells()]
     shards = partition(items, 4)
     assert shards == partition(list(reversed(items)), 4)  # independent of input order
     flat = [c for s in shards for c in s]
@@ -17,8 +19,43 @@ def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
     cost = dict(items)
     loads = [sum(cost[c] for c in s) for s in shards]
     assert max(loads) - min(loads) <= max(cost.values())  # LPT bound
-    # balanced by cost, not by count: Humanoid-heavy shards hold fewer cells
+    # balanced by cost, not by count: HumanoidStandup-heavy shards hold fewer cells
     assert max(loads) / min(loads) < 1.05
+
+
+def test_a_cells_cost_is_its_stored_episode_steps_then_its_pairs_then_the_step_limit():
+    from rlbench.matrix import parse_cell
+
+    stored = {"SAC-Hopper-v5-ptdq": {"lengths": [100, 300]}, "SAC-Hopper-v5-baseline": {"lengths": [1000] * 3}}
+    hop = STEP_S["Hopper-v5"]
+    assert cell_cost(parse_cell("SAC-Hopper-v5-ptdq"), stored) == pytest.approx(400 * hop + CELL_FIXED_S)
+    # a cell not yet recorded costs what its pair's baseline stepped
+    assert cell_cost(parse_cell("SAC-Hopper-v5-l1-0.05"), stored) == pytest.approx(3000 * hop + CELL_FIXED_S)
+    # nothing stored: 50 episodes at the 1000-step limit
+    assert cell_cost(parse_cell("TD3-Ant-v5-ptdq"), stored) == pytest.approx(
+        50_000 * STEP_S["Ant-v5"] + CELL_FIXED_S)
+
+
+def test_every_runner_gets_the_same_partition_whatever_its_machine(tmp_path, monkeypatch):
+    """The partition reads only machine-independent figures: two runners whose machine files
+    disagree (different CPUs, different ``cell_seconds``) still split the grid the same way."""
+    from types import SimpleNamespace
+
+    from rlbench.shard import select_shard
+
+    figures = tmp_path / "figures.json"
+    figures.write_text(json.dumps({"schema": 1, "cells": {
+        "PPO-Hopper-v5-baseline": {"lengths": [40] * 50}, "PPO-HalfCheetah-v5-baseline": {"lengths": [1000] * 50}}}))
+    items = [SimpleNamespace(callspec=SimpleNamespace(params={"cell": c})) for c in cells()]
+
+    def runner(machine_seconds):
+        store = SimpleNamespace(figures_path=figures, machine_figures=lambda cid: {"cell_seconds": machine_seconds})
+        keep, _ = select_shard(items, 2, 3, store)
+        return [i.callspec.params["cell"].id for i in keep]
+
+    assert runner(1.0) == runner(99.0)
+    hopper_baseline = next(c for c in cells() if c.id == "PPO-Hopper-v5-baseline")
+    assert cell_cost(hopper_baseline, json.loads(figures.read_text())["cells"]) < 1.0 + CELL_FIXED_S
 
 
 @pytest.mark.parametrize("bad", ["3", "0/2", "3/2", "a/b"])
@@ -79,3 +116,26 @@ def test_pairs_with_a_non_positive_baseline_are_left_out_of_the_share_findings_a
     f = {x.key: x for x in compute(figs)}
     assert f["keep90_at_0.05"].ours == {"kept": 1, "models": 2, "excluded_untrained": ["DDPG-Ant-v5"]}
     assert f["l2_vs_l1"].n == 1 and f["l2_vs_l1"].ours["excluded_untrained"] == ["DDPG-Ant-v5"]
+
+
+def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
+    from types import SimpleNamespace
+
+    from rlbench.matrix import parse_cell
+    from rlbench.registry import pairs
+    from rlbench.shard import order_by_cost
+
+    class Store:
+        figures_path = None  # nothing readable: every cost from the step limit
+
+    def item(name, **params):
+        return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
+
+    hopper, standup = parse_cell("PPO-Hopper-v5-ptdq"), parse_cell("PPO-HumanoidStandup-v5-ptdq")
+    zoo_standup = next(p for p in pairs() if p.algo == "PPO" and p.env_id == "HumanoidStandup-v5")
+    items = [item("test_finding"), item("test_cell", cell=hopper), item("test_energy", cell=standup),
+             item("test_recorded_return_reproduces", pair=zoo_standup), item("test_cell", cell=standup)]
+    ordered = order_by_cost(items, Store())
+    # 50 HumanoidStandup episodes twice (the cell, which adds its timing and RSS, then the zoo
+    # check), then Hopper's cell, then the cheap ones in their collection order
+    assert [items.index(i) for i in ordered] == [4, 3, 1, 0, 2]

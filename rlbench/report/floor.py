@@ -170,7 +170,31 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
         "overhead_core_seconds": round(wall * cores - work, 1),
         "timing_policy": timing,
         **_overhead(floors, cores, alone=timing == "alone"),
+        **_timeline(session.get("timeline")),
     }
+
+
+def _timeline(timeline: dict | None) -> dict:
+    """Each worker's wall time, split by what it was doing (files before the timeline have none).
+
+    Worker-seconds: with as many workers as cores they are the run's core-seconds; with more
+    (``-n 8`` on 2 cores) a worker's test time includes waiting for a core. Time before a worker's
+    first test is its start-up and collection; after its last test it idles while others finish.
+    """
+    workers = (timeline or {}).get("workers") or {}
+    if not workers:
+        return {}
+    s0, s1 = timeline["session_start_unix"], timeline["session_end_unix"]
+    parts = {"start_up_and_collection": 0.0, "cell_tests": 0.0, "other_tests": 0.0, "between_tests": 0.0,
+             "after_last_test": 0.0}
+    for w in workers.values():
+        busy = w["cells_s"] + w["other_tests_s"]
+        parts["start_up_and_collection"] += w["first_start"] - s0
+        parts["cell_tests"] += w["cells_s"]
+        parts["other_tests"] += w["other_tests_s"]
+        parts["between_tests"] += max(0.0, w["last_stop"] - w["first_start"] - busy)
+        parts["after_last_test"] += s1 - w["last_stop"]
+    return {"worker_seconds": {k: round(v, 1) for k, v in parts.items()}, "timeline_workers": len(workers)}
 
 
 def _overhead(floors: list[CellFloor], cores: int, alone: bool) -> dict:
