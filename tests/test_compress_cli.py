@@ -51,3 +51,19 @@ def test_compress_cli_writes_files_and_one_json_line(tmp_baselines, tmp_path, ca
     with pytest.raises(UnknownNameError, match="valid methods: ptdq"):
         _run(["compress", "PPO", "Hopper-v5", "int4", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_warm_builds_each_grid_artefact_once_then_finds_it(tmp_baselines, capsys):
+    ship_fake(tmp_baselines)  # PPO Hopper only: the other 24 pairs are not shipped and have no cells to warm
+    assert _run(["warm", "--method", "fp16,l2"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    *per, total = lines
+    assert [x["cell"] for x in per] == ["PPO-Hopper-v5-fp16"] + [f"PPO-Hopper-v5-l2-{r:.2f}" for r in
+                                                                 (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
+                                                                  0.5, 0.55, 0.6, 0.65, 0.7)]
+    assert {x["status"] for x in per} == {"built"} and total == {**total, "artefacts": 15, "built": 15, "cached": 0}
+    assert _run(["warm", "--algo", "ppo", "--env", "hopper", "--method", "l2"]) == 0
+    *per, total = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {x["status"] for x in per} == {"cached"} and total["cached"] == 14 and total["built"] == 0
+    with pytest.raises(CompressionError, match="--method baseline,l3: not a compression method of the grid; valid: ptdq"):
+        _run(["warm", "--method", "baseline,l3"])

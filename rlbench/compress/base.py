@@ -378,6 +378,21 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
     return _store(root, final, art, key_material)
 
 
+def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
+                 cache_root: Path | str | None = None) -> Path | None:
+    """Where :func:`compress` would find this artefact without building it (shipped or cached), else None."""
+    from rlbench.paths import cache_dir
+
+    info, params, src, _, key_extra = _prepare(source, method, params, None, None)
+    key_material = _key_material(info, params, src, key_extra)
+    if info.name in SHIPPED_METHODS:
+        entry = shipped_entry(source, key_material)
+        if entry is not None and (entry / META_FILE).exists():
+            return entry
+    final = (Path(cache_root) if cache_root is not None else cache_dir()) / _hash(key_material)
+    return final if (final / META_FILE).exists() else None
+
+
 def _prepare(source, method, params, env_id, calibration_obs):
     info = get_method(method)
     params = info.validate(params)
