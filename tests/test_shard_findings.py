@@ -139,3 +139,27 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
     # 50 HumanoidStandup episodes twice (the cell, which adds its timing and RSS, then the zoo
     # check), then Hopper's cell, then the cheap ones in their collection order
     assert [items.index(i) for i in ordered] == [4, 3, 1, 0, 2]
+
+
+def test_stored_findings_are_read_by_name_and_compared_exactly(tmp_path):
+    from types import SimpleNamespace
+
+    from rlbench.errors import BaselineError
+    from rlbench.findings import Finding, moved, read_stored, record, stored_finding
+
+    store = SimpleNamespace(root=tmp_path, machine_id="m1", figures_path=tmp_path / "figures.json",
+                            machine_path=tmp_path / "machines" / "m1.json")
+    assert read_stored(store) == {} and stored_finding(store, "bytes") is None
+    (tmp_path / "findings.json").write_text("{not json")
+    with pytest.raises(BaselineError, match=r"findings.json is corrupt .*git checkout -- .*findings.json"):
+        read_stored(store)
+    (tmp_path / "findings.json").write_text(json.dumps({"machines": {"m0": {"rss": {"ours": {}, "n": 1}}}}))
+    store.figures_path.write_text(json.dumps({"schema": 1, "cells": {
+        "PPO-Hopper-v5-baseline": _fig(1000, bytes_total=4000), "PPO-Hopper-v5-ptdq": _fig(990, bytes_total=1100)}}))
+    assert "bytes" in record(store)
+    assert stored_finding(store, "bytes")["ours"] == {"smaller": 1, "cells": 1}
+    assert read_stored(store)["machines"]["m0"]["rss"]["n"] == 1  # another machine's RSS finding is kept
+    rss = Finding("rss", "c", "p", {"ptdq:rss_delta_bytes": 24576}, 16)
+    assert moved("rss", rss, {"ours": {"ptdq:rss_delta_bytes": 24576}, "n": 16}) is None
+    # RSS medians of tens of KiB: a 4 KiB move shows (a 2 MiB tolerance could never fail)
+    assert "finding rss moved" in moved("rss", rss, {"ours": {"ptdq:rss_delta_bytes": 20480}, "n": 16})
