@@ -86,16 +86,38 @@ class Tolerances:
             return cls()
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise BaselineError(f"{path} is not valid TOML: {exc}") from exc
+        sections = {f.name for f in fields(cls)}
+        if set(raw) - sections:
+            raise BaselineError(f"{path}: unknown section(s) {sorted(set(raw) - sections)}; valid: {sorted(sections)}")
         parts = {}
         for f in fields(cls):
             sub = raw.get(f.name, {})
-            typ = type(getattr(cls(), f.name))
+            if not isinstance(sub, dict):
+                raise BaselineError(f"{path}: {f.name} must be a table ([{f.name}] with keys), got {sub!r}")
+            default = getattr(cls(), f.name)
+            typ = type(default)
             known = {g.name for g in fields(typ)}
             unknown = set(sub) - known
             if unknown:
                 raise BaselineError(f"{path}: unknown key(s) {sorted(unknown)} in [{f.name}]; valid: {sorted(known)}")
+            for key, value in sub.items():
+                _check_tolerance(path, f"{f.name}.{key}", value, getattr(default, key))
             parts[f.name] = typ(**sub)
         return cls(**parts)
+
+
+def _check_tolerance(path: Path, name: str, value, default) -> None:
+    """A tolerance has its default's type and is a finite number >= 0; else an error naming file and key."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise BaselineError(f"{path}: {name} must be true or false, got {value!r}")
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and isinstance(default, int):
+        ok = isinstance(value, int)
+    if not ok or not math.isfinite(value) or value < 0:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise BaselineError(f"{path}: {name} must be {kind} >= 0 (default {default!r}), got {value!r}")
 
 
 def _read_json(path: Path) -> dict:
@@ -204,10 +226,13 @@ class BaselineStore:
         if machine_only:
             figures = {}
         written = []
-        for path, new in ((self.figures_path, figures), (self.kernel_path, kernel), (self.machine_path, machine)):
+        payloads = ((self.figures_path, figures), (self.kernel_path, kernel), (self.machine_path, machine))
+        for path, new in payloads:  # every file checked before any is written: never half an update
+            if new:
+                _check_finite(new, path)
+        for path, new in payloads:
             if not new:
                 continue
-            _check_finite(new, path)
             with _locked(path):
                 data = _read_json(path)
                 data["schema"] = SCHEMA

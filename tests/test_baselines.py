@@ -40,6 +40,10 @@ def test_non_finite_figures_are_never_written(tmp_path):
     with pytest.raises(BaselineError, match="non-finite"):
         store.update({"A": {"returns": [float("nan")]}}, {})
     assert not store.figures_path.exists()
+    # a bad machine figure stops the update before figures.json is replaced, not after
+    with pytest.raises(BaselineError, match=r"non-finite figure inf at /A/ratios/x into .*m1.json"):
+        store.update({"A": {"returns": [1.0]}}, {"A": {"ratios": {"x": float("inf")}}})
+    assert not store.figures_path.exists()
 
 
 def test_tolerances_parse_and_reject_unknown_keys(tmp_path):
@@ -108,3 +112,18 @@ def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp
     assert "tolerance +8% (limit 1.080)" in slow[1].message
     # too few cells for a run-level verdict: none is given
     assert check_runtime_yardsticks(dict(list(run(1.15).items())[:5]), store) == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("returns = 0.1\n", r"returns must be a table"),
+    ('[returns]\nrel_drop = "ten percent"\n', r"returns.rel_drop must be a number >= 0 \(default 0.1\), got 'ten"),
+    ("[latency]\nratio_rel = -1.0\n", r"latency.ratio_rel must be a number >= 0 .*got -1.0"),
+    ("[latency]\nruntime_min_cells = 2.5\n", r"latency.runtime_min_cells must be an integer >= 0"),
+    ("[latency]\nci_must_exclude = 1\n", r"latency.ci_must_exclude must be true or false"),
+    ("[lateny]\nratio_rel = 0.2\n", r"unknown section\(s\) \['lateny'\]"),
+])
+def test_a_bad_tolerance_names_the_file_and_the_key(tmp_path, text, message):
+    (tmp_path / "tolerances.toml").write_text(text)
+    with pytest.raises(BaselineError, match=message) as exc:
+        Tolerances.load(tmp_path / "tolerances.toml")
+    assert str(tmp_path / "tolerances.toml") in str(exc.value)
