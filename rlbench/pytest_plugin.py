@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from rlbench.errors import RLBenchError
+
 RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
 STEPS_KEY = "rlbench_env_steps"
@@ -48,8 +50,24 @@ def pytest_addoption(parser):
     group.addoption("--rlbench-shard", metavar="K/N", default=None,
                     help="run shard K of N (1-based): a stable slice of the cells balanced by measured cost. "
                          "Default: all cells")
-    group.addoption("--rlbench-rounds", metavar="N", type=int, default=40,
-                    help="interleaved latency rounds per cell. Default: %(default)r")
+    group.addoption("--rlbench-rounds", metavar="N", type=_rounds, default=40,
+                    help=f"interleaved latency rounds per cell, at least {MIN_ROUNDS}. Default: %(default)r")
+
+
+#: Fewest latency rounds a cell may take: a bootstrap CI of a median needs a few samples.
+MIN_ROUNDS = 5
+
+
+def _rounds(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rlbench-rounds {text!r}: expected an integer >= {MIN_ROUNDS}") from None
+    if n < MIN_ROUNDS:
+        raise argparse.ArgumentTypeError(f"--rlbench-rounds {n}: expected an integer >= {MIN_ROUNDS}")
+    return n
 
 
 @dataclass
@@ -131,6 +149,8 @@ class _Collector:
             if key == ENERGY_KEY:
                 payload = json.loads(value)
                 rs.energy[payload["cell"]] = payload["energy"]
+                if payload["cell"] in rs.results:  # the cell's entry is already in the JSON: add it there
+                    rs.results[payload["cell"]]["machine"]["energy"] = payload["energy"]
             elif key == RESULT_KEY:
                 payload = json.loads(value)
                 latest[payload["cell"]] = payload
@@ -139,6 +159,8 @@ class _Collector:
                 rs.other_env_steps[payload["env_id"]] = rs.other_env_steps.get(payload["env_id"], 0) + payload["steps"]
         bs = getattr(self.config, "_benchmarksession", None)
         for cell, payload in latest.items():
+            if cell in rs.energy:  # its energy test ran first (another worker, or -p randomly)
+                payload["machine"]["energy"] = rs.energy[cell]
             rs.results[cell] = payload
             if bs is not None:
                 bs.benchmarks.append(_ForwardedBenchmark(payload))
@@ -190,7 +212,10 @@ def pytest_collection_modifyitems(session, config, items):
     if shard:
         from rlbench.shard import parse_shard, select_shard
 
-        k, n = parse_shard(shard)
+        try:
+            k, n = parse_shard(shard)
+        except RLBenchError as exc:  # a usage error, not an INTERNALERROR from a collection hook
+            raise pytest.UsageError(str(exc)) from None
         keep, more = select_shard(keep, k, n, config._rlbench.store)
         drop += more
     if drop:

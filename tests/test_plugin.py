@@ -119,3 +119,37 @@ def test_steps_of_non_cell_checks_reach_the_benchmark_json_across_xdist(run, pyt
     out = tmp_path / "out.json"
     _run("-n", "2", f"--benchmark-json={out}").assert_outcomes(passed=6)  # 3 cells, 3 zoo checks
     assert json.loads(out.read_text())["rlbench"]["other_env_steps"] == {"Ant-v5": 1000, "Hopper-v5": 2000}
+
+
+FAKE_ENERGY = '''
+import pytest
+
+@pytest.mark.parametrize("cell", ["A-baseline", "C-baseline"])
+def test_energy(cell, record_energy):
+    record_energy(cell, {"available": True, "reason": None, "joules_per_1000": 2.5, "meter": "fake"})
+'''
+
+
+@pytest.mark.parametrize("energy_file", ["test_z_energy", "test_a_energy"])  # after the cells, then before
+def test_a_measured_energy_reaches_its_cells_entry_in_the_benchmark_json(run, pytester, tmp_path, energy_file):
+    _run, _ = run
+    # files run in name order beside test_fake.py's cells: the controller sees either report first
+    pytester.makepyfile(**{energy_file: FAKE_ENERGY})
+    out = tmp_path / "out.json"
+    _run(f"--benchmark-json={out}").assert_outcomes(passed=5)
+    energy = {b["param"]: b["extra_info"]["machine_figures"].get("energy")
+              for b in json.loads(out.read_text())["benchmarks"]}
+    assert energy["A-baseline"]["joules_per_1000"] == 2.5 and energy["C-baseline"]["meter"] == "fake"
+    assert energy["B-baseline"] is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rlbench-rounds", "0"], "*--rlbench-rounds 0: expected an integer >= 5*"),
+    (["--rlbench-shard", "3/2"], "*--rlbench-shard '3/2': need 1 <= K <= N*"),
+])
+def test_bad_options_are_usage_errors_naming_the_option(run, args, message):
+    _run, _ = run
+    res = _run(*args)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines([message])
+    assert "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
