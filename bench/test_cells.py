@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.cell import check_cell, pool_latency, run_cell, run_energy
+from rlbench.cell import check_cell, check_recording, pool_latency, run_cell, run_energy
 from rlbench.errors import BaselineError
 from rlbench.matrix import cells, is_smoke
 from rlbench.zoo import is_shipped, train_command
@@ -27,12 +27,18 @@ def _require_policy(cell, session):
 def test_cell(cell, rlbench_session, record_cell):
     _require_policy(cell, rlbench_session)
     result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory)
+    if rlbench_session.machine_only:
+        try:
+            failures = [v.message for v in check_recording(result, rlbench_session.store) if v.failed]
+        except BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        assert not failures, "\n".join(failures) + "\n(nothing recorded for this cell)"
     if rlbench_session.update:
         # A stored figure is the bar for every later run, so it is timed twice, before and after
         # the cell's memory subprocesses, and the rounds pooled: one timing caught in a lucky
         # phase of this VM once stored 0.709 where its neighbours read 0.83-0.94.
         result = pool_latency(result, run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds,
-                                               reuse=result))
+                                               memory=rlbench_session.memory, reuse=result))
         record_cell(result)
         return  # recording run: the controller writes the figures at the end
     record_cell(result)
@@ -43,7 +49,8 @@ def test_cell(cell, rlbench_session, record_cell):
     if any(v.metric == "latency" and v.status in ("regressed", "unsettled") for v in verdicts):
         # Settle a latency verdict with more data before failing: re-time (returns and memory are
         # kept) and pool the rounds of both timings. A real slowdown persists; noise averages out.
-        again = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, reuse=result)
+        again = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory,
+                         reuse=result)
         result = pool_latency(result, again)
         record_cell(result)
         verdicts = check_cell(result, rlbench_session.store, gate_latency=rlbench_session.gate_latency)
@@ -55,14 +62,21 @@ def test_cell(cell, rlbench_session, record_cell):
 def test_energy(cell, rlbench_session, record_energy):
     _require_policy(cell, rlbench_session)
     energy = run_energy(cell)
+    try:
+        stored = (rlbench_session.store.machine_figures(cell.id) or {}).get("energy")
+    except BaselineError as exc:
+        pytest.fail(str(exc), pytrace=False)
     if not energy["available"]:
+        if stored and stored.get("joules_per_1000") is not None and not rlbench_session.update:
+            # this machine had a meter when its figure was recorded: losing it is a failure, not a skip
+            pytest.fail(f"{cell.id}: energy stored for this machine ({stored['joules_per_1000']:.4g} J/1000 "
+                        f"inferences) but no meter now: {energy['reason']}", pytrace=False)
         pytest.skip(f"no energy meter on this machine: {energy['reason']}")
     record_energy(cell.id, energy)
     if rlbench_session.update:
         return
     from rlbench.checks import check_energy
 
-    stored = (rlbench_session.store.machine_figures(cell.id) or {}).get("energy")
     if stored is None or stored.get("joules_per_1000") is None:
         pytest.fail(f"{cell.id}: no stored energy figure for this machine; record one with: "
                     f"pytest bench --rlbench-update-baselines -k {cell.id}", pytrace=False)

@@ -157,10 +157,11 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         lat64 = time_interleaved(batch_fns, rounds=max(rounds // 4, 5), settings={"batch": BATCH, "threads": 1})
         phases.mark("timing")
     vname = "variant" if art is not None else "torch-fp32"
-    ratios = {"variant/fp32": paired_ratio(lat[vname], lat[same_runtime_fp32.name]),
-              "variant/numpy-ref": paired_ratio(lat[vname], lat["numpy-ref"]),
-              "torch-fp32/numpy-ref": paired_ratio(lat["torch-fp32"], lat["numpy-ref"]),
+    ratios = {"torch-fp32/numpy-ref": paired_ratio(lat["torch-fp32"], lat["numpy-ref"]),
               "onnx-fp32/numpy-ref": paired_ratio(lat["onnx-fp32"], lat["numpy-ref"])}
+    if art is not None:  # a baseline cell's variant is torch-fp32: its ratios would be 1 or a yardstick again
+        ratios["variant/fp32"] = paired_ratio(lat[vname], lat[same_runtime_fp32.name])
+        ratios["variant/numpy-ref"] = paired_ratio(lat[vname], lat["numpy-ref"])
     if "variant-onnx" in lat:
         ratios["variant-onnx/onnx-fp32"] = paired_ratio(lat["variant-onnx"], lat["onnx-fp32"])
     figures = {**summary, "seeds": seeds, **returns, "policy_sha256": shipped.sha256}
@@ -335,23 +336,61 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
     return verdicts
 
 
-def check_cell(result: CellResult, store, gate_latency: bool = True) -> list:
-    """Verdicts of a result against the stored figures (raises if none are stored)."""
+def check_recording(result: CellResult, store) -> list:
+    """What a machine recording (``--rlbench-record-machine``) must agree on before it stores this
+    machine's latency and RSS bars: the machine-independent figures (returns, seeds, bytes,
+    parameters, the policy). A broken build must fail, not become the bar. On a machine whose int8
+    kernels are not exact, an int8 cell's returns are what the recording writes, so only its
+    bytes, parameters and policy are checked."""
+    from rlbench.checks import check_exact
+    from rlbench.measure.int8kernel import uses_int8_kernels
+
+    if store.kernel_path is None or not uses_int8_kernels(result.figures):
+        return check_cell(result, store, gate_latency=False, machine=False)
+    from rlbench.baselines import UPDATE_HINT
+    from rlbench.errors import BaselineError
+
+    stored = store.figures(result.cell)
+    if stored is None:
+        raise BaselineError(f"{result.cell}: no stored baseline in {store.figures_path}; record one with: "
+                            + UPDATE_HINT.format(cell=result.cell))
+    _same_policy(result, stored)
+    return [check_exact(result.cell, "model bytes", result.figures["model_bytes"], stored["model_bytes"]),
+            check_exact(result.cell, "parameters", result.figures["params"], stored["params"])]
+
+
+def _same_policy(result: CellResult, stored: dict) -> None:
+    from rlbench.baselines import UPDATE_HINT
+    from rlbench.errors import BaselineError
+
+    was, now = stored.get("policy_sha256"), result.figures.get("policy_sha256")
+    if was and now and was != now:  # every figure would "regress" for a reason that is not a regression
+        raise BaselineError(f"{result.cell}: stored figures were recorded from policy sha256 {was[:12]}, the shipped "
+                            f"policy is {now[:12]} (retrained or re-exported); record its row again with: "
+                            + UPDATE_HINT.format(cell=result.cell))
+
+
+def check_cell(result: CellResult, store, gate_latency: bool = True, machine: bool = True) -> list:
+    """Verdicts of a result against the stored figures (raises if none are stored).
+
+    ``machine=False``: only the machine-independent figures (no latency, no RSS).
+    """
     from rlbench.checks import check_exact, check_ratio, check_return, check_rss
     from rlbench.measure.int8kernel import uses_int8_kernels
 
     tol = store.tolerances()
     stored = store.require(result.cell, int8=uses_int8_kernels(result.figures))
+    _same_policy(result, stored)
     verdicts = [check_return(result.cell, result.figures["returns"], stored["returns"], tol.returns)]
     if result.figures["seeds"] != stored["seeds"]:
         verdicts.append(check_exact(result.cell, "seeds", result.figures["seeds"], stored["seeds"]))
     verdicts.append(check_exact(result.cell, "model bytes", result.figures["model_bytes"], stored["model_bytes"]))
     verdicts.append(check_exact(result.cell, "parameters", result.figures["params"], stored["params"]))
-    mstored = store.machine_figures(result.cell)
+    mstored = store.machine_figures(result.cell) if machine else None
     if mstored is not None and gate_latency:
         pooled = _pooled_yardsticks(store, result.cell)
-        if result.figures.get("method") == "baseline" and "torch-fp32/numpy-ref" in pooled:
-            pooled["variant/numpy-ref"] = pooled["torch-fp32/numpy-ref"]  # the same timing in a baseline cell
+        # baseline cells stored before 30 Nov 2026 hold variant/fp32 (always 1) and variant/numpy-ref
+        # (the torch yardstick again); a baseline cell no longer measures them, so they are not checked
         for key, value in mstored.get("ratios", {}).items():
             if key in result.machine["ratios"]:
                 ci = tuple(result.machine["ratio_ci"][key])

@@ -50,3 +50,63 @@ def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_sam
     assert pooled.machine["phase_cpu_seconds"]["setup"] == 0.8
     assert pooled.extra["ratio_samples"]["variant/fp32"] == [1.0, 1.2, 1.1, 1.3, 1.4]
     assert pooled.machine["ratios"]["variant/fp32"] == 1.2 and pooled.machine["confirmed"] is True
+
+
+def _stored_row(tmp_path, cell, figures, ratios):
+    import json
+
+    from rlbench.baselines import BaselineStore
+
+    (tmp_path / "machines").mkdir(exist_ok=True)
+    (tmp_path / "figures.json").write_text(json.dumps({"schema": 1, "cells": {cell: figures}}))
+    (tmp_path / "machines" / "m.json").write_text(json.dumps({"schema": 1, "cells": {cell: {
+        "ratios": ratios, "ratio_ci": {k: [v, v] for k, v in ratios.items()}}}}))
+    return BaselineStore(tmp_path, "m")
+
+
+def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_path):
+    from rlbench.cell import CellResult, check_cell
+    from rlbench.errors import BaselineError
+
+    figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"model.onnx": 10}, "params": 5,
+            "policy_sha256": "a" * 64, "method": "ptdq"}
+    store = _stored_row(tmp_path, "PPO-Hopper-v5-ptdq", figs, {"variant/fp32": 0.5})
+    machine = {"ratios": {"variant/fp32": 0.5}, "ratio_ci": {"variant/fp32": [0.49, 0.51]}}
+    same = CellResult("PPO-Hopper-v5-ptdq", dict(figs), machine, {})
+    assert not any(v.failed for v in check_cell(same, store))
+    retrained = CellResult("PPO-Hopper-v5-ptdq", {**figs, "policy_sha256": "b" * 64}, machine, {})
+    with pytest.raises(BaselineError, match=r"PPO-Hopper-v5-ptdq: stored figures were recorded from policy sha256 "
+                                            r"aaaaaaaaaaaa, the shipped policy is bbbbbbbbbbbb .*--rlbench-update"):
+        check_cell(retrained, store)
+
+
+def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
+    from rlbench.cell import CellResult, check_cell
+
+    figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"policy.onnx": 10}, "params": 5,
+            "method": "baseline"}
+    # stored before the fix: variant/fp32 of a baseline cell was torch-fp32 over itself, always 1.0
+    store = _stored_row(tmp_path, "PPO-Hopper-v5-baseline", figs,
+                        {"variant/fp32": 1.0, "variant/numpy-ref": 4.0, "torch-fp32/numpy-ref": 4.0})
+    machine = {"ratios": {"torch-fp32/numpy-ref": 6.0}, "ratio_ci": {"torch-fp32/numpy-ref": [5.9, 6.1]}}
+    verdicts = check_cell(CellResult("PPO-Hopper-v5-baseline", figs, machine, {}), store)
+    latency = [v for v in verdicts if v.metric == "latency"]
+    assert len(latency) == 1 and latency[0].failed and "torch-fp32/numpy-ref" in latency[0].message
+
+
+def test_a_machine_recording_checks_the_machine_independent_figures_first(tmp_path):
+    from rlbench.baselines import BaselineStore
+    from rlbench.cell import CellResult, check_recording
+
+    good = [100.0 + (i % 5) for i in range(20)]
+    figs = {"returns": good, "seeds": list(range(20)), "model_bytes": {"model.onnx": 10}, "params": 5,
+            "method": "ptdq", "runtime": "onnxruntime", "int8_weight_tensors": 3}
+    _stored_row(tmp_path, "PPO-Hopper-v5-ptdq", figs, {"variant/fp32": 0.5})
+    broken = CellResult("PPO-Hopper-v5-ptdq", {**figs, "returns": [2.0] * 20}, {"ratios": {}}, {})
+    exact = BaselineStore(tmp_path, "m")
+    assert [v.metric for v in check_recording(broken, exact) if v.failed] == ["return"]
+    # kernels that saturate: this recording writes the cell's int8 returns, so only bytes, params and policy
+    saturating = BaselineStore(tmp_path, "m", int8_kernel="u8s8-saturating")
+    assert not any(v.failed for v in check_recording(broken, saturating))
+    rebuilt = CellResult("PPO-Hopper-v5-ptdq", {**figs, "model_bytes": {"model.onnx": 11}}, {"ratios": {}}, {})
+    assert [v.metric for v in check_recording(rebuilt, saturating) if v.failed] == ["model bytes"]
