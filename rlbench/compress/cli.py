@@ -65,8 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "build the artefact through the cache and copy it into baselines/artefacts/"
                     "ALGO-ENV-METHOD-<key>/ for committing. An entry holding different bytes is refused unless "
                     "--overwrite. One JSON line per artefact.")
-    s.add_argument("--algo", default=None, metavar="A,B", help="Default: all algorithms")
-    s.add_argument("--env", default=None, metavar="E,F", help="Default: all environments")
+    _add_pair_filters(s)
     s.add_argument("--method", default="qat,gmp", metavar="M,N", help="Default: %(default)s")
     s.add_argument("--overwrite", action="store_true", help="replace entries whose bytes differ")
     s.set_defaults(func=run_ship)
@@ -77,13 +76,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "(filtered by --algo/--env/--method), so that a timed run measures its cells and not the "
                     "builds (`rlbench floor` assumes a warm cache). QAT and GMP come from baselines/artefacts. "
                     "One JSON line per artefact (status cached or built, seconds), then a summary line.")
-    w.add_argument("--algo", default=None, metavar="A,B", help="Default: all algorithms")
-    w.add_argument("--env", default=None, metavar="E,F", help="Default: all environments")
+    _add_pair_filters(w)
     w.add_argument("--method", default=None, metavar="M,N", help="Default: every compression method of the grid")
     w.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="artefact cache (default: $RLBENCH_CACHE or ~/.cache/rlbench/artefacts)")
     w.set_defaults(func=run_warm)
     return c
+
+
+def _add_pair_filters(parser) -> None:
+    parser.add_argument("--algo", default=None, metavar="A,B", help="Default: all algorithms")
+    parser.add_argument("--env", default=None, metavar="E,F", help="Default: all environments")
+
+
+def _pick(value: str | None, canon, every) -> list:
+    """A comma-separated option's values, canonicalised; every value when it is not given."""
+    return list(every) if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
 
 
 def run_warm(args) -> int:
@@ -94,15 +102,12 @@ def run_warm(args) -> int:
     from rlbench.registry import ALGOS, ENVS, canonical_algo, canonical_env
     from rlbench.zoo import is_shipped, load_shipped
 
-    def pick(value, canon, every):
-        return list(every) if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
-
-    methods = pick(args.method, str, [m for m in METHOD_PARAM if m != "baseline"])
+    methods = _pick(args.method, str, [m for m in METHOD_PARAM if m != "baseline"])
     bad = [m for m in methods if m not in METHOD_PARAM or m == "baseline"]
     if bad:
         raise CompressionError(f"--method {','.join(bad)}: not a compression method of the grid; valid: "
                                f"{', '.join(m for m in METHOD_PARAM if m != 'baseline')}")
-    todo = [c for c in cells(pick(args.algo, canonical_algo, ALGOS), pick(args.env, canonical_env, ENVS))
+    todo = [c for c in cells(_pick(args.algo, canonical_algo, ALGOS), _pick(args.env, canonical_env, ENVS))
             if c.variant.method in methods and is_shipped(c.algo, c.env_id)]
     counts = {"cached": 0, "built": 0}
     t_all = time.perf_counter()
@@ -128,15 +133,12 @@ def run_ship(args) -> int:
     from rlbench.registry import ALGOS, ENVS, canonical_algo, canonical_env
     from rlbench.zoo import is_shipped, load_shipped
 
-    def pick(value, canon, every):
-        return list(every) if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
-
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     bad = [m for m in methods if m not in SHIPPED_METHODS]
     if bad:
         raise CompressionError(f"--method {','.join(bad)}: only {', '.join(SHIPPED_METHODS)} artefacts are shipped "
                                "(the others build in seconds)")
-    todo = [(a, e, v) for a in pick(args.algo, canonical_algo, ALGOS) for e in pick(args.env, canonical_env, ENVS)
+    todo = [(a, e, v) for a in _pick(args.algo, canonical_algo, ALGOS) for e in _pick(args.env, canonical_env, ENVS)
             if is_shipped(a, e) for v in variants() if v.method in methods]
     for algo, env_id, v in todo:
         t0 = time.perf_counter()
