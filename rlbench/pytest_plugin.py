@@ -88,9 +88,9 @@ class RLBenchSession:
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
     other_env_steps: dict = field(default_factory=dict)
+    """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
     timeline: dict = field(default_factory=dict)
     """Per worker: its first test's start, last test's end, and the seconds inside cells and other tests."""
-    """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
 
     def ungated(self) -> list[str]:
         """Cells of this run with no stored figures for this machine: their latency and RSS went unchecked."""

@@ -115,12 +115,14 @@ def order_by_cost(items, store) -> list:
 
 
 def _stored_figures(store) -> dict[str, dict]:
-    """The machine-independent figures, read once; a broken file is reported by the cells, not here."""
+    """The machine-independent figures, read once. A broken file is reported by the cells that read
+    it (naming the file); the order and the shards then fall back to the step-limit estimate."""
     from rlbench.baselines import _read_json
+    from rlbench.errors import BaselineError
 
-    if store is None:
+    if store is None or getattr(store, "figures_path", None) is None:
         return {}
     try:
         return _read_json(store.figures_path)["cells"]
-    except Exception:
+    except BaselineError:
         return {}
