@@ -184,12 +184,18 @@ class BaselineStore:
     def machine_figures(self, cell: str) -> dict | None:
         return self.machine_cells().get(cell)
 
-    def require(self, cell: str, int8: bool = False) -> dict:
-        """The stored figures of a cell; ``int8``: its returns are those of this machine's int8 kernel class."""
+    def require(self, cell: str, int8: bool = False, returns: bool = True) -> dict:
+        """The stored figures of a cell; ``int8``: its returns are those of this machine's int8 kernel class.
+
+        ``returns=False``: the cell's other figures, whether or not returns for this machine's
+        kernels are stored (a machine recording writes them).
+        """
         fig = self.figures(cell)
         if fig is None:
             raise BaselineError(f"{cell}: no stored baseline in {self.figures_path}; record one with: "
                                 + UPDATE_HINT.format(cell=cell))
+        if not returns:
+            return fig
         if int8 and self.kernel_path is not None:
             own = _read_json(self.kernel_path)["cells"].get(cell)
             if own is None:

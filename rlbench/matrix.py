@@ -74,6 +74,11 @@ def cells(algos=ALGOS, envs=ENVS, methods=None) -> list[Cell]:
 _CELL_RE = re.compile(r"^(?P<algo>[A-Z0-9]+)-(?P<env>[A-Za-z]+-v\d+)-(?P<method>[a-z0-9]+)(?:-(?P<ratio>\d+\.\d+))?$")
 
 
+def parse_list(value: str | None, canon) -> list | None:
+    """A comma-separated option (``--algo SAC,td3``), each value canonicalised; None when not given."""
+    return None if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
+
+
 def parse_cell(cell_id: str) -> Cell:
     """``SAC-HalfCheetah-v5-l2-0.30`` -> Cell. Raises naming the id if it does not parse."""
     m = _CELL_RE.match(cell_id)

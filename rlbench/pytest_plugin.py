@@ -178,15 +178,15 @@ def _add_to_timeline(timeline: dict, report) -> None:
     w["cells_s" if "::test_cell[" in report.nodeid else "other_tests_s"] += stop - start
 
 
-def _csv(value: str | None, canon) -> set[str] | None:
-    return None if not value else {canon(v.strip()) for v in value.split(",") if v.strip()}
-
-
 def pytest_collection_modifyitems(session, config, items):
     """``--rlbench-algo/env/method`` filters and ``--rlbench-shard`` on cells (other tests untouched),
     then the most expensive tests first (:func:`rlbench.shard.order_by_cost`)."""
-    from rlbench.matrix import METHOD_PARAM
+    from rlbench.matrix import METHOD_PARAM, parse_list
     from rlbench.registry import canonical_algo, canonical_env
+    from rlbench.shard import order_by_cost, stored_figures
+
+    def as_set(values):
+        return None if values is None else set(values)
 
     def method(name):
         if name not in METHOD_PARAM:
@@ -194,11 +194,11 @@ def pytest_collection_modifyitems(session, config, items):
         return name
 
     try:
-        algos = _csv(config.getoption("rlbench_algo"), canonical_algo)
-        envs = _csv(config.getoption("rlbench_env"), canonical_env)
+        algos = as_set(parse_list(config.getoption("rlbench_algo"), canonical_algo))
+        envs = as_set(parse_list(config.getoption("rlbench_env"), canonical_env))
     except KeyError as exc:
         raise pytest.UsageError(str(exc)) from None
-    methods = _csv(config.getoption("rlbench_method"), method)
+    methods = as_set(parse_list(config.getoption("rlbench_method"), method))
     shard = config.getoption("rlbench_shard")
     keep, drop = [], []
     for item in items:
@@ -209,6 +209,7 @@ def pytest_collection_modifyitems(session, config, items):
         ok = ((algos is None or cell.algo in algos) and (envs is None or cell.env_id in envs)
               and (methods is None or cell.variant.method in methods))
         (keep if ok else drop).append(item)
+    stored = stored_figures(config._rlbench.store)  # read once: the shard and the order both weigh by it
     if shard:
         from rlbench.shard import parse_shard, select_shard
 
@@ -216,13 +217,11 @@ def pytest_collection_modifyitems(session, config, items):
             k, n = parse_shard(shard)
         except RLBenchError as exc:  # a usage error, not an INTERNALERROR from a collection hook
             raise pytest.UsageError(str(exc)) from None
-        keep, more = select_shard(keep, k, n, config._rlbench.store)
+        keep, more = select_shard(keep, k, n, stored)
         drop += more
     if drop:
         config.hook.pytest_deselected(items=drop)
-    from rlbench.shard import order_by_cost
-
-    items[:] = order_by_cost(keep, config._rlbench.store)
+    items[:] = order_by_cost(keep, stored)
 
 
 @pytest.fixture(scope="session")

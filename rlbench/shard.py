@@ -54,7 +54,11 @@ def cell_cost(cell, stored: dict[str, dict]) -> float:
             lengths = fig["lengths"]
             break
     steps = sum(int(n) for n in lengths) if lengths else DEFAULT_EPISODES * (gymnasium.spec(cell.env_id).max_episode_steps or 1000)
-    return steps * STEP_S.get(cell.env_id, max(STEP_S.values())) + CELL_FIXED_S
+    return _stepping_seconds(steps, cell.env_id) + CELL_FIXED_S
+
+
+def _stepping_seconds(steps: float, env_id: str) -> float:
+    return steps * STEP_S.get(env_id, max(STEP_S.values()))
 
 
 def partition(cells_and_costs: list[tuple[str, float]], n: int) -> list[list[str]]:
@@ -68,9 +72,8 @@ def partition(cells_and_costs: list[tuple[str, float]], n: int) -> list[list[str
     return shards
 
 
-def select_shard(items, k: int, n: int, store):
-    """Split pytest items into (kept, dropped) for shard k of n."""
-    stored = _stored_figures(store)
+def select_shard(items, k: int, n: int, stored: dict[str, dict]):
+    """Split pytest items into (kept, dropped) for shard k of n; ``stored``: :func:`stored_figures`."""
     cells = {}
     for item in items:
         cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
@@ -87,7 +90,7 @@ def select_shard(items, k: int, n: int, store):
     return keep, drop
 
 
-def order_by_cost(items, store) -> list:
+def order_by_cost(items, stored: dict[str, dict]) -> list:
     """The most expensive tests first (a stable sort), so the last ones to run are short.
 
     xdist hands tests out in collection order; a long cell picked up last kept one worker busy
@@ -95,8 +98,8 @@ def order_by_cost(items, store) -> list:
     ``after_last_test``). Longest first, with work stealing, bounds that tail by the shortest
     cells' length (LPT). Cells cost :func:`cell_cost`; the zoo's return checks their pair's
     stored episodes at the step cost; everything else (findings, energy) is cheap and goes last.
+    ``stored``: :func:`stored_figures`.
     """
-    stored = _stored_figures(store)
 
     def cost(item) -> float:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -107,14 +110,14 @@ def order_by_cost(items, store) -> list:
             fig = stored.get(f"{pair.algo}-{pair.env_id}-baseline") or {}
             lengths = fig.get("lengths") or [1000]
             steps = DEFAULT_EPISODES * sum(lengths) / len(lengths)
-            return steps * STEP_S.get(pair.env_id, max(STEP_S.values()))
+            return _stepping_seconds(steps, pair.env_id)
         return 0.0
 
     costs = [cost(item) for item in items]
     return [items[i] for i in sorted(range(len(items)), key=lambda i: -costs[i])]
 
 
-def _stored_figures(store) -> dict[str, dict]:
+def stored_figures(store) -> dict[str, dict]:
     """The machine-independent figures, read once. A broken file is reported by the cells that read
     it (naming the file); the order and the shards then fall back to the step-limit estimate."""
     from rlbench.baselines import _read_json

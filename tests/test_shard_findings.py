@@ -41,7 +41,7 @@ def test_every_runner_gets_the_same_partition_whatever_its_machine(tmp_path, mon
     disagree (different CPUs, different ``cell_seconds``) still split the grid the same way."""
     from types import SimpleNamespace
 
-    from rlbench.shard import select_shard
+    from rlbench.shard import select_shard, stored_figures
 
     figures = tmp_path / "figures.json"
     figures.write_text(json.dumps({"schema": 1, "cells": {
@@ -50,7 +50,7 @@ def test_every_runner_gets_the_same_partition_whatever_its_machine(tmp_path, mon
 
     def runner(machine_seconds):
         store = SimpleNamespace(figures_path=figures, machine_figures=lambda cid: {"cell_seconds": machine_seconds})
-        keep, _ = select_shard(items, 2, 3, store)
+        keep, _ = select_shard(items, 2, 3, stored_figures(store))
         return [i.callspec.params["cell"].id for i in keep]
 
     assert runner(1.0) == runner(99.0)
@@ -125,9 +125,6 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
     from rlbench.registry import pairs
     from rlbench.shard import order_by_cost
 
-    class Store:
-        figures_path = None  # nothing readable: every cost from the step limit
-
     def item(name, **params):
         return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
 
@@ -135,7 +132,7 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
     zoo_standup = next(p for p in pairs() if p.algo == "PPO" and p.env_id == "HumanoidStandup-v5")
     items = [item("test_finding"), item("test_cell", cell=hopper), item("test_energy", cell=standup),
              item("test_recorded_return_reproduces", pair=zoo_standup), item("test_cell", cell=standup)]
-    ordered = order_by_cost(items, Store())
+    ordered = order_by_cost(items, {})  # nothing stored: every cost from the step limit
     # 50 HumanoidStandup episodes twice (the cell, which adds its timing and RSS, then the zoo
     # check), then Hopper's cell, then the cheap ones in their collection order
     assert [items.index(i) for i in ordered] == [4, 3, 1, 0, 2]

@@ -90,8 +90,11 @@ def _add_pair_filters(parser) -> None:
 
 
 def _pick(value: str | None, canon, every) -> list:
-    """A comma-separated option's values, canonicalised; every value when it is not given."""
-    return list(every) if not value else [canon(v.strip()) for v in value.split(",") if v.strip()]
+    """A comma-separated option's values (:func:`rlbench.matrix.parse_list`); every value when not given."""
+    from rlbench.matrix import parse_list
+
+    picked = parse_list(value, canon)
+    return list(every) if picked is None else picked
 
 
 def run_warm(args) -> int:
