@@ -22,6 +22,26 @@ def test_update_writes_only_given_cells_atomically(tmp_path):
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
+def test_parse_cache_reuses_a_parse_sees_every_write_and_hands_out_copies(tmp_path):
+    from rlbench import baselines
+
+    store = BaselineStore(tmp_path, "m1")
+    store.update({"A": {"returns": [1.0]}}, {"A": {"ratios": {"x": 1.0}}})
+    first = baselines._read_json(store.figures_path)
+    assert baselines._read_json(store.figures_path) is first  # one parse while the file is unchanged
+    got = store.figures("A")
+    got["returns"].append(99.0)  # a caller's edit never reaches the cache
+    assert store.figures("A") == {"returns": [1.0]}
+    store.update({"A": {"returns": [2.0]}}, {})  # an update replaces the file: the next read sees it
+    assert store.figures("A") == {"returns": [2.0]}
+    text = store.figures_path.read_text().replace("2.0", "3.25")  # a hand edit in place (another size)
+    store.figures_path.write_text(text)
+    assert store.figures("A") == {"returns": [3.25]}
+    store.figures_path.write_text("{ broken")
+    with pytest.raises(BaselineError, match="figures.json is corrupt"):
+        store.figures("A")
+
+
 def test_missing_cell_names_update_command(tmp_path):
     with pytest.raises(BaselineError, match=r"no stored baseline .*--rlbench-update-baselines -k X-baseline"):
         BaselineStore(tmp_path, "m1").require("X-baseline")
