@@ -73,7 +73,62 @@ def _resolved_ge(a, b) -> str:
     return "tie"
 
 
-def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
+def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
+    """Pairs whose baseline return is resolvably below their environment's zero-action return, and
+    the environments with no stored idle return."""
+    from rlbench import idle as idle_mod
+
+    if idle is None:
+        return [], []
+    below, unknown = [], set()
+    for pair, v in pairs.items():
+        env = pair.split("-", 1)[1]
+        if "baseline" not in v or "returns" not in v["baseline"]:
+            continue
+        if env not in idle:
+            unknown.add(env)
+        elif idle_mod.below_idle(v["baseline"]["returns"], idle[env]["returns"]):
+            below.append(pair)
+    return sorted(below), sorted(unknown)
+
+
+def _l2_vs_l1(pairs: dict) -> dict:
+    l2_ge = l2_gt = m = 0
+    for v in pairs.values():
+        base = v.get("baseline")
+        if base is None:
+            continue
+        hi = {}
+        for norm in ("l1", "l2"):
+            ratios = sorted(float(k.split("-")[1]) for k in v if k.startswith(norm + "-"))
+            kept = [r for r in ratios if _keeps(v[f"{norm}-{r:.2f}"], base)]
+            hi[norm] = max(kept) if kept else 0.0
+            if not ratios:
+                hi = None
+                break
+        if hi is None:
+            continue
+        m += 1
+        l2_ge += hi["l2"] >= hi["l1"]
+        l2_gt += hi["l2"] > hi["l1"]
+    return {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt, "pairs": m}
+
+
+def _keep90(pairs: dict, ratio: float) -> dict:
+    kept = k = 0
+    for v in pairs.values():
+        base = v.get("baseline")
+        for norm in ("l1", "l2"):
+            fig = v.get(f"{norm}-{ratio:.2f}")
+            if base is not None and fig is not None:
+                k += 1
+                kept += _keeps(fig, base)
+    return {"kept": kept, "models": k}
+
+
+def compute(figures: dict, machine: dict | None = None, idle: dict | None = None) -> list[Finding]:
+    """The findings over stored figures; ``idle``: the environments' zero-action returns
+    (``rlbench.idle.read``), for the counts over pairs that beat doing nothing."""
     pairs = _by_pair(figures)
     out = []
 
@@ -109,46 +164,34 @@ def compute(figures: dict, machine: dict | None = None) -> list[Finding]:
     out.append(Finding("ptdq_vs_ptsq", "PTDQ's return is at least PTSQ's in most cells",
                        "PTDQ best in 40% of cells, QAT 36%, PTSQ 24%", {**counts, "best_share": dict(best)}, n))
 
-    # 3 and 4 measure shares of the baseline return: only over pairs where that is positive
+    # 3 and 4 measure shares of the baseline return: only over pairs where that is positive, and
+    # once more over those whose baseline beats doing nothing (rlbench.idle), naming the rest
     untrained = _untrained(pairs)
     excluded = {"excluded_untrained": untrained} if untrained else {}
     trained = {pair: v for pair, v in pairs.items() if pair not in untrained}
+    below, unknown = _below_idle(trained, idle)
+    beyond = {pair: v for pair, v in trained.items() if pair not in below}
+
+    def idle_part(figures_of):
+        if idle is None:
+            return {}
+        part = {"above_idle": figures_of(beyond), "below_idle": below}
+        return {**part, "idle_unrecorded": unknown} if unknown else part
 
     # 3. L2 against L1: highest ratio keeping >= 90% of baseline return
-    l2_ge = l2_gt = m = 0
-    for v in trained.values():
-        base = v.get("baseline")
-        if base is None:
-            continue
-        hi = {}
-        for norm in ("l1", "l2"):
-            ratios = sorted(float(k.split("-")[1]) for k in v if k.startswith(norm + "-"))
-            kept = [r for r in ratios if _keeps(v[f"{norm}-{r:.2f}"], base)]
-            hi[norm] = max(kept) if kept else 0.0
-            if not ratios:
-                hi = None
-                break
-        if hi is None:
-            continue
-        m += 1
-        l2_ge += hi["l2"] >= hi["l1"]
-        l2_gt += hi["l2"] > hi["l1"]
+    l2 = _l2_vs_l1(trained)
     out.append(Finding("l2_vs_l1", "L2 pruning keeps return to a higher ratio than L1",
-                       "L2 preferred in most cells (Table 3)", {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt, **excluded}, m))
+                       "L2 preferred in most cells (Table 3)",
+                       {**{k: l2[k] for k in ("l2_ge_l1", "l2_gt_l1")}, **excluded, **idle_part(_l2_vs_l1)}, l2["pairs"]))
 
     # 4. share of models keeping >= 90% of baseline return after 5% and after 50% pruning
     for ratio, paper in ((0.05, "about 60% keep it (about 40% fail beyond 5%)"),
                          (0.50, "about 20% keep it (about 80% fail beyond 50%)")):
-        kept = k = 0
-        for v in trained.values():
-            base = v.get("baseline")
-            for norm in ("l1", "l2"):
-                fig = v.get(f"{norm}-{ratio:.2f}")
-                if base is not None and fig is not None:
-                    k += 1
-                    kept += _keeps(fig, base)
+        def keep(subset, ratio=ratio):
+            return _keep90(subset, ratio)
+        kk = keep(trained)
         out.append(Finding(f"keep90_at_{ratio:.2f}", f"models keeping >= 90% of baseline return after {ratio:.0%} pruning",
-                           paper, {"kept": kept, "models": k, **excluded}, k))
+                           paper, {**kk, **excluded, **idle_part(keep)}, kk["models"]))
 
     # 5. quantization's effect on RSS, arena on and off (machine-dependent)
     if machine is not None:
@@ -176,9 +219,11 @@ def current(store) -> dict[str, Finding]:
     """Findings over the store's figures (machine-independent) and this machine's figures."""
     from rlbench.baselines import _read_json
 
+    from rlbench import idle
+
     figures = _read_json(store.figures_path)["cells"]
     machine = _read_json(store.machine_path)["cells"]
-    return {f.key: f for f in compute(figures, machine)}
+    return {f.key: f for f in compute(figures, machine, idle.read(store.root))}
 
 
 def read_stored(store) -> dict:

@@ -160,3 +160,60 @@ def test_stored_findings_are_read_by_name_and_compared_exactly(tmp_path):
     assert moved("rss", rss, {"ours": {"ptdq:rss_delta_bytes": 24576}, "n": 16}) is None
     # RSS medians of tens of KiB: a 4 KiB move shows (a 2 MiB tolerance could never fail)
     assert "finding rss moved" in moved("rss", rss, {"ours": {"ptdq:rss_delta_bytes": 20480}, "n": 16})
+
+
+def test_share_findings_count_again_over_pairs_that_beat_doing_nothing_and_name_the_rest():
+    """A standing ant earns about 995; a walking policy scoring 600 has learnt less than nothing, and
+    its pruned copies keeping 90% of that says little. Unresolved against the idle return: kept."""
+    figs = {
+        "PPO-Hopper-v5-baseline": _fig(1000), "PPO-Hopper-v5-l1-0.05": _fig(950), "PPO-Hopper-v5-l2-0.05": _fig(500),
+        "SAC-Ant-v5-baseline": _fig(600), "SAC-Ant-v5-l1-0.05": _fig(590), "SAC-Ant-v5-l2-0.05": _fig(580),
+        "TD3-Ant-v5-baseline": _fig(990, spread=40), "TD3-Ant-v5-l1-0.05": _fig(100), "TD3-Ant-v5-l2-0.05": _fig(100),
+    }
+    idle = {"Ant-v5": {"returns": [995.0, 994.0, 996.0, 993.0]}, "Hopper-v5": {"returns": [150.0, 160.0]}}
+    f = {x.key: x for x in compute(figs, idle=idle)}
+    assert f["keep90_at_0.05"].ours == {"kept": 3, "models": 6, "above_idle": {"kept": 1, "models": 4},
+                                        "below_idle": ["SAC-Ant-v5"]}
+    assert f["l2_vs_l1"].ours["above_idle"] == {"l2_ge_l1": 1, "l2_gt_l1": 0, "pairs": 2}
+    # an environment with no stored idle return is named, its pairs counted as above
+    f = {x.key: x for x in compute(figs, idle={"Hopper-v5": idle["Hopper-v5"]})}
+    assert f["keep90_at_0.05"].ours["above_idle"] == {"kept": 3, "models": 6}
+    assert f["keep90_at_0.05"].ours["idle_unrecorded"] == ["Ant-v5"]
+
+
+def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rlbench import idle
+    from rlbench.errors import BaselineError
+
+    assert idle.read(tmp_path) == {}
+    rec = SimpleNamespace(returns=(1.0, 2.0), lengths=(10, 20), seeds=(1000000, 1000001), mean=1.5,
+                          ci_low=1.0, ci_high=2.0)
+    idle.record(tmp_path, "Hopper-v5", rec)
+    idle.record(tmp_path, "Ant-v5", rec)
+    assert sorted(idle.read(tmp_path)) == ["Ant-v5", "Hopper-v5"]
+    assert idle.read(tmp_path)["Hopper-v5"]["returns"] == [1.0, 2.0]
+    assert not list(tmp_path.glob("*.tmp"))
+    assert idle.ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
+    for text, what in (("{ nope", "corrupt"), ('{"schema": 7, "envs": {}}', "schema 7"),
+                       ('{"schema": 1, "envs": {"Ant-v5": {"returns": []}}}', "not an rlbench idle-return file")):
+        idle.idle_path(tmp_path).write_text(text)
+        with pytest.raises(BaselineError, match=what) as exc:
+            idle.read(tmp_path)
+        assert str(idle.idle_path(tmp_path)) in str(exc.value)
+
+
+def test_idle_checks_are_ordered_by_their_step_limit():
+    from types import SimpleNamespace
+
+    from rlbench.shard import order_by_cost
+
+    def item(name, **params):
+        return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
+
+    items = [item("test_finding"), item("test_idle_return_reproduces", env_id="Hopper-v5"),
+             item("test_idle_return_reproduces", env_id="HumanoidStandup-v5")]
+    assert [items.index(i) for i in order_by_cost(items, {})] == [2, 1, 0]

@@ -1,0 +1,100 @@
+"""What doing nothing scores: each environment's return under a zero-action policy.
+
+A policy that scores below standing still has learnt nothing worth compressing: Ant-v5 pays a
+healthy reward of 1 per step, so a motionless ant earns about 995 over 1000 steps, more than
+every Ant policy of our zoo and the paper's TRPO and DDPG Ant baselines. The findings that
+measure a share of the baseline return (``rlbench.findings``) report their counts over the
+pairs whose baseline beats this return as well, and name the ones that do not.
+
+The returns are machine-independent (no network runs; MuJoCo alone), stored per environment in
+``baselines/idle.json`` and recorded like every other figure: ``bench/test_zoo_returns.py``
+checks them and ``--rlbench-update-baselines`` writes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rlbench.errors import BaselineError
+
+SCHEMA = 1
+EPISODES = 20
+"""Zero actions are deterministic and most environments' idle returns barely spread (Ant-v5:
+995 [993, 997] over 10 seeds); 20 episodes resolve Hopper's wider spread too."""
+
+
+class ZeroPredictor:
+    """Every action zero, whatever the observation."""
+
+    name = "zero-action"
+    runtime = None
+    threads = None
+
+    def __init__(self, action_dim: int):
+        self.action_dim = int(action_dim)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros((len(obs), self.action_dim), dtype=np.float32)
+
+
+def idle_path(root: Path) -> Path:
+    return Path(root) / "idle.json"
+
+
+def measure(env_id: str, episodes: int = EPISODES, lock=None):
+    """The zero-action policy's returns on the first ``episodes`` evaluation seeds."""
+    from rlbench.envs import make_env
+    from rlbench.measure.returns import eval_seeds, evaluate_returns
+
+    env = make_env(env_id)
+    dim = int(np.prod(env.action_space.shape))
+    env.close()
+    return evaluate_returns(ZeroPredictor(dim), env_id, eval_seeds(episodes), label=f"idle-{env_id}", lock=lock)
+
+
+def read(root: Path) -> dict[str, dict]:
+    """The stored idle returns by environment ({} if the file is absent); a broken file names itself."""
+    import json
+
+    path = idle_path(root)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path} is corrupt ({exc}); restore it with `git checkout -- {path}` or record it "
+                            "again with `pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines`") from None
+    if not isinstance(data, dict):
+        data = {}
+    if data.get("schema") != SCHEMA:
+        raise BaselineError(f"{path} has schema {data.get('schema')!r}, this rlbench reads {SCHEMA}; restore it "
+                            f"with `git checkout -- {path}`")
+    envs = data.get("envs")
+    if not isinstance(envs, dict) or not all(isinstance(v, dict) and isinstance(v.get("returns"), list)
+                                             and v["returns"] for v in envs.values()):
+        raise BaselineError(f"{path} is not an rlbench idle-return file (an 'envs' object of "
+                            f"{{'returns': [...]}} entries); restore it with `git checkout -- {path}`")
+    return envs
+
+
+def record(root: Path, env_id: str, rec) -> None:
+    """Store one environment's idle returns, atomically, under the baseline files' lock."""
+    from rlbench.baselines import _locked
+    from rlbench.io import atomic_write_json
+
+    path = idle_path(root)
+    with _locked(path):
+        envs = read(root)
+        envs[env_id] = {"returns": list(rec.returns), "lengths": list(rec.lengths), "seeds": list(rec.seeds),
+                        "mean": rec.mean, "ci": [rec.ci_low, rec.ci_high]}
+        atomic_write_json(path, {"schema": SCHEMA, "envs": dict(sorted(envs.items()))})
+
+
+def below_idle(baseline_returns, idle_returns) -> bool:
+    """True if the baseline's return is resolvably below doing nothing: its whole 95% bootstrap CI
+    lies under the idle return's."""
+    from rlbench.measure.stats import bootstrap_ci
+
+    return bootstrap_ci(baseline_returns)[1] < bootstrap_ci(idle_returns)[0]
