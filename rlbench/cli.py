@@ -32,9 +32,11 @@ def _cmd_zoo(args) -> int:
 
     rows = zoo_table(verify=args.verify)
     if getattr(args, "markdown", False):
+        from rlbench import idle
+        from rlbench.paths import baselines_dir
         from rlbench.reference import zoo_markdown
 
-        print(zoo_markdown(rows))
+        print(zoo_markdown(rows, idle.read(baselines_dir())))
         return 0
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -130,3 +130,20 @@ def test_cli_unknown_algorithm_exits_2_with_valid_names(capsys):
     assert main(["train", "A2C", "Hopper"]) == 2
     err = capsys.readouterr().err
     assert "unknown algorithm 'A2C'" in err and "TRPO, PPO, DDPG, TD3, SAC" in err
+
+
+def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
+    from rlbench.reference import zoo_markdown
+
+    def row(algo, env, lo, hi):
+        return {"algo": algo, "env": env, "status": "ok", "return_mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi,
+                "timesteps": 200_000, "target_timesteps": 200_000}
+
+    idle = {"Ant-v5": {"mean": 993.4, "ci": [991.6, 995.2]}, "HalfCheetah-v5": {"mean": -0.24, "ci": [-0.6, 0.1]}}
+    rows = [row("SAC", "Ant-v5", 637, 862), row("TD3", "Ant-v5", 900, 1000), row("SAC", "HalfCheetah-v5", 6605, 6656),
+            row("SAC", "Hopper-v5", 1283, 1440)]
+    lines = zoo_markdown(rows, idle).splitlines()
+    assert lines[2].endswith("| 993 (**ours below**) |")  # whole CI under the idle CI
+    assert lines[3].endswith("| 993 |")  # CI reaches it: not below
+    assert lines[4].endswith("| 0 |") and lines[5].endswith("| not recorded |")
+    assert lines[-1].endswith("Below doing nothing (our whole CI under the zero-action return's): 1 of 4.")
