@@ -26,7 +26,7 @@ def _doc(wall=100.0, timed=0.5, thr=20_000.0):
 
 
 def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     p = tmp_path / "out.json"
     p.write_text(json.dumps(_doc()))
     s = floor_summary(p)
@@ -38,12 +38,16 @@ def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_pa
     assert s["work_seconds"] == {"env_steps": 1.0, "eval_inference": 1.0, "latency_timing": 1.0,
                                  "other_checks_env_steps": 0.0}
     assert s["sum_cell_wall_seconds"] == 18.0 and s["bare_step_us"] == {"Hopper-v5": 50.0}
+    # at the median step cost every step costs 10 us more: 0.2 s of work more, over 2 cores
+    assert s["median_step_us"] == {"Hopper-v5": 60.0}
+    assert s["floor_seconds_at_median_step"] == pytest.approx(per_cell + 0.1, abs=0.05)
+    assert s["wall_over_floor_at_median_step"] == pytest.approx(100.0 / (per_cell + 0.1), rel=0.01)
     assert s["overhead_core_seconds"] == pytest.approx(100.0 * 2 - 3.0)
     assert floor_summary(p, cores=1, wall=12.0)["wall_over_floor"] == pytest.approx(12.0 / 3.0, rel=0.01)
 
 
 def test_missing_session_time_and_old_cells_are_named(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     del doc["rlbench"]
     p = tmp_path / "nowall.json"
@@ -64,7 +68,7 @@ def test_bare_step_cost_is_measured_and_plausible():
 
 
 def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     for e in doc["benchmarks"]:
         m = e["extra_info"]["machine_figures"]
@@ -98,7 +102,7 @@ def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
 
 
 def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     doc["rlbench"]["other_env_steps"] = {"Hopper-v5": 20_000, "Ant-v5": 10_000}  # the zoo's return checks
     p = tmp_path / "out.json"
@@ -110,7 +114,7 @@ def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeyp
 
 
 def test_each_workers_time_is_split_into_start_up_tests_gaps_and_the_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_seconds", lambda env_id: 50e-6)
+    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc(wall=100.0)
     doc["rlbench"]["timeline"] = {"session_start_unix": 1000.0, "session_end_unix": 1100.0, "workers": {
         # 6 s to start, 80 s in cells and 4 in other tests over 86 s of tests, done 8 s early
