@@ -228,18 +228,13 @@ def current(store) -> dict[str, Finding]:
 
 def read_stored(store) -> dict:
     """``baselines/findings.json`` ({} if absent); a corrupt file names itself and how to restore it."""
-    import json
-
     from rlbench.errors import BaselineError
+    from rlbench.io import read_stored_json
 
     path = findings_path(store)
-    if not path.exists():
+    data = read_stored_json(path, "pytest bench --rlbench-update-baselines")
+    if data is None:
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{path} is corrupt ({exc}); restore it with `git checkout -- {path}` or record it "
-                            "again with `pytest bench --rlbench-update-baselines`") from None
     if not isinstance(data, dict) or not isinstance(data.get("machines", {}), dict):
         raise BaselineError(f"{path} is not an rlbench findings file (not an object with a 'machines' object); "
                             f"restore it with `git checkout -- {path}`")

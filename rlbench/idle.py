@@ -56,16 +56,12 @@ def measure(env_id: str, episodes: int = EPISODES, lock=None):
 
 def read(root: Path) -> dict[str, dict]:
     """The stored idle returns by environment ({} if the file is absent); a broken file names itself."""
-    import json
+    from rlbench.io import read_stored_json
 
     path = idle_path(root)
-    if not path.exists():
+    data = read_stored_json(path, "pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines")
+    if data is None:
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{path} is corrupt ({exc}); restore it with `git checkout -- {path}` or record it "
-                            "again with `pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines`") from None
     if not isinstance(data, dict):
         data = {}
     if data.get("schema") != SCHEMA:

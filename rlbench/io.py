@@ -29,6 +29,21 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         raise
 
 
+def read_stored_json(path: Path, record: str):
+    """A stored JSON file's content, or None if it is absent. A file that does not parse raises a
+    :class:`~rlbench.errors.BaselineError` naming it, with how to restore it and ``record``, the
+    command that writes it again."""
+    from rlbench.errors import BaselineError
+
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path} is corrupt ({exc}); restore it with `git checkout -- {path}` or record it "
+                            f"again with `{record}`") from None
+
+
 def atomic_write_json(path: Path | str, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
 
