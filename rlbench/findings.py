@@ -77,6 +77,7 @@ def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
     """Pairs whose baseline return is resolvably below their environment's zero-action return, and
     the environments with no stored idle return."""
     from rlbench import idle as idle_mod
+    from rlbench.measure.stats import bootstrap_ci
 
     if idle is None:
         return [], []
@@ -87,7 +88,7 @@ def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
             continue
         if env not in idle:
             unknown.add(env)
-        elif idle_mod.below_idle(v["baseline"]["returns"], idle[env]["returns"]):
+        elif idle_mod.below_idle(bootstrap_ci(v["baseline"]["returns"])[1], idle[env]):
             below.append(pair)
     return sorted(below), sorted(unknown)
 

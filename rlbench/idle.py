@@ -69,9 +69,11 @@ def read(root: Path) -> dict[str, dict]:
                             f"with `git checkout -- {path}`")
     envs = data.get("envs")
     if not isinstance(envs, dict) or not all(isinstance(v, dict) and isinstance(v.get("returns"), list)
-                                             and v["returns"] for v in envs.values()):
+                                             and v["returns"] and isinstance(v.get("ci"), list)
+                                             and len(v["ci"]) == 2 for v in envs.values()):
         raise BaselineError(f"{path} is not an rlbench idle-return file (an 'envs' object of "
-                            f"{{'returns': [...]}} entries); restore it with `git checkout -- {path}`")
+                            f"{{'returns': [...], 'ci': [low, high]}} entries); restore it with "
+                            f"`git checkout -- {path}`")
     return envs
 
 
@@ -88,9 +90,7 @@ def record(root: Path, env_id: str, rec) -> None:
         atomic_write_json(path, {"schema": SCHEMA, "envs": dict(sorted(envs.items()))})
 
 
-def below_idle(baseline_returns, idle_returns) -> bool:
-    """True if the baseline's return is resolvably below doing nothing: its whole 95% bootstrap CI
-    lies under the idle return's."""
-    from rlbench.measure.stats import bootstrap_ci
-
-    return bootstrap_ci(baseline_returns)[1] < bootstrap_ci(idle_returns)[0]
+def below_idle(policy_ci_high: float, idle_entry: dict) -> bool:
+    """True if a policy's return is resolvably below doing nothing: its whole 95% CI (``policy_ci_high``,
+    its upper end) lies under the stored idle return's CI. The findings and the zoo table both ask this."""
+    return policy_ci_high < idle_entry["ci"][0]

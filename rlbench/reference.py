@@ -35,6 +35,8 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
     """The README's zoo table: ours (with budget and CI) beside the paper and rl-zoo, and beside
     what doing nothing scores (``idle``: :func:`rlbench.idle.read`; "below" when our whole CI lies
     under the zero-action return's)."""
+    from rlbench import idle as idle_mod
+
     idle = idle or {}
     out = ["| algo | env | our return (95% CI) | our budget | paper (Table 1) | rl-zoo (budget) | ours vs paper "
            "| doing nothing |",
@@ -60,7 +62,7 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
         else:
             verdict = "tie (CI includes it)"
         at_or_above += r["ci_high"] >= paper
-        if still and r["ci_high"] < still["ci"][0]:
+        if still and idle_mod.below_idle(r["ci_high"], still):
             below += 1
             still_txt += " (**ours below**)"
         out.append(f"| {r['algo']} | {r['env']} | {ours} | {budget} | {paper:.0f} | {zoo_txt} | {verdict} | {still_txt} |")

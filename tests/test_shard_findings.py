@@ -170,7 +170,8 @@ def test_share_findings_count_again_over_pairs_that_beat_doing_nothing_and_name_
         "SAC-Ant-v5-baseline": _fig(600), "SAC-Ant-v5-l1-0.05": _fig(590), "SAC-Ant-v5-l2-0.05": _fig(580),
         "TD3-Ant-v5-baseline": _fig(990, spread=40), "TD3-Ant-v5-l1-0.05": _fig(100), "TD3-Ant-v5-l2-0.05": _fig(100),
     }
-    idle = {"Ant-v5": {"returns": [995.0, 994.0, 996.0, 993.0]}, "Hopper-v5": {"returns": [150.0, 160.0]}}
+    idle = {"Ant-v5": {"returns": [995.0, 994.0, 996.0, 993.0], "ci": [993.5, 995.5]},
+            "Hopper-v5": {"returns": [150.0, 160.0], "ci": [150.0, 160.0]}}
     f = {x.key: x for x in compute(figs, idle=idle)}
     assert f["keep90_at_0.05"].ours == {"kept": 3, "models": 6, "above_idle": {"kept": 1, "models": 4},
                                         "below_idle": ["SAC-Ant-v5"]}
@@ -199,7 +200,8 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     assert idle.ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
     for text, what in (("{ nope", "corrupt"), ('{"schema": 7, "envs": {}}', "schema 7"),
-                       ('{"schema": 1, "envs": {"Ant-v5": {"returns": []}}}', "not an rlbench idle-return file")):
+                       ('{"schema": 1, "envs": {"Ant-v5": {"returns": []}}}', "not an rlbench idle-return file"),
+                       ('{"schema": 1, "envs": {"Ant-v5": {"returns": [1.0]}}}', "not an rlbench idle-return file")):
         idle.idle_path(tmp_path).write_text(text)
         with pytest.raises(BaselineError, match=what) as exc:
             idle.read(tmp_path)

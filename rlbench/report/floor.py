@@ -39,6 +39,7 @@ from rlbench.report.results import ResultsError
 @dataclass(frozen=True)
 class CellFloor:
     cell: str
+    env_id: str
     env_steps: int
     env_seconds: float
     infer_seconds: float
@@ -54,29 +55,18 @@ class CellFloor:
         return self.env_seconds + self.infer_seconds + self.timed_seconds
 
 
-def bare_step_seconds(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap_seconds: float = 1.0,
-                      block: int = 100, seed: int = 0, quantile: float = 0.1) -> float:
-    """Seconds per ``env.step`` in the machine's fast phase: a low quantile over blocks of steps.
+def bare_step_costs(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap_seconds: float = 1.0,
+                    block: int = 100, seed: int = 0) -> tuple[float, float]:
+    """Seconds per ``env.step``: the machine's fast phase (10th percentile over blocks of steps, the
+    floor's cost) and its typical speed (the median over the same blocks, slow phases included).
 
     Blocks of up to ``block`` steps on seeded random actions, in ``windows`` windows of
-    ``window_seconds`` spread ``gap_seconds`` apart. This VM's speed swings by up to 1.8x in phases lasting seconds: five repeats of a 1.3 s
-    median read Hopper at 122 to 212 us a step, and a 4 s 10th percentile still read 114 to 212.
-    The 10th percentile over windows spread across 12 s is the cost of a step when the machine
-    runs at speed, so the floor does not drift with the phase the analysis happened to run in.
+    ``window_seconds`` spread ``gap_seconds`` apart. This VM's speed swings by up to 1.8x in phases
+    lasting seconds: five repeats of a 1.3 s median read Hopper at 122 to 212 us a step, and a 4 s
+    10th percentile still read 114 to 212. The 10th percentile over windows spread across 12 s is
+    the cost of a step when the machine runs at speed, so the floor does not drift with the phase
+    the analysis happened to run in.
     """
-    return float(np.quantile(_step_blocks(env_id, windows, window_seconds, gap_seconds, block, seed), quantile))
-
-
-def bare_step_costs(env_id: str) -> tuple[float, float]:
-    """The bare step cost in the fast phase (10th percentile, the floor's) and at the median over
-    the same blocks: what a bare loop costs at this VM's typical speed, slow phases included."""
-    blocks = _step_blocks(env_id)
-    return float(np.quantile(blocks, 0.1)), float(np.quantile(blocks, 0.5))
-
-
-def _step_blocks(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap_seconds: float = 1.0,
-                 block: int = 100, seed: int = 0) -> np.ndarray:
-    """Seconds per step of each block of :func:`bare_step_seconds`."""
     from rlbench.envs import make_env
 
     env = make_env(env_id)
@@ -104,7 +94,7 @@ def _step_blocks(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap
             if ended:
                 env.reset(seed=seed + done_steps)
     env.close()
-    return np.asarray(per_block)
+    return float(np.quantile(per_block, 0.1)), float(np.quantile(per_block, 0.5))
 
 
 def _load(path: Path) -> dict:
@@ -146,7 +136,7 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None,
         steps = int(sum(fig["lengths"]))
         thr = mach["throughput_batch64_per_s"].get("variant@64")
         infer = steps / thr if thr else 0.0
-        out.append(CellFloor(cell.id, steps, steps * step_cost[cell.env_id], infer, float(mach["timed_seconds"]),
+        out.append(CellFloor(cell.id, cell.env_id, steps, steps * step_cost[cell.env_id], infer, float(mach["timed_seconds"]),
                              mach.get("cell_seconds"), _phases(mach.get("phase_seconds")),
                              _phases(mach.get("phase_cpu_seconds"))))
     if not out:
@@ -162,8 +152,6 @@ def _phases(recorded: dict | None) -> dict | None:
 
 
 def floor_summary(path: Path, cores: int | None = None, wall: float | None = None) -> dict:
-    from rlbench.matrix import parse_cell
-
     data = _load(path)
     session = data.get("rlbench") or {}
     wall = wall if wall is not None else session.get("session_wall_seconds")
@@ -183,9 +171,9 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
     work = sum(f.seconds for f in floors) + other_seconds
     floor = work / cores
     # the same floor with every step at the median cost: the VM's slow phases are no longer overhead
-    steps = {env_id: n for env_id, n in other.items()}
+    steps = dict(other)
     for f in floors:
-        steps[parse_cell(f.cell).env_id] = steps.get(parse_cell(f.cell).env_id, 0) + f.env_steps
+        steps[f.env_id] = steps.get(f.env_id, 0) + f.env_steps
     slow = sum(n * (median_cost.get(e, steps_cost[e]) - steps_cost[e]) for e, n in steps.items())
     floor_median = (work + slow) / cores
     cell_sec = sum(f.cell_seconds or 0.0 for f in floors)  # wall per cell: includes waiting for a core and the lock
