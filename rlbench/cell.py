@@ -299,16 +299,9 @@ def _pooled_yardsticks(store, cell_id: str) -> dict[str, float]:
 
 
 def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
-    """Run-level latency gate: per runtime yardstick, the median over the run's cells of each
-    cell's ratio divided by its pair's stored (pooled) figure, with a bootstrap CI.
-
-    A slowdown of one runtime for every model shifts every cell's yardstick at once; one cell's
-    timing cannot resolve 15% against this VM's 3-7% spread between recordings, but the median
-    over a run's cells can. Regressed if the CI lies above ``1 + runtime_rel``; fewer than
-    ``runtime_min_cells`` cells give no verdict.
-    """
-    from rlbench.checks import Verdict
-    from rlbench.measure.stats import bootstrap_ci
+    """Run-level latency gate: per runtime yardstick, :func:`rlbench.checks.check_runtime_shift`
+    over each cell's ratio divided by its pair's stored (pooled) figure."""
+    from rlbench.checks import check_runtime_shift
 
     tol = store.tolerances().latency
     pooled_by_pair: dict[str, dict[str, float]] = {}
@@ -323,16 +316,7 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
             new = (machine.get("ratios") or {}).get(key)
             if stored and new:
                 rel.append(new / stored)
-        if len(rel) < tol.runtime_min_cells:
-            continue
-        x = np.asarray(rel)
-        med = float(np.median(x))
-        lo, hi = bootstrap_ci(x, statistic=np.median, resamples=2000)
-        limit = 1 + tol.runtime_rel
-        head = (f"runtime yardstick {key} over {len(x)} cells: median {med:.3f}x the stored figures (95% CI "
-                f"[{lo:.3f}, {hi:.3f}]); tolerance +{100 * tol.runtime_rel:.0f}% (limit {limit:.3f})")
-        status = "regressed" if lo > limit else "improved" if hi < 1 / limit else "unchanged"
-        verdicts.append(Verdict("latency", status, head))
+        verdicts.append(check_runtime_shift(key, rel, tol))
     return verdicts
 
 

@@ -14,7 +14,9 @@ from rlbench.baselines import LatencyTolerance, ReturnTolerance
 @dataclass(frozen=True)
 class Verdict:
     metric: str
-    status: str  # "unchanged" | "improved" | "regressed" | "unsettled" (needs more data; not a failure)
+    status: str
+    """"unchanged" | "improved" | "regressed"; "unsettled" (needs more data) and "unjudged" (too
+    little data for a verdict, said so) are not failures."""
     message: str
 
     @property
@@ -51,18 +53,46 @@ def check_return(cell: str, new: list[float], stored: list[float], tol: ReturnTo
 
 def check_ratio(cell: str, what: str, new_median: float, new_ci: tuple[float, float], stored: float,
                 tol: LatencyTolerance) -> Verdict:
-    """Regressed if the latency ratio grew beyond ``stored * (1 + ratio_rel)``, with its CI above it."""
-    limit = stored * (1 + tol.ratio_rel)
+    """Regressed if the latency ratio grew beyond ``stored * (1 + rel)``, with its CI above it;
+    ``rel`` is ``ratio_rel`` within one runtime and ``cross_rel`` across runtimes."""
+    rel = tol.rel_for(what)
+    limit = stored * (1 + rel)
     head = (f"{cell}: latency ratio {what} {new_median:.3f} (95% CI [{new_ci[0]:.3f}, {new_ci[1]:.3f}]) vs stored "
-            f"{stored:.3f}; tolerance +{100 * tol.ratio_rel:.0f}% (limit {limit:.3f})")
+            f"{stored:.3f}; tolerance +{100 * rel:.0f}% (limit {limit:.3f})")
     beyond = (new_ci[0] if tol.ci_must_exclude else new_median) > limit
     if beyond:
         return Verdict("latency", "regressed", head)
-    if (new_ci[1] if tol.ci_must_exclude else new_median) < stored / (1 + tol.ratio_rel):
+    if (new_ci[1] if tol.ci_must_exclude else new_median) < stored / (1 + rel):
         return Verdict("latency", "improved", head)
     if new_median > limit:  # above the limit, but the CI reaches below it: not settled either way
         return Verdict("latency", "unsettled", head)
     return Verdict("latency", "unchanged", head)
+
+
+def check_runtime_shift(key: str, rel: list[float], tol: LatencyTolerance) -> Verdict:
+    """One runtime's yardstick ``key`` over a run: ``rel`` holds each cell's new figure divided by
+    its stored one. Regressed if the bootstrap CI of their median lies above ``1 + runtime_rel``.
+
+    A slowdown of one runtime for every model moves every cell's yardstick at once. One cell's
+    ratio across runtimes drifts by 20% and more with the VM's phases (hence ``cross_rel`` per
+    cell), but the median over a run's cells resolves a few percent. Fewer than
+    ``runtime_min_cells`` cells are ``unjudged``, said in the verdict, never passed silently.
+    """
+    from rlbench.measure.stats import bootstrap_ci
+
+    if len(rel) < tol.runtime_min_cells:
+        return Verdict("latency", "unjudged",
+                       f"runtime yardstick {key}: {len(rel)} cell(s) with a stored figure, fewer than the "
+                       f"{tol.runtime_min_cells} a run-level verdict needs ([latency] runtime_min_cells); this "
+                       f"runtime was not judged, run more cells to judge it")
+    x = np.asarray(rel, dtype=float)
+    med = float(np.median(x))
+    lo, hi = bootstrap_ci(x, statistic=np.median, resamples=2000)
+    limit = 1 + tol.runtime_rel
+    head = (f"runtime yardstick {key} over {len(x)} cells: median {med:.3f}x the stored figures (95% CI "
+            f"[{lo:.3f}, {hi:.3f}]); tolerance +{100 * tol.runtime_rel:.0f}% (limit {limit:.3f})")
+    status = "regressed" if lo > limit else "improved" if hi < 1 / limit else "unchanged"
+    return Verdict("latency", status, head)
 
 
 def check_exact(cell: str, what: str, new, stored) -> Verdict:

@@ -130,8 +130,22 @@ def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp
     assert [v.status for v in slow] == ["unchanged", "regressed"]
     assert slow[1].failed and "runtime yardstick onnx-fp32/numpy-ref over 10 cells" in slow[1].message
     assert "tolerance +8% (limit 1.080)" in slow[1].message
-    # too few cells for a run-level verdict: none is given
-    assert check_runtime_yardsticks(dict(list(run(1.15).items())[:5]), store) == []
+    # too few cells for a run-level verdict: each runtime is "unjudged", said so, and not a failure
+    few = check_runtime_yardsticks(dict(list(run(1.15).items())[:5]), store)
+    assert [v.status for v in few] == ["unjudged", "unjudged"] and not any(v.failed for v in few)
+    assert "5 cell(s) with a stored figure, fewer than the 6" in few[1].message
+
+
+def test_a_ratio_across_runtimes_gets_the_wide_per_cell_bar_and_one_within_a_runtime_the_tight_one():
+    from rlbench.baselines import LatencyTolerance
+
+    tol = LatencyTolerance(ratio_rel=0.25, cross_rel=1.0)
+    # +40%, resolved: a regression within a runtime, the VM's drift across runtimes
+    assert check_ratio("c", "variant/fp32", 1.4, (1.35, 1.45), 1.0, tol).failed
+    drift = check_ratio("c", "torch-fp32/numpy-ref", 1.4, (1.35, 1.45), 1.0, tol)
+    assert drift.status == "unchanged" and "tolerance +100% (limit 2.000)" in drift.message
+    assert check_ratio("c", "onnx-fp32/numpy-ref", 2.2, (2.1, 2.3), 1.0, tol).failed
+    assert check_ratio("c", "variant/numpy-ref", 0.45, (0.44, 0.46), 1.0, tol).status == "improved"
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -59,6 +59,10 @@ def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
     # nothing stored for this machine: the run says its latency and RSS went unchecked
     assert session["cells_without_machine_figures"] == ["A-baseline", "B-baseline", "C-baseline"]
     res.stdout.fnmatch_lines(["*latency and RSS not gated*", "3 of 3 cells have no figures for machine *"])
+    # nor can a runtime be judged with no stored yardstick: said in the file and in the summary
+    assert [v["status"] for v in session["runtime_verdicts"]] == ["unjudged", "unjudged"]
+    assert "runtime yardstick torch-fp32/numpy-ref: 0 cell(s) with a stored figure" in session["runtime_verdicts"][0]["message"]
+    res.stdout.fnmatch_lines(["*runtime yardsticks over the run*", "UNJUDGED   runtime yardstick onnx-fp32/numpy-ref: 0 cell(s)*"])
 
 
 def test_pytest_benchmark_compare_reads_the_file(run, tmp_path):

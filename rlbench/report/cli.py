@@ -72,7 +72,8 @@ def cmd_int8_kernels(args) -> int:
 
 _THRESHOLD_HELP = ("override a tolerance of baselines/tolerances.toml for this comparison: FRACTION sets both, "
                    "return=FRACTION the allowed relative drop of the mean return ([returns] rel_drop), "
-                   "latency=FRACTION the allowed relative rise of a latency ratio ([latency] ratio_rel); "
+                   "latency=FRACTION the allowed relative rise of a latency ratio within one runtime "
+                   "([latency] ratio_rel; ratios across runtimes keep cross_rel); "
                    "repeatable, e.g. --threshold return=0.2 --threshold latency=0.3")
 
 

@@ -5,14 +5,16 @@ tolerances of ``baselines/tolerances.toml``:
 
 * **return**: :func:`~rlbench.checks.check_return` (relative drop *and* Mann-Whitney).
 * **latency**: only the in-process ratios ``variant/fp32`` and ``*/numpy-ref``, through
-  :func:`~rlbench.checks.check_ratio` with NEW's bootstrap CI. Absolute latency is never compared:
-  it moves with the machine and its load, the ratios far less.
+  :func:`~rlbench.checks.check_ratio` with NEW's bootstrap CI (``ratio_rel`` within a runtime,
+  ``cross_rel`` across runtimes). Per run, each runtime yardstick's NEW/OLD median over the common
+  cells goes through :func:`~rlbench.checks.check_runtime_shift` (``runtime_rel``), as in the main
+  job. Absolute latency is never compared: it moves with the machine and its load, the ratios far less.
 * **memory**: model bytes and parameter counts exactly (``[memory] bytes_exact``); RSS deltas
   regress only beyond both ``rss_rel`` and ``rss_abs_mib``.
 * **energy**: only when both sides were measured by a meter; beyond ``[energy] rel``.
 
 Cells on one side only, and differing machine ids, library versions or thread settings, are
-reported, never silently skipped. Exit status: 1 if any cell regressed, else 0; bad input raises
+reported, never silently skipped. Exit status: 1 if any cell or runtime regressed, else 0; bad input raises
 :class:`~rlbench.report.results.ResultsError` (the CLI prints it and exits 2).
 """
 
@@ -22,7 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlbench.baselines import Tolerances
-from rlbench.checks import Verdict, check_energy, check_exact, check_ratio, check_return, check_rss
+from rlbench.checks import (
+    Verdict,
+    check_energy,
+    check_exact,
+    check_ratio,
+    check_return,
+    check_rss,
+    check_runtime_shift,
+)
 from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
 
 MIB = 1024 * 1024
@@ -110,6 +120,8 @@ class Comparison:
     """Mismatches between the two runs (machine, versions, threads) and figures neither could
     compare (energy without meters), one line each."""
     tolerances: Tolerances
+    runtimes: tuple[Verdict, ...] = ()
+    """Run-level verdicts, one per runtime yardstick (``torch-fp32/numpy-ref``, ``onnx-fp32/numpy-ref``)."""
 
     def with_status(self, status: str) -> list[CellComparison]:
         return [c for c in self.cells if c.status == status]
@@ -119,11 +131,16 @@ class Comparison:
         return self.with_status("regressed")
 
     @property
+    def regressed_runtimes(self) -> list[Verdict]:
+        return [v for v in self.runtimes if v.failed]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.regressed else 0
+        return 1 if self.regressed or self.regressed_runtimes else 0
 
     def summary(self) -> str:
-        return (f"{len(self.regressed)} regressed, {len(self.with_status('improved'))} improved, "
+        runtimes = f"{len(self.regressed_runtimes)} runtime(s) regressed, " if self.regressed_runtimes else ""
+        return (f"{runtimes}{len(self.regressed)} regressed, {len(self.with_status('improved'))} improved, "
                 f"{len(self.with_status('unchanged'))} unchanged, {len(self.only_old)} only in OLD, "
                 f"{len(self.only_new)} only in NEW")
 
@@ -131,6 +148,7 @@ class Comparison:
         """The CI log: regressed cells first, one line each; then one-sided cells, improved, summary."""
         out = [f"rlbench compare: OLD (\"stored\") {self.old_path}  NEW {self.new_path}"]
         out += [f"NOTE       {h}" for h in self.header]
+        out += [f"RUNTIME    {v.status.upper()}: {v.message}" for v in self.runtimes]
         out += [c.line() for c in self.regressed]
         out += [f"ONLY OLD   {c}: in OLD only (not run, skipped or deselected in NEW)" for c in self.only_old]
         out += [f"ONLY NEW   {c}: in NEW only (no OLD figure to compare with)" for c in self.only_new]
@@ -147,6 +165,9 @@ class Comparison:
         md = [f"### {icon} rlbench compare", "", f"`{self.old_path}` → `{self.new_path}`: **{self.summary()}**", ""]
         if self.header:
             md += ["**About the runs:**", ""] + [f"- {_md(h)}" for h in self.header] + [""]
+        if self.runtimes:
+            md += ["**Runtimes** (each yardstick's median over the common cells):", ""]
+            md += [f"- {v.status}: {_md(v.message)}" for v in self.runtimes] + [""]
         for title, status in (("Regressed", "regressed"), ("Improved", "improved")):
             rows = [(c.cell, v) for c in self.with_status(status) for v in c.verdicts if v.status == status]
             if rows:
@@ -162,7 +183,8 @@ class Comparison:
                    ", ".join(f"`{c.cell}`" for c in unchanged), "", "</details>", ""]
         t = self.tolerances
         md.append(f"Tolerances: return drop > {t.returns.rel_drop:.0%} and Mann-Whitney p < {t.returns.alpha}; "
-                  f"latency ratio +{t.latency.ratio_rel:.0%} (CI must exclude: {t.latency.ci_must_exclude}); "
+                  f"latency ratio +{t.latency.ratio_rel:.0%} within a runtime, +{t.latency.cross_rel:.0%} across runtimes "
+                  f"(CI must exclude: {t.latency.ci_must_exclude}), a runtime's median +{t.latency.runtime_rel:.0%}; "
                   f"RSS +{t.memory.rss_rel:.0%} and +{t.memory.rss_abs_mib:g} MiB; energy +{t.energy.rel:.0%}.")
         return "\n".join(md) + "\n"
 
@@ -264,7 +286,21 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
 
     return Comparison(old.path, new.path, tuple(sorted(cmp, key=order)),
                       tuple(c for c in a if c not in b), tuple(c for c in b if c not in a),
-                      tuple(_run_header(old, new)), tol)
+                      tuple(_run_header(old, new)), tol, tuple(_runtime_verdicts(a, b, common, tol)))
+
+
+def _runtime_verdicts(old: dict[str, CellRecord], new: dict[str, CellRecord], common: list[str],
+                      tol: Tolerances) -> list[Verdict]:
+    """Per runtime yardstick, NEW over OLD in every common cell holding it in both files."""
+    from rlbench.cell import YARDSTICKS
+
+    out = []
+    for key in YARDSTICKS:
+        rel = [new[c].ratios[key] / old[c].ratios[key] for c in common
+               if new[c].ratios.get(key) and old[c].ratios.get(key)]
+        if rel:
+            out.append(check_runtime_shift(key, rel, tol.latency))
+    return out
 
 
 def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,
