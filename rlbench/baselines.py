@@ -39,7 +39,7 @@ IDENTITY_KEYS = ("seeds", "files", "calibration")
 class ReturnTolerance:
     rel_drop: float = 0.10
     """A mean return more than this fraction below the stored mean (of its magnitude) may fail..."""
-    alpha: float = 0.01
+    alpha: float = 0.001
     """...and fails only if a two-sided Mann-Whitney U test also resolves the difference at this level."""
     abs_floor: float = 1.0
     """Differences smaller than this many return units never fail (near-zero baselines)."""
