@@ -242,9 +242,6 @@ def _memory(shipped, art) -> dict:
     return out
 
 
-YARDSTICKS = ("torch-fp32/numpy-ref", "onnx-fp32/numpy-ref")
-
-
 def pool_latency(first: CellResult, second: CellResult) -> CellResult:
     """A confirmation run's latency ratios pooled with the first run's: the per-round ratios of
     both are one sample (twice the rounds, a narrower CI), so a verdict that one run could not
@@ -287,6 +284,7 @@ def _pooled_yardsticks(store, cell_id: str) -> dict[str, float]:
     figure is the median over all of the pair's stored cells: one lucky or unlucky recording does
     not become the bar for that cell."""
     from rlbench.baselines import _read_json
+    from rlbench.checks import YARDSTICKS
 
     pair = "-".join(cell_id.split("-")[:3]) + "-"
     cells = _read_json(store.machine_path)["cells"]
@@ -299,25 +297,18 @@ def _pooled_yardsticks(store, cell_id: str) -> dict[str, float]:
 
 
 def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
-    """Run-level latency gate: per runtime yardstick, :func:`rlbench.checks.check_runtime_shift`
-    over each cell's ratio divided by its pair's stored (pooled) figure."""
-    from rlbench.checks import check_runtime_shift
+    """Run-level latency gate: :func:`rlbench.checks.check_runtimes` with each cell's ratios against
+    its pair's stored (pooled) yardsticks."""
+    from rlbench.checks import check_runtimes
 
-    tol = store.tolerances().latency
     pooled_by_pair: dict[str, dict[str, float]] = {}
-    verdicts = []
-    for key in YARDSTICKS:
-        rel = []
-        for cell_id, machine in sorted(machine_by_cell.items()):
-            pair = "-".join(cell_id.split("-")[:3])
-            if pair not in pooled_by_pair:
-                pooled_by_pair[pair] = _pooled_yardsticks(store, cell_id)
-            stored = pooled_by_pair[pair].get(key)
-            new = (machine.get("ratios") or {}).get(key)
-            if stored and new:
-                rel.append(new / stored)
-        verdicts.append(check_runtime_shift(key, rel, tol))
-    return verdicts
+    cells = []
+    for cell_id, machine in sorted(machine_by_cell.items()):
+        pair = "-".join(cell_id.split("-")[:3])
+        if pair not in pooled_by_pair:
+            pooled_by_pair[pair] = _pooled_yardsticks(store, cell_id)
+        cells.append((machine.get("ratios") or {}, pooled_by_pair[pair]))
+    return check_runtimes(cells, store.tolerances().latency)
 
 
 def check_recording(result: CellResult, store) -> list:

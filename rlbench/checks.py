@@ -69,6 +69,20 @@ def check_ratio(cell: str, what: str, new_median: float, new_ci: tuple[float, fl
     return Verdict("latency", "unchanged", head)
 
 
+YARDSTICKS = ("torch-fp32/numpy-ref", "onnx-fp32/numpy-ref")
+"""Each runtime's fp32 policy over the NumPy reference, which no runtime under test touches."""
+
+
+def check_runtimes(cells, tol: LatencyTolerance) -> list[Verdict]:
+    """The run-level latency gate: ``cells`` yields each cell's (new ratios, stored ratios); per
+    yardstick, :func:`check_runtime_shift` over new/stored of every cell holding both. The main
+    job (stored bars) and ``rlbench compare`` (OLD's figures) both judge runtimes with it."""
+    cells = list(cells)
+    return [check_runtime_shift(key, [new[key] / stored[key] for new, stored in cells
+                                      if new.get(key) and stored.get(key)], tol)
+            for key in YARDSTICKS]
+
+
 def check_runtime_shift(key: str, rel: list[float], tol: LatencyTolerance) -> Verdict:
     """One runtime's yardstick ``key`` over a run: ``rel`` holds each cell's new figure divided by
     its stored one. Regressed if the bootstrap CI of their median lies above ``1 + runtime_rel``.

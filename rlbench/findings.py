@@ -77,18 +77,17 @@ def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
     """Pairs whose baseline return is resolvably below their environment's zero-action return, and
     the environments with no stored idle return."""
     from rlbench import idle as idle_mod
-    from rlbench.measure.stats import bootstrap_ci
 
     if idle is None:
         return [], []
     below, unknown = [], set()
     for pair, v in pairs.items():
         env = pair.split("-", 1)[1]
-        if "baseline" not in v or "returns" not in v["baseline"]:
+        if "baseline" not in v or "return_ci" not in v["baseline"]:
             continue
         if env not in idle:
             unknown.add(env)
-        elif idle_mod.below_idle(bootstrap_ci(v["baseline"]["returns"])[1], idle[env]):
+        elif idle_mod.below_idle(v["baseline"]["return_ci"][1], idle[env]):
             below.append(pair)
     return sorted(below), sorted(unknown)
 

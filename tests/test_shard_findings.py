@@ -73,7 +73,11 @@ def test_cell_ids_parse_and_round_trip():
 
 
 def _fig(mean, n=20, spread=1.0, bytes_total=1000):
-    return {"returns": [mean + spread * ((i % 5) - 2) for i in range(n)], "bytes_total": bytes_total}
+    """A stored cell's figures: per-episode returns with their bootstrap CI, as a recording stores them."""
+    from rlbench.measure.stats import bootstrap_ci
+
+    returns = [mean + spread * ((i % 5) - 2) for i in range(n)]
+    return {"returns": returns, "return_ci": list(bootstrap_ci(returns)), "bytes_total": bytes_total}
 
 
 def test_findings_count_what_the_figures_say():

@@ -7,7 +7,7 @@ tolerances of ``baselines/tolerances.toml``:
 * **latency**: only the in-process ratios ``variant/fp32`` and ``*/numpy-ref``, through
   :func:`~rlbench.checks.check_ratio` with NEW's bootstrap CI (``ratio_rel`` within a runtime,
   ``cross_rel`` across runtimes). Per run, each runtime yardstick's NEW/OLD median over the common
-  cells goes through :func:`~rlbench.checks.check_runtime_shift` (``runtime_rel``), as in the main
+  cells goes through :func:`~rlbench.checks.check_runtimes` (``runtime_rel``), as in the main
   job. Absolute latency is never compared: it moves with the machine and its load, the ratios far less.
 * **memory**: model bytes and parameter counts exactly (``[memory] bytes_exact``); RSS deltas
   regress only beyond both ``rss_rel`` and ``rss_abs_mib``.
@@ -31,7 +31,7 @@ from rlbench.checks import (
     check_ratio,
     check_return,
     check_rss,
-    check_runtime_shift,
+    check_runtimes,
 )
 from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
 
@@ -286,21 +286,8 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
 
     return Comparison(old.path, new.path, tuple(sorted(cmp, key=order)),
                       tuple(c for c in a if c not in b), tuple(c for c in b if c not in a),
-                      tuple(_run_header(old, new)), tol, tuple(_runtime_verdicts(a, b, common, tol)))
-
-
-def _runtime_verdicts(old: dict[str, CellRecord], new: dict[str, CellRecord], common: list[str],
-                      tol: Tolerances) -> list[Verdict]:
-    """Per runtime yardstick, NEW over OLD in every common cell holding it in both files."""
-    from rlbench.cell import YARDSTICKS
-
-    out = []
-    for key in YARDSTICKS:
-        rel = [new[c].ratios[key] / old[c].ratios[key] for c in common
-               if new[c].ratios.get(key) and old[c].ratios.get(key)]
-        if rel:
-            out.append(check_runtime_shift(key, rel, tol.latency))
-    return out
+                      tuple(_run_header(old, new)), tol,
+                      tuple(check_runtimes(((b[c].ratios, a[c].ratios) for c in common), tol.latency)))
 
 
 def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,
