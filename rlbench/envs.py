@@ -43,9 +43,12 @@ def quiet_mujoco() -> None:
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
-    """``gym.make`` with MuJoCo's log redirected."""
+    """``gym.make`` with the registry's keywords for ``env_id`` (``kwargs`` override them) and
+    MuJoCo's log redirected."""
+    from rlbench.registry import env_kwargs
+
     quiet_mujoco()
-    return gym.make(env_id, **kwargs)
+    return gym.make(env_id, **{**env_kwargs(env_id), **kwargs})
 
 
 #: Environments kept per process and env id for reuse; a grid cell evaluates up to 50 episodes.

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.errors import RLBenchError
-from rlbench.registry import TRAIN_EVAL_SEED_BASE, AlgoEnvConfig, get_config
+from rlbench.registry import TRAIN_EVAL_SEED_BASE, AlgoEnvConfig, env_kwargs, get_config
 
 TRAIN_EVAL_EPISODES = 5
 
@@ -176,6 +176,34 @@ def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -
     return rec.mean
 
 
+# ------------------------------------------------------------------ early stopping
+def early_stop_bar(cfg: AlgoEnvConfig) -> dict:
+    """What a run's training evaluations must beat to stop before its budget: the paper's Table 1
+    return and doing nothing's (on the training-evaluation seeds), both raised by the margin."""
+    from rlbench.idle import ZeroPredictor
+    from rlbench.measure.returns import evaluate_returns
+    from rlbench.registry import EARLY_STOP_EVALS, EARLY_STOP_MARGIN, env_short
+    from rlbench.report.paper import PAPER_TABLES
+
+    from rlbench.envs import make_env
+
+    env = make_env(cfg.env_id)
+    dim = int(np.prod(env.action_space.shape))
+    env.close()
+    seeds = range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + TRAIN_EVAL_EPISODES)
+    idle = evaluate_returns(ZeroPredictor(dim), cfg.env_id, seeds, label=f"idle-{cfg.env_id}").mean
+    paper = float(PAPER_TABLES["table1_average_return"][cfg.algo][env_short(cfg.env_id)]["baseline"])
+    top = max(paper, idle)
+    return {"paper": paper, "idle": idle, "margin": EARLY_STOP_MARGIN, "evals": EARLY_STOP_EVALS,
+            "bar": top + EARLY_STOP_MARGIN * abs(top)}
+
+
+def should_stop_early(evals: list[dict], bar: dict) -> bool:
+    """True once the last ``bar['evals']`` training evaluations each reach ``bar['bar']``."""
+    last = evals[-int(bar["evals"]):]
+    return len(last) == int(bar["evals"]) and all(e["return"] >= bar["bar"] for e in last)
+
+
 # ------------------------------------------------------------------ the training loop
 class RunBusyError(RLBenchError):
     """Another process is training this run."""
@@ -195,7 +223,7 @@ def _lock_run(paths: RunPaths):
 
 def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resume: bool = False,
           checkpoint_every: int | None = None, export: bool = True, overwrite: bool = False,
-          eval_episodes: int = 50, progress: bool = True) -> Path | None:
+          eval_episodes: int = 50, progress: bool = True, early_stop: bool = True) -> Path | None:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
@@ -227,9 +255,14 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         state["resumed"] = state.get("resumed", 0) + 1
     else:
         model = build_model(cfg, make_vec_env(cfg, seed), seed)
-        state = {"algo": cfg.algo, "env_id": cfg.env_id, "seed": seed, "num_timesteps": 0, "wall_seconds": 0.0,
-                 "evals": [], "resumed": 0}
+        state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
+                 "num_timesteps": 0, "wall_seconds": 0.0, "evals": [], "resumed": 0}
+    if state.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
+        raise RLBenchError(f"{paths.root} was trained on {cfg.env_id} with keywords {state.get('env_kwargs', {})}, "
+                           f"the registry now makes it with {env_kwargs(cfg.env_id)}; delete the folder to start over")
     state["target_timesteps"] = target
+    if early_stop and "early_stop_bar" not in state:
+        state["early_stop_bar"] = early_stop_bar(cfg)
     state["versions"] = library_versions()
     state["threads"] = torch.get_num_threads()
 
@@ -254,7 +287,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         def _on_training_start(self) -> None:
             self._start, self._t0 = self.num_timesteps, time.perf_counter()
 
-    while model.num_timesteps < target:
+    while model.num_timesteps < target and not state.get("stopped_early"):
         chunk = min(every - model.num_timesteps % every, target - model.num_timesteps)
         t0 = time.perf_counter()
         model.learn(total_timesteps=chunk, reset_num_timesteps=False, callback=_Progress(), progress_bar=False)
@@ -266,6 +299,9 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         save_checkpoint(paths, model, state)
         bar.update(min(model.num_timesteps, target) - bar.n)
         bar.set_postfix_str(f"eval {last_eval:.1f}")
+        if early_stop and should_stop_early(state["evals"], state["early_stop_bar"]):
+            state["stopped_early"] = {"steps": int(model.num_timesteps), **state["early_stop_bar"]}
+            save_checkpoint(paths, model, state)
         with open(paths.log, "a") as fh:
             fh.write(json.dumps(state["evals"][-1]) + "\n")
     bar.close()
@@ -308,7 +344,8 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "action_space": {"shape": list(e.action_space.shape), "low": e.action_space.low.tolist(),
                          "high": e.action_space.high.tolist()},
         "timesteps": int(model.num_timesteps), "target_timesteps": int(state.get("target_timesteps", 0)),
-        "budget_complete": int(model.num_timesteps) >= cfg.timesteps,
+        "budget_complete": int(model.num_timesteps) >= cfg.timesteps or bool(state.get("stopped_early")),
+        "stopped_early": state.get("stopped_early"), "env_kwargs": state.get("env_kwargs", {}),
         "seed": seed, "train_wall_seconds": round(state["wall_seconds"], 1), "train_evals": state["evals"],
         "hyperparameters": {"kwargs": cfg.kwargs, "normalize": cfg.normalize, "n_envs": cfg.n_envs,
                             "action_noise_std": cfg.action_noise_std, "source": cfg.source,

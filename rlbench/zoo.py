@@ -169,7 +169,7 @@ def train_queue(names: list[str], seed: int = 0) -> None:
         cfg = get_config(algo, env)
         if is_shipped(cfg.algo, cfg.env_id):
             meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
-            if meta.get("timesteps", 0) >= cfg.timesteps:
+            if meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early"):
                 print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
                 continue
         print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
