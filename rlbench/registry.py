@@ -30,7 +30,10 @@ ZOO_URL = "rl-baselines3-zoo hyperparams/{algo}.yml"
 #: Keyword arguments for ``gym.make``, per environment, used wherever the suite makes one
 #: (training, evaluation, doing nothing's return, calibration, the grid). A shipped policy's
 #: ``meta.json`` records the keywords it was trained with, and loading it checks them.
-ENV_KWARGS: dict[str, dict[str, Any]] = {}
+ENV_KWARGS: dict[str, dict[str, Any]] = {
+    # Ant-v4's default observation, which the paper ran: Ant-v5 adds the 78 contact forces by default
+    "Ant-v5": {"include_cfrc_ext_in_observation": False},
+}
 
 
 def env_kwargs(env_id: str) -> dict[str, Any]:
