@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.errors import PolicyError
-from rlbench.registry import get_config, pairs
+from rlbench.registry import env_kwargs, get_config, pairs
 
 FILES = ("policy.pt", "policy.onnx", "agent.pt")
 
@@ -160,7 +160,8 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
 def train_queue(names: list[str], seed: int = 0) -> None:
     """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
 
-    A shipped policy from an earlier, shorter budget is replaced when its run completes.
+    A shipped policy from an earlier, shorter budget, or trained on an environment made with other
+    keywords than the registry's, is replaced when its run completes.
     """
     from rlbench.train import RunBusyError, train
 
@@ -169,7 +170,8 @@ def train_queue(names: list[str], seed: int = 0) -> None:
         cfg = get_config(algo, env)
         if is_shipped(cfg.algo, cfg.env_id):
             meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
-            if meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early"):
+            same_env = meta.get("env_kwargs", {}) == env_kwargs(cfg.env_id)
+            if same_env and (meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early")):
                 print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
                 continue
         print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
