@@ -81,7 +81,7 @@ class MemoryTolerance:
     """Model bytes on disk are deterministic: any change fails."""
     rss_rel: float = 0.20
     """An RSS delta may grow by this fraction of its stored figure..."""
-    rss_noise_k: float = 3.0
+    rss_noise_k: float = 2.0
     """...and by at least this many times the machine's measured RSS noise (``rss_noise`` in
     ``machines/<id>.json``)..."""
     rss_abs_mib: float = 2.0
@@ -233,6 +233,14 @@ class BaselineStore:
         """This machine's measured RSS noise per RSS key (bytes), or None where none is stored."""
         noise = _read_json(self.machine_path).get("rss_noise")
         return None if noise is None else {k: float(v) for k, v in noise.get("bytes", {}).items()}
+
+    def record_rss_noise(self, noise: dict) -> None:
+        """Store this machine's measured RSS noise (:mod:`rlbench.measure.rss_noise`), atomically."""
+        _check_finite(noise, self.machine_path)
+        with _locked(self.machine_path):
+            data = _read_json(self.machine_path, fresh=True)
+            data.update(schema=SCHEMA, machine_id=self.machine_id, rss_noise=noise)
+            atomic_write_json(self.machine_path, data)
 
     def machine_figures(self, cell: str) -> dict | None:
         return copy.deepcopy(self.machine_cells().get(cell))

@@ -308,10 +308,10 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
     """Run-level latency gates over the run's cells against the stored (pooled) figures: per
     runtime yardstick (:func:`rlbench.checks.check_runtimes`) and per compression method and
     runtime (:func:`rlbench.checks.check_methods`)."""
-    from rlbench.checks import check_methods, check_runtimes
+    from rlbench.checks import check_methods, check_runtimes, kernel_class
     from rlbench.errors import BaselineError
 
-    stored = {}
+    stored, kernels = {}, {}
     for cell_id in machine_by_cell:
         try:
             s = stored_figures(store, cell_id, returns=False)
@@ -319,10 +319,11 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
             continue
         if s.ratios is not None:
             stored[cell_id] = s.ratios
+            kernels[cell_id] = kernel_class(store.figures(cell_id) or {})
     cells = [(machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)]
     tol = store.tolerances().latency
     return check_runtimes(cells, tol) + check_methods(
-        {c: (machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)}, tol)
+        {c: (machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)}, tol, kernels)
 
 
 def check_recording(result: CellResult, store) -> list:

@@ -331,17 +331,32 @@ def method_of(cell_id: str) -> str:
 METHOD_RATIO = "variant/fp32"
 
 
-def check_methods(cells: Mapping[str, tuple[Mapping, Mapping]], tol: LatencyTolerance) -> list[Verdict]:
-    """The run-level latency gate per compression method: ``cells`` maps each cell id to its
-    (new ratios, stored ratios); per method, :func:`check_run_shift` over ``variant/fp32`` new
-    over stored, against ``method_rel``. A slowdown of one kind of kernel (int8 sessions after
-    an ONNX Runtime upgrade, say) moves only that method's cells, by less than a cell's own bar."""
-    by_method: dict[str, list[float]] = {}
+def kernel_class(figures: Mapping) -> str:
+    """The kind of kernels a variant runs on: its runtime, with ``-int8`` where int8 weights sit
+    in the graph and ``-fp16`` for half precision (``onnxruntime-int8``, ``torch``, ...)."""
+    runtime = str(figures.get("runtime") or "torch")
+    if figures.get("int8_weight_tensors"):
+        return f"{runtime}-int8"
+    return f"{runtime}-fp16" if figures.get("method") == "fp16" else runtime
+
+
+def check_methods(cells: Mapping[str, tuple[Mapping, Mapping]], tol: LatencyTolerance,
+                  kernels: Mapping[str, str] | None = None) -> list[Verdict]:
+    """The run-level latency gate per compression method and per kernel class: ``cells`` maps each
+    cell id to its (new ratios, stored ratios), ``kernels`` each cell id to its
+    :func:`kernel_class`; per group, :func:`check_run_shift` over ``variant/fp32`` new over stored,
+    against ``method_rel``. A slowdown of one kind of kernel (int8 sessions after an ONNX Runtime
+    upgrade, say) moves only that kind's cells, by less than a cell's own bar; the kernel class
+    pools every method that runs on it, so a row of one environment resolves it."""
+    groups: dict[str, list[float]] = {}
     for cell_id, (new, stored) in sorted(cells.items()):
         if new.get(METHOD_RATIO) and stored.get(METHOD_RATIO):
-            by_method.setdefault(method_of(cell_id), []).append(new[METHOD_RATIO] / stored[METHOD_RATIO])
-    return [check_run_shift(f"method {m} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
-            for m, rel in sorted(by_method.items())]
+            rel = new[METHOD_RATIO] / stored[METHOD_RATIO]
+            groups.setdefault(f"method {method_of(cell_id)}", []).append(rel)
+            if kernels and cell_id in kernels:
+                groups.setdefault(f"kernels {kernels[cell_id]}", []).append(rel)
+    return [check_run_shift(f"{name} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
+            for name, rel in sorted(groups.items())]
 
 
 def check_run_shift(what: str, rel: list[float], tol: LatencyTolerance, limit_rel: float | None = None) -> Verdict:

@@ -34,6 +34,7 @@ from rlbench.checks import (
     check_methods,
     check_runtimes,
     judge_cell,
+    kernel_class,
     outcome,
     pool_yardsticks,
 )
@@ -282,7 +283,12 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
                       tuple(c for c in a if c not in b), tuple(c for c in b if c not in a),
                       tuple(_run_header(old, new)), tol,
                       tuple(check_runtimes(((b[c].ratios, stored[c]) for c in common), tol.latency)
-                            + check_methods({c: (b[c].ratios, stored[c]) for c in common}, tol.latency)))
+                            + check_methods({c: (b[c].ratios, stored[c]) for c in common}, tol.latency,
+                                            {c: kernel_class(_kernel_figures(a[c])) for c in common})))
+
+
+def _kernel_figures(rec: CellRecord) -> dict:
+    return {"runtime": rec.runtime, "int8_weight_tensors": rec.int8_weight_tensors, "method": rec.method}
 
 
 def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,
