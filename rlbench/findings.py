@@ -92,38 +92,114 @@ def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
     return sorted(below), sorted(unknown)
 
 
-def _l2_vs_l1(pairs: dict) -> dict:
-    l2_ge = l2_gt = m = 0
-    for v in pairs.values():
-        base = v.get("baseline")
-        if base is None:
+def _point(pairs: dict):
+    """Each cell's mean return as a one-element array: the kernels below take a function from
+    (pair, variant) to an array of means, so the same rule counts the stored figures and each
+    bootstrap resample of them (one element per resample)."""
+    return lambda pair, variant: np.array([_mean(pairs[pair][variant])])
+
+
+def _kept(means, pair: str, variant: str, base: np.ndarray) -> np.ndarray:
+    """Whether the variant keeps >= 90% of the baseline's mean return; ``90%`` of a baseline b is
+    ``b - 0.1 |b|``, meaningful for negative baselines too."""
+    return means(pair, variant) >= base - (1 - KEEP) * np.abs(base)
+
+
+def _l2_vs_l1_counts(pairs: dict, means) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs where L2's highest ratio keeping 90% is at least L1's, where it is higher, and the pairs."""
+    ge = gt = np.zeros(1, dtype=int)
+    m = 0
+    for pair, v in pairs.items():
+        if "baseline" not in v:
             continue
+        base = means(pair, "baseline")
         hi = {}
         for norm in ("l1", "l2"):
             ratios = sorted(float(k.split("-")[1]) for k in v if k.startswith(norm + "-"))
-            kept = [r for r in ratios if _keeps(v[f"{norm}-{r:.2f}"], base)]
-            hi[norm] = max(kept) if kept else 0.0
             if not ratios:
-                hi = None
                 break
-        if hi is None:
+            hi[norm] = np.max([r * _kept(means, pair, f"{norm}-{r:.2f}", base) for r in ratios], axis=0)
+        if len(hi) < 2:
             continue
         m += 1
-        l2_ge += hi["l2"] >= hi["l1"]
-        l2_gt += hi["l2"] > hi["l1"]
-    return {"l2_ge_l1": l2_ge, "l2_gt_l1": l2_gt, "pairs": m}
+        ge = ge + (hi["l2"] >= hi["l1"])
+        gt = gt + (hi["l2"] > hi["l1"])
+    return ge, gt, m
+
+
+def _l2_vs_l1(pairs: dict) -> dict:
+    ge, gt, m = _l2_vs_l1_counts(pairs, _point(pairs))
+    return {"l2_ge_l1": int(ge[0]), "l2_gt_l1": int(gt[0]), "pairs": m}
+
+
+def _keep90_count(pairs: dict, ratio: float, means) -> tuple[np.ndarray, int]:
+    """Models (L1 and L2 at ``ratio``) keeping >= 90% of their baseline's return, and the models."""
+    kept, k = np.zeros(1, dtype=int), 0
+    for pair, v in pairs.items():
+        if "baseline" not in v:
+            continue
+        base = means(pair, "baseline")
+        for norm in ("l1", "l2"):
+            if f"{norm}-{ratio:.2f}" in v:
+                k += 1
+                kept = kept + _kept(means, pair, f"{norm}-{ratio:.2f}", base)
+    return kept, k
 
 
 def _keep90(pairs: dict, ratio: float) -> dict:
-    kept = k = 0
-    for v in pairs.values():
-        base = v.get("baseline")
-        for norm in ("l1", "l2"):
-            fig = v.get(f"{norm}-{ratio:.2f}")
-            if base is not None and fig is not None:
-                k += 1
-                kept += _keeps(fig, base)
-    return {"kept": kept, "models": k}
+    kept, k = _keep90_count(pairs, ratio, _point(pairs))
+    return {"kept": int(kept[0]), "models": k}
+
+
+QUANT = ("ptdq", "ptsq", "qat")
+
+
+def _quant_pairs(pairs: dict) -> dict:
+    """Pairs with PTDQ and PTSQ returns, their cells with returns only: a pair recorded only where
+    the int8 kernels saturate has its int8 returns in baselines/int8-kernels/ (see
+    :mod:`rlbench.measure.int8kernel`), not in figures.json."""
+    out = {}
+    for pair, v in pairs.items():
+        v = {k: f for k, f in v.items() if "returns" in f}
+        if "ptdq" in v and "ptsq" in v:
+            out[pair] = v
+    return out
+
+
+def _quant_counts(qpairs: dict, means) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pairs where PTDQ's mean return is at least PTSQ's, and per method the pairs where its mean is
+    the highest of PTDQ, PTSQ and QAT (the first of them on a tie)."""
+    ge = np.zeros(1, dtype=int)
+    best = {m: np.zeros(1, dtype=int) for m in QUANT}
+    for pair, v in qpairs.items():
+        ge = ge + (means(pair, "ptdq") >= means(pair, "ptsq"))
+        present = [m for m in QUANT if m in v]
+        top = np.argmax(np.stack(np.broadcast_arrays(*[means(pair, m) for m in present])), axis=0)
+        for i, m in enumerate(present):
+            best[m] = best[m] + (top == i)
+    return ge, best
+
+
+def _partition(pairs: dict, idle: dict | None) -> tuple[list[str], list[str], list[str]]:
+    """Pairs left out of the share findings (baseline not positive), pairs whose baseline is
+    resolvably below doing nothing, and environments with no stored idle return."""
+    untrained = _untrained(pairs)
+    below, unknown = _below_idle({p: v for p, v in pairs.items() if p not in untrained}, idle)
+    return untrained, below, unknown
+
+
+def _rss_rows(machine: dict) -> dict[str, list[int]]:
+    """Per method and arena setting, each pair's peak-RSS delta against its baseline (bytes)."""
+    rows = defaultdict(list)
+    for pair_cells in _by_pair(machine).values():
+        base = pair_cells.get("baseline", {}).get("memory")
+        for method in ("ptdq", "ptsq"):
+            mem = pair_cells.get(method, {}).get("memory")
+            if base and mem:
+                for key in ("rss_delta_bytes", "rss_delta_bytes_arena_off"):
+                    if key in base and key in mem:
+                        rows[f"{method}:{key}"].append(mem[key] - base[key])
+    return dict(sorted(rows.items()))
 
 
 def compute(figures: dict, machine: dict | None = None, idle: dict | None = None) -> list[Finding]:
@@ -146,30 +222,24 @@ def compute(figures: dict, machine: dict | None = None, idle: dict | None = None
                        {"smaller": smaller, "cells": total}, total))
 
     # 2. PTDQ against PTSQ (and QAT where present): which quantization keeps return best
+    qpairs = _quant_pairs(pairs)
     counts = {"ptdq_ge_ptsq": 0, "ptdq_resolved_win": 0, "ptdq_resolved_loss": 0}
-    best = defaultdict(int)
-    n = 0
-    for pair, v in pairs.items():
-        # exact int8 kernels' returns only: a pair recorded only where the kernels saturate has
-        # its int8 returns in baselines/int8-kernels/ (see rlbench.measure.int8kernel)
-        v = {k: f for k, f in v.items() if "returns" in f}
-        if "ptdq" in v and "ptsq" in v:
-            n += 1
-            counts["ptdq_ge_ptsq"] += _mean(v["ptdq"]) >= _mean(v["ptsq"])
-            r = _resolved_ge(v["ptdq"], v["ptsq"])
-            counts["ptdq_resolved_win"] += r == "win"
-            counts["ptdq_resolved_loss"] += r == "loss"
-            quant = {m: _mean(v[m]) for m in ("ptdq", "ptsq", "qat") if m in v}
-            best[max(quant, key=quant.get)] += 1
+    for v in qpairs.values():
+        r = _resolved_ge(v["ptdq"], v["ptsq"])
+        counts["ptdq_resolved_win"] += r == "win"
+        counts["ptdq_resolved_loss"] += r == "loss"
+    ge, best_of = _quant_counts(qpairs, _point(qpairs))
+    counts["ptdq_ge_ptsq"] = int(ge[0])
+    best = {m: int(c[0]) for m, c in best_of.items() if c[0]}
+    n = len(qpairs)
     out.append(Finding("ptdq_vs_ptsq", "PTDQ's return is at least PTSQ's in most cells",
                        "PTDQ best in 40% of cells, QAT 36%, PTSQ 24%", {**counts, "best_share": dict(best)}, n))
 
     # 3 and 4 measure shares of the baseline return: only over pairs where that is positive, and
     # once more over those whose baseline beats doing nothing (rlbench.idle), naming the rest
-    untrained = _untrained(pairs)
+    untrained, below, unknown = _partition(pairs, idle)
     excluded = {"excluded_untrained": untrained} if untrained else {}
     trained = {pair: v for pair, v in pairs.items() if pair not in untrained}
-    below, unknown = _below_idle(trained, idle)
     beyond = {pair: v for pair, v in trained.items() if pair not in below}
 
     def idle_part(figures_of):
@@ -195,16 +265,8 @@ def compute(figures: dict, machine: dict | None = None, idle: dict | None = None
 
     # 5. quantization's effect on RSS, arena on and off (machine-dependent)
     if machine is not None:
-        rows = defaultdict(list)
-        for pair_cells in _by_pair(machine).values():
-            base = pair_cells.get("baseline", {}).get("memory")
-            for method in ("ptdq", "ptsq"):
-                mem = pair_cells.get(method, {}).get("memory")
-                if base and mem:
-                    for key in ("rss_delta_bytes", "rss_delta_bytes_arena_off"):
-                        if key in base and key in mem:
-                            rows[f"{method}:{key}"].append(mem[key] - base[key])
-        ours = {k: int(np.median(v)) for k, v in sorted(rows.items())}
+        rows = _rss_rows(machine)
+        ours = {k: int(np.median(v)) for k, v in rows.items()}
         out.append(Finding("rss", "quantization's effect on peak RSS (median delta vs baseline, bytes)",
                            "no memory gain; PTDQ/PTSQ used more memory than baseline", ours,
                            sum(len(v) for v in rows.values())))
