@@ -735,6 +735,10 @@ def check_run(store, results: dict[str, dict]) -> list[FreshFinding]:
                        idle=idle.read(store.root), int8_exact=store.int8_kernel == "exact")
 
 
+def overturned_any(checks: list[FreshFinding]) -> bool:
+    return any(c.status is Status.OVERTURNED for c in checks)
+
+
 def summary_lines(checks: list[FreshFinding]) -> list[str]:
     """What the terminal summary prints: a line per finding, its notes once, then each overturn."""
     lines = [c.line() for c in checks]
@@ -768,6 +772,18 @@ def changes(old: dict, new: dict, machine_id: str) -> list[FindingChange]:
     return [FindingChange(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if (a.get(k) or {}).get("ours") != (b.get(k) or {}).get("ours")
             or (a.get(k) or {}).get("n") != (b.get(k) or {}).get("n")]
+
+
+def update_lines(store, before: dict) -> list[str]:
+    """What an update run changed in ``findings.json`` (``before``: its content before the run), a
+    line per finding, or that none changed: an update never changes a finding silently."""
+    from rlbench.errors import RLBenchError
+
+    try:
+        changed = changes(before, read_stored(store), store.machine_id)
+    except RLBenchError as exc:
+        return [f"findings not compared: {exc}"]
+    return [c.line() for c in changed] or ["no finding changed"]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from rlbench import findings, idle
 from rlbench.findings import LEVEL, Status, check_fresh
 from rlbench.paths import REPO_ROOT
+
+pytest_plugins = ["pytester"]
 
 BASELINES = REPO_ROOT / "baselines"
 
@@ -233,3 +236,94 @@ def test_an_update_names_each_finding_it_changes_old_and_new():
     after["machines"]["m1"]["rss"]["n"] = 5
     assert [c.key for c in findings.changes(before, after, "m1")] == ["keep90_at_0.05", "rss"]
     assert findings.changes(before, before, "m1") == []
+
+
+# ------------------------------------------------------------------- through the plugin (pytester)
+
+FAKE_CELLS = '''
+import json, os
+import pytest
+from rlbench.cell import CellResult
+
+FRESH = json.loads(open(os.environ["RLBENCH_TEST_FRESH"]).read())
+
+@pytest.mark.parametrize("cell", sorted(FRESH))
+def test_cell(cell, record_cell):
+    from pytest_benchmark.stats import Stats
+    st = Stats()
+    for s in (1e-4, 1.1e-4):
+        st.update(s)
+    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, dict(st.as_dict(), data=[1e-4, 1.1e-4], iterations=1)))
+'''
+
+
+@pytest.fixture
+def plugin_run(pytester, tmp_path, monkeypatch, stored):
+    """A pytest session whose fake cells record the given fresh figures against a copy of the stored
+    baselines; the controller judges the findings at the end, as in ``pytest bench``."""
+    base = tmp_path / "bl"
+    base.mkdir()
+    for name in ("figures.json", "idle.json"):
+        (base / name).write_bytes((BASELINES / name).read_bytes())
+    pytester.makepyfile(test_fake=FAKE_CELLS)
+    # the session imports this checkout's rlbench, not whichever one is installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+
+    def _run(fresh, *args):
+        path = tmp_path / "fresh.json"
+        path.write_text(json.dumps(fresh))
+        monkeypatch.setenv("RLBENCH_TEST_FRESH", str(path))
+        return pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider",
+                                             f"--rlbench-baselines={base}", "--rlbench-no-latency-gate", *args)
+    return _run, base
+
+
+def _swapped(stored):
+    pair = _resolved_pair(stored)
+    ptdq, ptsq = stored[f"{pair}-ptdq"], stored[f"{pair}-ptsq"]
+    return pair, {f"{pair}-ptdq": {**ptdq, "returns": ptsq["returns"]},
+                  f"{pair}-ptsq": {**ptsq, "returns": ptdq["returns"]}}
+
+
+def test_a_run_that_overturns_a_finding_fails_in_the_controller_with_both_figures(plugin_run, stored):
+    _run, _ = plugin_run
+    pair, fresh = _swapped(stored)
+    res = _run(fresh, "-n", "2")
+    res.assert_outcomes(passed=2)  # every cell passed its own test: the finding fails the run
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    res.stdout.fnmatch_lines(["*rlbench: the paper's findings over this run's figures*",
+                              f"FINDING OVERTURNED: [[]ptdq_vs_ptsq[]] *pair {pair} PTDQ - PTSQ*: stored +* (PTDQ "
+                              "ahead*, fresh -* (PTSQ ahead*; paper: PTDQ best in 40%*"])
+    res.stdout.fnmatch_lines(["NOT RE-MEASURED   [[]keep90_at_0.05[]]*none of its * cells ran"])
+
+
+def test_an_unchanged_run_passes_and_prints_each_finding_beside_the_paper(plugin_run, stored):
+    _run, _ = plugin_run
+    pair, swapped = _swapped(stored)
+    res = _run({c: stored[c] for c in swapped})
+    res.assert_outcomes(passed=2)
+    assert res.ret == pytest.ExitCode.OK
+    res.stdout.fnmatch_lines(["UNCHANGED         [[]ptdq_vs_ptsq[]]*| paper: *| stored (n=25): *| fresh (n=25): *"
+                              "2 of 75 cells re-measured*"])
+    assert "FINDING OVERTURNED" not in res.stdout.str()
+
+
+def test_an_update_run_prints_each_finding_it_changes(plugin_run, stored):
+    from rlbench.baselines import BaselineStore
+    from rlbench.versions import machine_id
+
+    _run, base = plugin_run
+    findings.record(BaselineStore(base, machine_id()))
+    before = findings.read_stored(BaselineStore(base, machine_id()))["ptdq_vs_ptsq"]
+    pair, fresh = _swapped(stored)
+    res = _run(fresh, "--rlbench-update-baselines")
+    res.assert_outcomes(passed=2)
+    assert res.ret == pytest.ExitCode.OK  # recording what was measured is not a failure, but it is said
+    after = findings.read_stored(BaselineStore(base, machine_id()))["ptdq_vs_ptsq"]
+    assert after["ours"] != before["ours"]
+    res.stdout.fnmatch_lines(["*rlbench: findings changed by this update*",
+                              f"finding ptdq_vs_ptsq: {before['ours']} (n=25) -> {after['ours']} (n=25)"])
+    # nothing else changed, and nothing is said about it
+    assert "finding keep90_at_0.05:" not in res.stdout.str()
+    res = _run(fresh, "--rlbench-update-baselines")
+    res.stdout.fnmatch_lines(["*rlbench: findings changed by this update*", "no finding changed"])
