@@ -96,6 +96,12 @@ class RLBenchSession:
     """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
     timeline: dict = field(default_factory=dict)
     """Per worker: its first test's start, last test's end, and the seconds inside cells and other tests."""
+    finding_checks: list = field(default_factory=list)
+    """A checking run's findings over its own figures laid over the stored ones (:func:`rlbench.findings.check_run`)."""
+    findings_before: dict | None = None
+    """An update run's ``findings.json`` before it records the findings: the summary prints what changed."""
+    finding_errors: list = field(default_factory=list)
+    """Why the findings could not be checked (a stored file that does not read): the run fails."""
 
     def with_outcome(self, status: str) -> list[str]:
         """Cells of this run whose outcome was ``status`` (e.g. ``ungated``: a figure went unchecked)."""
@@ -406,6 +412,46 @@ def pytest_sessionfinish(session, exitstatus):
         from rlbench import findings
 
         rs.written += [f"finding:{k}" for k in findings.record(rs.store)]
+
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_findings(session, exitstatus):
+    """The paper's findings over a checking run's own figures, where all results are gathered: a
+    finding the run overturns fails it. On an update run, the findings as stored before it records."""
+    config = session.config
+    rs: RLBenchSession | None = None if _is_worker(config) else config._rlbench
+    if rs is not None:
+        from rlbench import findings
+
+        try:
+            if rs.update:
+                rs.findings_before = findings.read_stored(rs.store)
+            elif rs.results:
+                rs.finding_checks = findings.check_run(rs.store, rs.results)
+        except RLBenchError as exc:
+            rs.finding_errors.append(f"findings not checked: {exc}")
+        failed = rs.finding_errors or findings.overturned_any(rs.finding_checks)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    yield
+
+
+@pytest.hookimpl(specname="pytest_terminal_summary")
+def pytest_terminal_summary_findings(terminalreporter, exitstatus, config):
+    if _is_worker(config):
+        return
+    from rlbench import findings
+
+    rs: RLBenchSession = config._rlbench
+    if rs.finding_checks or rs.finding_errors:
+        bad = bool(rs.finding_errors) or findings.overturned_any(rs.finding_checks)
+        terminalreporter.section("rlbench: the paper's findings over this run's figures", red=bad, green=not bad)
+        for line in findings.summary_lines(rs.finding_checks) + rs.finding_errors:
+            terminalreporter.write_line(line)
+    if rs.findings_before is not None:  # after the update wrote findings.json: what it changed
+        terminalreporter.section(f"rlbench: findings changed by this update ({findings.findings_path(rs.store)})")
+        for line in findings.update_lines(rs.store, rs.findings_before):
+            terminalreporter.write_line(line)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
