@@ -3,7 +3,13 @@
 Each prints our figure next to the paper's. A finding that does not reproduce is a reported
 result; the check fails only when our own stored figure for the finding moves. With
 ``--rlbench-update-baselines`` the figures are recorded by the controller at the end of the
-session, after the cells' own figures (so they describe the updated grid).
+session, after the cells' own figures (so they describe the updated grid), and the controller
+prints which findings changed.
+
+These checks see only stored files: a worker cannot see the run's other cells. The run's own
+figures reach the findings in the controller at the end of a checking run
+(:func:`rlbench.findings.check_fresh`, called by the plugin), which fails the run when they
+overturn a finding.
 """
 
 from __future__ import annotations

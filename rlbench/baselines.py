@@ -61,6 +61,9 @@ class LatencyTolerance:
     over every cell of the run relative to its pair's stored figure, may grow by this fraction."""
     runtime_min_cells: int = 6
     """The run-level yardstick check needs at least this many cells."""
+    method_rel: float = 0.08
+    """A compression method's ``variant/fp32``, as the median over the run's cells of that method
+    relative to each cell's stored figure, may grow by this fraction."""
 
     def rel_for(self, key: str) -> float:
         """The per-cell tolerance of latency ratio ``key``."""
@@ -77,8 +80,12 @@ class MemoryTolerance:
     bytes_exact: bool = True
     """Model bytes on disk are deterministic: any change fails."""
     rss_rel: float = 0.20
+    """An RSS delta may grow by this fraction of its stored figure..."""
+    rss_noise_k: float = 2.0
+    """...and by at least this many times the machine's measured RSS noise (``rss_noise`` in
+    ``machines/<id>.json``)..."""
     rss_abs_mib: float = 2.0
-    """RSS deltas fail only beyond both the relative and the absolute tolerance."""
+    """...or, on a machine with no measured noise, by at least this many MiB."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,19 @@ class BaselineStore:
     def machine_cells(self) -> dict[str, dict]:
         """This machine's cells (shared with the parse cache: read, do not mutate)."""
         return _read_json(self.machine_path)["cells"]
+
+    def machine_rss_noise(self) -> dict[str, float] | None:
+        """This machine's measured RSS noise per RSS key (bytes), or None where none is stored."""
+        noise = _read_json(self.machine_path).get("rss_noise")
+        return None if noise is None else {k: float(v) for k, v in noise.get("bytes", {}).items()}
+
+    def record_rss_noise(self, noise: dict) -> None:
+        """Store this machine's measured RSS noise (:mod:`rlbench.measure.rss_noise`), atomically."""
+        _check_finite(noise, self.machine_path)
+        with _locked(self.machine_path):
+            data = _read_json(self.machine_path, fresh=True)
+            data.update(schema=SCHEMA, machine_id=self.machine_id, rss_noise=noise)
+            atomic_write_json(self.machine_path, data)
 
     def machine_figures(self, cell: str) -> dict | None:
         return copy.deepcopy(self.machine_cells().get(cell))

@@ -279,36 +279,51 @@ def _summed_durations(first: dict, second: dict) -> dict:
     return out
 
 
-def _pooled_yardsticks(store, cell_id: str) -> dict[str, float]:
-    """The runtime yardsticks time the same fp32 model in every cell of a pair, so their stored
-    figure is the median over all of the pair's stored cells: one lucky or unlucky recording does
-    not become the bar for that cell."""
-    from rlbench.baselines import _read_json
-    from rlbench.checks import YARDSTICKS
+def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True):
+    """The stored side of a grid cell's judgement: its figures, and this machine's with each
+    yardstick replaced by its pair's pooled figure (:func:`rlbench.checks.pool_yardsticks`)."""
+    from rlbench.checks import CellFigures, pair_of, pool_yardsticks
 
-    pair = "-".join(cell_id.split("-")[:3]) + "-"
-    cells = _read_json(store.machine_path)["cells"]
-    out = {}
-    for key in YARDSTICKS:
-        values = [c["ratios"][key] for cid, c in cells.items() if cid.startswith(pair) and key in c.get("ratios", {})]
-        if values:
-            out[key] = float(np.median(values))
-    return out
+    fig = store.require(cell_id, int8=int8, returns=returns)
+    machine_cells = store.machine_cells()
+    stored = CellFigures.from_dicts(cell_id, fig, machine_cells.get(cell_id), machine_id=store.machine_id)
+    if stored.ratios is not None:
+        pair = pair_of(cell_id)
+        pooled = pool_yardsticks({c: m.get("ratios") or {} for c, m in machine_cells.items() if pair_of(c) == pair})
+        stored = stored.with_ratios({k: v for k, v in pooled.get(pair, {}).items() if k in stored.ratios})
+    return stored
+
+
+def idle_by_seed(store, env_id: str) -> dict[int, float] | None:
+    """Doing nothing's return per evaluation seed in ``env_id`` (``idle.json``), or None if unrecorded."""
+    from rlbench import idle
+
+    entry = idle.read(store.root).get(env_id)
+    if entry is None or "seeds" not in entry:
+        return None
+    return {int(s): float(r) for s, r in zip(entry["seeds"], entry["returns"])}
 
 
 def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
-    """Run-level latency gate: :func:`rlbench.checks.check_runtimes` with each cell's ratios against
-    its pair's stored (pooled) yardsticks."""
-    from rlbench.checks import check_runtimes
+    """Run-level latency gates over the run's cells against the stored (pooled) figures: per
+    runtime yardstick (:func:`rlbench.checks.check_runtimes`) and per compression method and
+    runtime (:func:`rlbench.checks.check_methods`)."""
+    from rlbench.checks import check_methods, check_runtimes, kernel_class
+    from rlbench.errors import BaselineError
 
-    pooled_by_pair: dict[str, dict[str, float]] = {}
-    cells = []
-    for cell_id, machine in sorted(machine_by_cell.items()):
-        pair = "-".join(cell_id.split("-")[:3])
-        if pair not in pooled_by_pair:
-            pooled_by_pair[pair] = _pooled_yardsticks(store, cell_id)
-        cells.append((machine.get("ratios") or {}, pooled_by_pair[pair]))
-    return check_runtimes(cells, store.tolerances().latency)
+    stored, kernels = {}, {}
+    for cell_id in machine_by_cell:
+        try:
+            s = stored_figures(store, cell_id, returns=False)
+        except BaselineError:  # a cell without stored figures has failed its own test already
+            continue
+        if s.ratios is not None:
+            stored[cell_id] = s.ratios
+            kernels[cell_id] = kernel_class(store.figures(cell_id) or {})
+    cells = [(machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)]
+    tol = store.tolerances().latency
+    return check_runtimes(cells, tol) + check_methods(
+        {c: (machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)}, tol, kernels)
 
 
 def check_recording(result: CellResult, store) -> list:
@@ -317,63 +332,37 @@ def check_recording(result: CellResult, store) -> list:
     parameters, the policy). A broken build must fail, not become the bar. On a machine whose int8
     kernels are not exact, an int8 cell's returns are what the recording writes, so only its
     bytes, parameters and policy are checked."""
+    from rlbench.checks import IDENTITY_METRICS, Metric
     from rlbench.measure.int8kernel import uses_int8_kernels
 
-    if store.kernel_path is None or not uses_int8_kernels(result.figures):
-        return check_cell(result, store, gate_latency=False, machine=False)
-    return _identity_verdicts(result, store.require(result.cell, returns=False))
+    scope = IDENTITY_METRICS
+    if store.kernel_path is not None and uses_int8_kernels(result.figures):
+        scope = scope - {Metric.RETURN, Metric.SEEDS}
+    return check_cell(result, store, scope=scope)
 
 
-def _identity_verdicts(result: CellResult, stored: dict) -> list:
-    """The same policy, model bytes and parameter count as the stored figures."""
-    from rlbench.checks import check_exact
-
-    _same_policy(result, stored)
-    return [check_exact(result.cell, "model bytes", result.figures["model_bytes"], stored["model_bytes"]),
-            check_exact(result.cell, "parameters", result.figures["params"], stored["params"])]
-
-
-def _same_policy(result: CellResult, stored: dict) -> None:
-    from rlbench.baselines import UPDATE_HINT
-    from rlbench.errors import BaselineError
-
-    was, now = stored.get("policy_sha256"), result.figures.get("policy_sha256")
-    if was and now and was != now:  # every figure would "regress" for a reason that is not a regression
-        raise BaselineError(f"{result.cell}: stored figures were recorded from policy sha256 {was[:12]}, the shipped "
-                            f"policy is {now[:12]} (retrained or re-exported); record its row again with: "
-                            + UPDATE_HINT.format(cell=result.cell))
-
-
-def check_cell(result: CellResult, store, gate_latency: bool = True, machine: bool = True) -> list:
-    """Verdicts of a result against the stored figures (raises if none are stored).
-
-    ``machine=False``: only the machine-independent figures (no latency, no RSS).
-    """
-    from rlbench.checks import check_exact, check_ratio, check_return, check_rss
+def check_cell(result: CellResult, store, gate_latency: bool = True, memory: bool = True, scope=None) -> list:
+    """Verdicts of a result against the stored figures (:func:`rlbench.checks.judge_cell`; raises
+    :class:`~rlbench.errors.BaselineError` if none are stored). ``scope``: the metrics judged
+    (default: all but energy; without ``gate_latency`` not latency, without ``memory`` not RSS:
+    the run's summary says so)."""
+    from rlbench.checks import CELL_METRICS, CellFigures, Metric, judge_cell
     from rlbench.measure.int8kernel import uses_int8_kernels
 
-    tol = store.tolerances()
-    stored = store.require(result.cell, int8=uses_int8_kernels(result.figures))
-    identity = _identity_verdicts(result, stored)  # first: another policy's figures are not a regression
-    verdicts = [check_return(result.cell, result.figures["returns"], stored["returns"], tol.returns)]
-    if result.figures["seeds"] != stored["seeds"]:
-        verdicts.append(check_exact(result.cell, "seeds", result.figures["seeds"], stored["seeds"]))
-    verdicts += identity
-    mstored = store.machine_figures(result.cell) if machine else None
-    if mstored is not None and gate_latency:
-        pooled = _pooled_yardsticks(store, result.cell)
-        # baseline cells stored before 30 Nov 2026 hold variant/fp32 (always 1) and variant/numpy-ref
-        # (the torch yardstick again); a baseline cell no longer measures them, so they are not checked
-        for key, value in mstored.get("ratios", {}).items():
-            if key in result.machine["ratios"]:
-                ci = tuple(result.machine["ratio_ci"][key])
-                verdicts.append(check_ratio(result.cell, key, result.machine["ratios"][key], ci,
-                                            pooled.get(key, value), tol.latency))
-    if mstored is not None and "memory" in mstored and "memory" in result.machine:
-        for key, value in mstored["memory"].items():
-            if key.startswith("rss_delta") and key in result.machine["memory"]:
-                verdicts.append(check_rss(result.cell, key, result.machine["memory"][key], value, tol.memory))
-    return verdicts
+    if scope is None:
+        scope = CELL_METRICS - ({Metric.LATENCY} if not gate_latency else set()) - ({Metric.MEMORY} if not memory else set())
+    returns = Metric.RETURN in scope
+    stored = stored_figures(store, result.cell, int8=uses_int8_kernels(result.figures), returns=returns)
+    new = CellFigures.from_dicts(result.cell, result.figures, result.machine)
+    return judge_cell(new, stored, store.tolerances(), idle=idle_by_seed(store, _env_of(result.cell)), scope=scope,
+                      rss_noise=store.machine_rss_noise(),
+                      record_hint=f"pytest bench --rlbench-record-machine -k {result.cell}")
+
+
+def _env_of(cell_id: str) -> str:
+    from rlbench.checks import pair_of
+
+    return pair_of(cell_id).split("-", 1)[1]
 
 
 def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:

@@ -14,7 +14,7 @@ def _cmd_train(args) -> int:
 
     out = train(args.algo, args.env, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
                 checkpoint_every=args.checkpoint_every, export=not args.no_export, overwrite=args.overwrite,
-                eval_episodes=args.eval_episodes)
+                eval_episodes=args.eval_episodes, trainer=args.trainer)
     if out is not None:
         print(f"shipped policy written to {out}")
     return 0
@@ -55,6 +55,17 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _cmd_zoo_train(args) -> int:
+    import os
+
+    from rlbench.zoo import train_queue
+
+    if args.trainer:  # train_queue starts each run through rlbench.train.train, which reads it
+        os.environ["RLBENCH_TRAINER"] = args.trainer
+    train_queue(args.pairs, args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -70,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-export", action="store_true", help="train only; do not write baselines/policies")
     t.add_argument("--overwrite", action="store_true", help="replace an already shipped policy")
     t.add_argument("--eval-episodes", type=int, default=50, metavar="N", help="recorded evaluation episodes. Default: %(default)r")
+    t.add_argument("--trainer", choices=("sb3", "sbx"), default=None,
+                   help="who runs the updates of a new run: sb3, or sbx (JAX; SAC, TD3, DDPG; pip install -e "
+                        "'.[train-sbx]'); the policy shipped is SB3's either way, and a resumed run keeps its own. "
+                        "Default: sb3")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="ship the latest checkpoint of a run as baselines/policies/ALGO-ENV")
@@ -90,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--seed", type=int, default=0, metavar="S")
-    zt.set_defaults(func=lambda a: (__import__("rlbench.zoo", fromlist=["x"]).train_queue(a.pairs, a.seed), 0)[1])
+    zt.add_argument("--trainer", choices=("sb3", "sbx"), default=None,
+                    help="trainer of the runs this starts: sbx applies to SAC, TD3 and DDPG, PPO and TRPO train "
+                         "with sb3; runs already started keep theirs. Default: sb3")
+    zt.set_defaults(func=_cmd_zoo_train)
     sc = sub.add_parser("selfcheck", help="benchmark the harness: overhead and latency-ratio spread (JSON)")
     sc.add_argument("--runs", type=int, default=10, metavar="N", help="repeated measurements. Default: %(default)r")
     sc.set_defaults(func=lambda a: (print(json.dumps(__import__("rlbench.measure.selfcheck", fromlist=["x"])

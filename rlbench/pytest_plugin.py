@@ -25,6 +25,9 @@ from rlbench.errors import RLBenchError
 RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
 STEPS_KEY = "rlbench_env_steps"
+OUTCOME_KEY = "rlbench_outcome"
+#: Passing outcomes reported as themselves, with pytest's one-letter progress mark.
+OWN_OUTCOMES = {"ungated": "G", "unsettled": "S"}
 
 
 def pytest_addoption(parser):
@@ -87,17 +90,22 @@ class RLBenchSession:
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
+    outcomes: dict = field(default_factory=dict)
+    """Per cell: its outcome (:class:`rlbench.checks.Status` value) and the lines that explain it."""
     other_env_steps: dict = field(default_factory=dict)
     """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
     timeline: dict = field(default_factory=dict)
     """Per worker: its first test's start, last test's end, and the seconds inside cells and other tests."""
+    finding_checks: list = field(default_factory=list)
+    """A checking run's findings over its own figures laid over the stored ones (:func:`rlbench.findings.check_run`)."""
+    findings_before: dict | None = None
+    """An update run's ``findings.json`` before it records the findings: the summary prints what changed."""
+    finding_errors: list = field(default_factory=list)
+    """Why the findings could not be checked (a stored file that does not read): the run fails."""
 
-    def ungated(self) -> list[str]:
-        """Cells of this run with no stored figures for this machine: their latency and RSS went unchecked."""
-        if self.update:
-            return []
-        stored = self.store.machine_cells()
-        return sorted(c for c in self.results if c not in stored)
+    def with_outcome(self, status: str) -> list[str]:
+        """Cells of this run whose outcome was ``status`` (e.g. ``ungated``: a figure went unchecked)."""
+        return sorted(c for c, o in self.outcomes.items() if o["outcome"] == status)
 
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
@@ -154,11 +162,16 @@ class _Collector:
             elif key == RESULT_KEY:
                 payload = json.loads(value)
                 latest[payload["cell"]] = payload
+            elif key == OUTCOME_KEY:
+                payload = json.loads(value)
+                rs.outcomes[payload["cell"]] = payload
             elif key == STEPS_KEY:
                 payload = json.loads(value)
                 rs.other_env_steps[payload["env_id"]] = rs.other_env_steps.get(payload["env_id"], 0) + payload["steps"]
         bs = getattr(self.config, "_benchmarksession", None)
         for cell, payload in latest.items():
+            if cell in rs.outcomes:
+                payload["outcome"] = rs.outcomes[cell]
             if cell in rs.energy:  # its energy test ran first (another worker, or -p randomly)
                 payload["machine"]["energy"] = rs.energy[cell]
             rs.results[cell] = payload
@@ -246,6 +259,33 @@ def record_cell(request):
 
 
 @pytest.fixture
+def record_outcome(request):
+    """Attach a cell's outcome (from its verdicts) to the report: the terminal shows an ungated or
+    unsettled cell as such, and ``--benchmark-json`` holds it."""
+
+    def _record(cell_id: str, verdicts) -> None:
+        from rlbench.checks import Status, outcome
+
+        notes = [v.message for v in verdicts if v.status in (Status.UNGATED, Status.UNSETTLED)]
+        request.node.user_properties.append(
+            (OUTCOME_KEY, json.dumps({"cell": cell_id, "outcome": str(outcome(verdicts)), "notes": notes})))
+
+    return _record
+
+
+def pytest_report_teststatus(report, config):
+    """An ungated or unsettled cell passes, and is counted and shown as itself (not as "passed")."""
+    if report.when != "call" or not report.passed:
+        return None
+    for key, value in report.user_properties:
+        if key == OUTCOME_KEY:
+            status = json.loads(value)["outcome"]
+            if status in OWN_OUTCOMES:
+                return status, OWN_OUTCOMES[status], status.upper()
+    return None
+
+
+@pytest.fixture
 def record_env_steps(request):
     """Report the environment steps a check that is not a cell made, so ``rlbench floor`` counts them."""
 
@@ -278,7 +318,7 @@ class _ForwardedBenchmark:
         self.param = payload["cell"]
         self.params = {"cell": payload["cell"]}
         self.extra_info = {"figures": payload["figures"], "machine_figures": payload["machine"],
-                           "rlbench": payload.get("context", {})}
+                           "rlbench": payload.get("context", {}), "outcome": payload.get("outcome")}
         self.options = {"timer": "perf_counter", "interleaved": True, "threads": 1}
         self._stats = dict(payload["benchmark"])
         self.iterations = self._stats.get("iterations", 1)
@@ -332,8 +372,10 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "latency_rounds": config._rlbench.rounds,
         "machine_id": config._rlbench.store.machine_id,
         "int8_kernel": config._rlbench.store.int8_kernel,
-        "cells_without_machine_figures": config._rlbench.ungated(),
-        "runtime_verdicts": [{"status": v.status, "message": v.message} for v in config._rlbench.runtime_verdicts],
+        "outcomes": {status: config._rlbench.with_outcome(status)
+                     for status in ("regressed", "ungated", "unsettled", "improved", "unchanged")},
+        "run_verdicts": [{"metric": str(v.metric), "status": str(v.status), "message": v.message}
+                         for v in config._rlbench.runtime_verdicts],
     }
 
 
@@ -372,6 +414,46 @@ def pytest_sessionfinish(session, exitstatus):
         rs.written += [f"finding:{k}" for k in findings.record(rs.store)]
 
 
+@pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_findings(session, exitstatus):
+    """The paper's findings over a checking run's own figures, where all results are gathered: a
+    finding the run overturns fails it. On an update run, the findings as stored before it records."""
+    config = session.config
+    rs: RLBenchSession | None = None if _is_worker(config) else config._rlbench
+    if rs is not None:
+        from rlbench import findings
+
+        try:
+            if rs.update:
+                rs.findings_before = findings.read_stored(rs.store)
+            elif rs.results:
+                rs.finding_checks = findings.check_run(rs.store, rs.results)
+        except RLBenchError as exc:
+            rs.finding_errors.append(f"findings not checked: {exc}")
+        failed = rs.finding_errors or findings.overturned_any(rs.finding_checks)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    yield
+
+
+@pytest.hookimpl(specname="pytest_terminal_summary")
+def pytest_terminal_summary_findings(terminalreporter, exitstatus, config):
+    if _is_worker(config):
+        return
+    from rlbench import findings
+
+    rs: RLBenchSession = config._rlbench
+    if rs.finding_checks or rs.finding_errors:
+        bad = bool(rs.finding_errors) or findings.overturned_any(rs.finding_checks)
+        terminalreporter.section("rlbench: the paper's findings over this run's figures", red=bad, green=not bad)
+        for line in findings.summary_lines(rs.finding_checks) + rs.finding_errors:
+            terminalreporter.write_line(line)
+    if rs.findings_before is not None:  # after the update wrote findings.json: what it changed
+        terminalreporter.section(f"rlbench: findings changed by this update ({findings.findings_path(rs.store)})")
+        for line in findings.update_lines(rs.store, rs.findings_before):
+            terminalreporter.write_line(line)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _is_worker(config):
         return
@@ -388,19 +470,36 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{pair}: {cmd}")
     if rs.runtime_verdicts:
         bad = any(v.failed for v in rs.runtime_verdicts)
-        terminalreporter.section("rlbench: runtime yardsticks over the run (the run-level latency gate)",
+        terminalreporter.section("rlbench: run-level latency gates (runtime yardsticks, compression methods)",
                                  red=bad, green=not bad)
         for v in rs.runtime_verdicts:
             terminalreporter.write_line(f"{v.status.upper():10} {v.message}")
-    ungated = rs.ungated()
+    ungated = rs.with_outcome("ungated")
     if ungated:
-        terminalreporter.section("rlbench: latency and RSS not gated (no figures stored for this machine)",
+        terminalreporter.section("rlbench: ungated cells (a figure went unchecked; --rlbench-strict fails them)",
                                  yellow=True)
-        terminalreporter.write_line(
-            f"{len(ungated)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
-            f"{rs.store.machine_path}: their returns and bytes were checked, their latency and RSS were not. "
-            "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
-            f"(first: {', '.join(ungated[:3])}{' ...' if len(ungated) > 3 else ''})")
+        unrecorded = [c for c in ungated if c not in rs.store.machine_cells()]
+        if unrecorded:
+            terminalreporter.write_line(
+                f"{len(unrecorded)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
+                f"{rs.store.machine_path}: their returns and bytes were checked, their latency and RSS were not. "
+                "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
+                f"(first: {', '.join(unrecorded[:3])}{' ...' if len(unrecorded) > 3 else ''})")
+        for c in (c for c in ungated if c not in unrecorded):
+            for note in rs.outcomes[c]["notes"]:
+                terminalreporter.write_line(note)
+    unsettled = rs.with_outcome("unsettled")
+    if unsettled:
+        terminalreporter.section("rlbench: unsettled cells (a latency ratio above its limit, CI reaching below "
+                                 "it, after one re-time)", yellow=True)
+        for c in unsettled:
+            for note in rs.outcomes[c]["notes"]:
+                terminalreporter.write_line(note)
+    if not rs.update and rs.results and (not rs.gate_latency or not rs.memory):
+        off = [what for what, on in (("latency (--rlbench-no-latency-gate)", rs.gate_latency),
+                                     ("RSS (--rlbench-no-memory)", rs.memory)) if not on]
+        terminalreporter.section("rlbench: not gated in this run by option", yellow=True)
+        terminalreporter.write_line(f"{' and '.join(off)}: measured where it ran, judged in no cell")
     if rs.written:
         terminalreporter.section("rlbench: baselines written", green=True)
         terminalreporter.write_line(f"{len(rs.written)} cell(s) into {rs.store.root}: {', '.join(rs.written[:10])}"

@@ -8,6 +8,10 @@ loads ``ckpt/`` and continues; a larger ``--timesteps`` extends a finished run.
 
 All hyperparameters used are constant (no schedules), so chunked ``learn`` calls train the same
 algorithm as one long call.
+
+``--trainer sbx`` trains SAC, TD3 or DDPG with SBX (JAX) instead, set up as SB3's algorithm and
+converted to the SB3 agent for every evaluation and the export (:mod:`rlbench.sbx_convert`), so
+what ships is the same kind of file. A run keeps the trainer it started with.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.errors import RLBenchError
-from rlbench.registry import TRAIN_EVAL_SEED_BASE, AlgoEnvConfig, env_kwargs, get_config
+from rlbench.registry import OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig, env_kwargs, get_config
 
 TRAIN_EVAL_EPISODES = 5
+#: Who runs the updates: SB3 (torch) or SBX (JAX, ``pip install -e '.[train-sbx]'``).
+TRAINERS: tuple[str, ...] = ("sb3", "sbx")
 
 
 @dataclass
@@ -47,7 +53,13 @@ def run_dir(cfg: AlgoEnvConfig, seed: int) -> RunPaths:
     return RunPaths(runs_dir() / f"{cfg.name}-s{seed}")
 
 
-def _algo_class(algo: str):
+def _algo_class(algo: str, trainer: str = "sb3"):
+    if trainer == "sbx":
+        try:
+            from rlbench.sbx_convert import sbx_class
+        except ImportError as exc:
+            raise RLBenchError(f"--trainer sbx needs SBX: pip install -e '.[train-sbx]' ({exc})") from None
+        return sbx_class(algo)
     if algo == "TRPO":
         from sb3_contrib import TRPO
 
@@ -81,8 +93,13 @@ def make_vec_env(cfg: AlgoEnvConfig, seed: int):
     return venv
 
 
-def build_model(cfg: AlgoEnvConfig, env, seed: int):
-    """A fresh SB3 agent with the registry's hyperparameters (also used to rebuild shipped agents)."""
+def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3"):
+    """A fresh SB3 agent with the registry's hyperparameters (also used to rebuild shipped agents).
+
+    With ``trainer="sbx"``, the SBX agent that trains it: same hyperparameters, same initial weights.
+    """
+    if trainer == "sbx":
+        _algo_class(cfg.algo, trainer)  # an on-policy algorithm or a missing install, named before building
     kwargs = dict(cfg.kwargs)
     kwargs["policy_kwargs"] = _policy_kwargs(kwargs.get("policy_kwargs"))
     if cfg.action_noise_std is not None:
@@ -90,7 +107,21 @@ def build_model(cfg: AlgoEnvConfig, env, seed: int):
 
         n = env.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise_std * np.ones(n))
-    return _algo_class(cfg.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model = _algo_class(cfg.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    if trainer == "sbx":
+        from rlbench.sbx_convert import from_sb3
+
+        return from_sb3(model, cfg.kwargs)
+    return model
+
+
+def sb3_agent(model, cfg: AlgoEnvConfig):
+    """``model`` if SB3 trains it; an SBX agent's SB3 twin (what is evaluated and shipped)."""
+    if getattr(model, "trainer", "sb3") == "sb3":
+        return model
+    from rlbench.sbx_convert import to_sb3
+
+    return to_sb3(model, build_model(cfg, model.get_env(), seed=None))  # seed=None: no generator is reseeded
 
 
 # ------------------------------------------------------------------ replay buffer
@@ -156,7 +187,7 @@ def load_checkpoint(cfg: AlgoEnvConfig, seed: int, ckpt: Path):
     venv = make_vec_env(cfg, seed + int(state["num_timesteps"]))  # fresh episodes, new but seeded
     if cfg.normalize:
         venv = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv.venv)
-    model = _algo_class(cfg.algo).load(ckpt / "model.zip", env=venv, device="cpu")
+    model = _algo_class(cfg.algo, state.get("trainer", "sb3")).load(ckpt / "model.zip", env=venv, device="cpu")
     if (ckpt / "replay.npz").exists():
         load_replay(model.replay_buffer, ckpt / "replay.npz")
     return model, state
@@ -171,7 +202,7 @@ def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -
 
     venv = model.get_env()
     vn = venv if cfg.normalize else None
-    dep = deployable_from_sb3(model, vn)
+    dep = deployable_from_sb3(sb3_agent(model, cfg), vn)
     rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + episodes))
     return rec.mean
 
@@ -221,16 +252,26 @@ def _lock_run(paths: RunPaths):
         raise RunBusyError(f"{paths.root} is being trained by another process; wait for it or stop it") from None
     return fh
 
+
+def _default_trainer(algo: str) -> str:
+    """``$RLBENCH_TRAINER`` (set by ``rlbench zoo train --trainer``) for the algorithms it trains, else sb3."""
+    wanted = os.environ.get("RLBENCH_TRAINER") or "sb3"
+    return wanted if wanted == "sb3" or algo in OFF_POLICY else "sb3"
+
+
 def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resume: bool = False,
           checkpoint_every: int | None = None, export: bool = True, overwrite: bool = False,
-          eval_episodes: int = 50, progress: bool = True, early_stop: bool = True) -> Path | None:
+          eval_episodes: int = 50, progress: bool = True, early_stop: bool = True,
+          trainer: str | None = None) -> Path | None:
+    """Train (or resume) one run and export it. ``trainer`` applies to a new run (default: see
+    :func:`_default_trainer`); a resumed run keeps its own, and naming another is an error."""
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
     from rlbench.paths import policies_dir
     from rlbench.runtime import pin_threads
-    from rlbench.versions import library_versions
+    from rlbench.versions import TRACKED, library_versions
 
     pin_threads(1)
     cfg = get_config(algo, env)
@@ -250,20 +291,34 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         raise RLBenchError(f"{paths.root} holds a checkpoint at {json.loads((ckpt / 'state.json').read_text())['num_timesteps']}"
                            f" steps; pass --resume to continue it, or delete the folder to start over")
     paths.root.mkdir(parents=True, exist_ok=True)
+    ran_with = json.loads((ckpt / "state.json").read_text()).get("trainer", "sb3") if ckpt is not None else None
+    if trainer is not None and ran_with is not None and trainer != ran_with:
+        raise RLBenchError(f"{paths.root} was trained with --trainer {ran_with}; resume it with that, "
+                           f"or delete the folder to start over with {trainer}")
+    trainer = ran_with or trainer or _default_trainer(cfg.algo)
+    if trainer not in TRAINERS:
+        raise RLBenchError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     if ckpt is not None:
         model, state = load_checkpoint(cfg, seed, ckpt)
         state["resumed"] = state.get("resumed", 0) + 1
     else:
-        model = build_model(cfg, make_vec_env(cfg, seed), seed)
+        model = build_model(cfg, make_vec_env(cfg, seed), seed, trainer)
         state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
                  "num_timesteps": 0, "wall_seconds": 0.0, "evals": [], "resumed": 0}
     if state.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
         raise RLBenchError(f"{paths.root} was trained on {cfg.env_id} with keywords {state.get('env_kwargs', {})}, "
                            f"the registry now makes it with {env_kwargs(cfg.env_id)}; delete the folder to start over")
     state["target_timesteps"] = target
+    state["trainer"] = trainer
     if early_stop and "early_stop_bar" not in state:
         state["early_stop_bar"] = early_stop_bar(cfg)
-    state["versions"] = library_versions()
+    if trainer == "sbx":
+        from rlbench import sbx_convert
+
+        state["versions"] = library_versions(TRACKED + sbx_convert.TRACKED)
+        state["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    else:
+        state["versions"] = library_versions()
     state["threads"] = torch.get_num_threads()
 
     bar = tqdm(total=target, initial=min(model.num_timesteps, target), unit="step", dynamic_ncols=True,
@@ -330,6 +385,13 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
     model, state = load_checkpoint(cfg, seed, ckpt)
     venv = model.get_env()
     vn = venv if isinstance(venv, VecNormalize) else None
+    trainer = state.get("trainer", "sb3")
+    departures = list(cfg.departures)
+    if trainer == "sbx":
+        from rlbench.sbx_convert import DEPARTURES
+
+        departures += DEPARTURES
+    model = sb3_agent(model, cfg)
     dep = deployable_from_sb3(model, vn)
     rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name)
     import gymnasium
@@ -346,14 +408,15 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "timesteps": int(model.num_timesteps), "target_timesteps": int(state.get("target_timesteps", 0)),
         "budget_complete": int(model.num_timesteps) >= cfg.timesteps or bool(state.get("stopped_early")),
         "stopped_early": state.get("stopped_early"), "env_kwargs": state.get("env_kwargs", {}),
-        "seed": seed, "train_wall_seconds": round(state["wall_seconds"], 1), "train_evals": state["evals"],
+        "seed": seed, "trainer": trainer, "train_wall_seconds": round(state["wall_seconds"], 1), "train_evals": state["evals"],
         "hyperparameters": {"kwargs": cfg.kwargs, "normalize": cfg.normalize, "n_envs": cfg.n_envs,
                             "action_noise_std": cfg.action_noise_std, "source": cfg.source,
-                            "departures": list(cfg.departures)},
+                            "departures": departures},
         "training_versions": state.get("versions", {}), "export_versions": library_versions(),
         "gymnasium": gymnasium.__version__,
         "evaluation": rec.to_json(),
-        "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(model.num_timesteps)} --seed {seed}",
+        "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(model.num_timesteps)} --seed {seed}"
+                      + (f" --trainer {trainer}" if trainer != "sb3" else ""),
     }
     e.close()
     return write_policy_dir(policies_dir() / cfg.name, dep, agent_state(model, vn), meta, overwrite=overwrite)

@@ -46,7 +46,8 @@ def test_identical_files_are_unchanged_exit_0(tmp_path, capsys, base_doc):
     old, new = _write(tmp_path, "old.json", base_doc), _write(tmp_path, "new.json", base_doc)
     code, lines, _ = _run(capsys, old, new)
     assert code == 0
-    assert lines[-1] == f"rlbench compare: 0 regressed, 0 improved, {len(CELLS)} unchanged, 0 only in OLD, 0 only in NEW"
+    assert lines[-1] == (f"rlbench compare: 0 regressed, 0 ungated, 0 unsettled, 0 improved, {len(CELLS)} unchanged, "
+                         "0 only in OLD, 0 only in NEW")
     assert not any(line.startswith(("REGRESSED", "ONLY")) for line in lines)
     # the only remark: energy could not be compared (the generated runs had no meter)
     assert [line for line in lines if line.startswith("NOTE")] == [
@@ -66,12 +67,13 @@ def test_thirty_percent_return_drop_is_regressed_and_listed_first(tmp_path, caps
     body = [line for line in lines[1:-1] if not line.startswith(("NOTE", "RUNTIME"))]
     # notes, then the runtimes (5 common cells: too few to judge one), then cells
     assert lines.index(body[0]) == 1 + sum(line.startswith(("NOTE", "RUNTIME")) for line in lines)
-    assert [line.split()[1] for line in lines if line.startswith("RUNTIME")] == ["UNJUDGED:", "UNJUDGED:"]
+    assert [line.split()[1] for line in lines if line.startswith("RUNTIME") and "runtime yardstick" in line] == \
+        ["UNJUDGED:", "UNJUDGED:"]
     assert body[0].startswith(f"REGRESSED  {DROPPED}: return ") and "Mann-Whitney" in body[0]
     assert sum(line.startswith("REGRESSED") for line in lines) == 1
     assert [line.split()[0] for line in body] == ["REGRESSED", "ONLY", "IMPROVED"]
     assert "PPO-Hopper-v5-l1-0.10: in OLD only" in body[1]
-    assert "1 regressed, 1 improved, 3 unchanged, 1 only in OLD, 0 only in NEW" in lines[-1]
+    assert "1 regressed, 0 ungated, 0 unsettled, 1 improved, 3 unchanged, 1 only in OLD, 0 only in NEW" in lines[-1]
     text = md.read_text()
     assert ":x:" in text and f"| `{DROPPED}` | return |" in text and "Only in OLD (1)" in text
 
@@ -115,12 +117,12 @@ def test_a_runtime_fifteen_percent_slower_for_every_model_regresses_the_run_not_
             r["onnx-fp32/numpy-ref"] *= onnx * rng.lognormal(0, 0.02)
         doc = edit(doc, cell, jitter)
     code, lines, _ = _run(capsys, _write(tmp_path, "old.json", base_doc), _write(tmp_path, "new.json", doc))
-    runtime = [line for line in lines if line.startswith("RUNTIME")]
+    runtime = [line for line in lines if line.startswith("RUNTIME") and "runtime yardstick" in line]
     assert code == 1 and len(runtime) == 2
     assert runtime[0].startswith("RUNTIME    UNCHANGED: runtime yardstick torch-fp32/numpy-ref over 6 cells")
     assert runtime[1].startswith("RUNTIME    REGRESSED: runtime yardstick onnx-fp32/numpy-ref over 6 cells: median 1.1")
     assert "tolerance +8% (limit 1.080)" in runtime[1]
-    assert lines[-1].startswith("rlbench compare: 1 runtime(s) regressed, 0 regressed, 0 improved, 6 unchanged")
+    assert lines[-1].startswith("rlbench compare: 1 runtime(s) regressed, 0 regressed, 0 ungated, 0 unsettled, 0 improved, 6 unchanged")
     # fewer cells than a run-level verdict needs: said, not failed
     few = make_results(CELLS[:3], episodes=30)
     code, lines, _ = _run(capsys, _write(tmp_path, "a.json", few), _write(tmp_path, "b.json", few))
@@ -132,12 +134,12 @@ def test_memory_bytes_exact_rss_within_tolerance_energy_only_with_meters(tmp_pat
     old = load_results(_write(tmp_path, "old.json", base_doc))
 
     def grow(entry):
-        entry["extra_info"]["figures"]["bytes_total"] += 1
+        mb = entry["extra_info"]["figures"]["model_bytes"]; mb[next(iter(mb))] += 1
         entry["extra_info"]["machine_figures"]["memory"]["rss_delta_bytes"] += 1_000_000  # < 2 MiB: noise
 
     cmp = compare_results(old, load_results(_write(tmp_path, "b.json", edit(base_doc, cell, grow))), Tolerances())
     bad = [v for v in cmp.cells[0].verdicts if v.status == "regressed"]
-    assert cmp.cells[0].cell == cell and [v.metric for v in bad] == ["bytes_total"]
+    assert cmp.cells[0].cell == cell and [v.metric for v in bad] == ["model bytes"]
 
     def rss(entry):
         entry["extra_info"]["machine_figures"]["memory"]["rss_delta_bytes"] *= 2
@@ -151,10 +153,12 @@ def test_memory_bytes_exact_rss_within_tolerance_energy_only_with_meters(tmp_pat
                           load_results(_write(tmp_path, "e2.json", hot)), Tolerances())
     assert [(c.cell, [v.metric for v in c.verdicts if v.status == "regressed"]) for c in cmp.regressed] == \
         [(CELLS[1], ["energy"])]
-    # one side without a meter: not compared, said in the notes
+    # one side without a meter: not compared, the cell is ungated and says why
     cmp = compare_results(load_results(_write(tmp_path, "e3.json", make_results(CELLS[:2], episodes=30))),
                           load_results(_write(tmp_path, "e4.json", hot)), Tolerances())
-    assert cmp.exit_code == 0 and any("energy not compared: no meter on OLD" in n for c in cmp.cells for n in c.notes)
+    assert cmp.exit_code == 0 and [c.status for c in cmp.cells] == ["ungated", "ungated"]
+    assert all("energy not gated: no energy figure stored" in v.message for c in cmp.cells for v in c.verdicts
+               if v.status == "ungated")
     assert any("energy not compared: no meter in OLD" in h for h in cmp.header)
 
 

@@ -20,23 +20,28 @@ reported, never silently skipped. Exit status: 1 if any cell or runtime regresse
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlbench.baselines import Tolerances
 from rlbench.checks import (
+    CELL_METRICS,
+    CellFigures,
+    Metric,
+    Status,
     Verdict,
-    check_energy,
-    check_exact,
-    check_ratio,
-    check_return,
-    check_rss,
+    check_methods,
     check_runtimes,
+    judge_cell,
+    kernel_class,
+    outcome,
+    pool_yardsticks,
 )
 from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
 
 MIB = 1024 * 1024
-_RANK = {"regressed": 0, "improved": 1, "unchanged": 2}
+_RANK = {Status.REGRESSED: 0, Status.UNGATED: 1, Status.UNSETTLED: 2, Status.IMPROVED: 3, Status.UNCHANGED: 4}
 
 
 def default_tolerances_path() -> Path:
@@ -83,12 +88,8 @@ class CellComparison:
     """Checks that could not run (a figure missing on one side) and other remarks."""
 
     @property
-    def status(self) -> str:
-        statuses = {v.status for v in self.verdicts}
-        for s in ("regressed", "improved"):
-            if s in statuses:
-                return s
-        return "unchanged"
+    def status(self) -> Status:
+        return outcome(self.verdicts)
 
     def line(self) -> str:
         """One line for a CI log: the cell, then every regressed or improved verdict (for an
@@ -140,7 +141,8 @@ class Comparison:
 
     def summary(self) -> str:
         runtimes = f"{len(self.regressed_runtimes)} runtime(s) regressed, " if self.regressed_runtimes else ""
-        return (f"{runtimes}{len(self.regressed)} regressed, {len(self.with_status('improved'))} improved, "
+        return (f"{runtimes}{len(self.regressed)} regressed, {len(self.with_status('ungated'))} ungated, "
+                f"{len(self.with_status('unsettled'))} unsettled, {len(self.with_status('improved'))} improved, "
                 f"{len(self.with_status('unchanged'))} unchanged, {len(self.only_old)} only in OLD, "
                 f"{len(self.only_new)} only in NEW")
 
@@ -152,6 +154,8 @@ class Comparison:
         out += [c.line() for c in self.regressed]
         out += [f"ONLY OLD   {c}: in OLD only (not run, skipped or deselected in NEW)" for c in self.only_old]
         out += [f"ONLY NEW   {c}: in NEW only (no OLD figure to compare with)" for c in self.only_new]
+        out += [c.line() for c in self.with_status("ungated")]
+        out += [c.line() for c in self.with_status("unsettled")]
         out += [c.line() for c in self.with_status("improved")]
         if verbose:
             out += [c.line() for c in self.with_status("unchanged")]
@@ -193,52 +197,32 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _latency_keys(old: CellRecord, new: CellRecord) -> list[str]:
-    keys = [k for k in new.ratios if k in old.ratios and (k == "variant/fp32" or k.endswith("/numpy-ref"))]
-    return sorted(keys, key=lambda k: (k != "variant/fp32", k))
+def figures_of(rec: CellRecord, pooled: Mapping[str, float] | None = None) -> CellFigures:
+    """A results-file record in the gate's shape; ``pooled``: yardsticks to put in place of its own."""
+    energy = rec.energy.joules_per_1000 if rec.energy is not None and rec.energy.available else None
+    memory = {k: float(v) for k, v in rec.memory.items() if k.startswith("rss_delta")
+              and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    fig = CellFigures(cell=rec.id, seeds=tuple(rec.seeds), returns=tuple(rec.returns),
+                      model_bytes=dict(rec.model_bytes) or None, params=rec.params, policy_sha256=rec.policy_sha256,
+                      ratios=dict(rec.ratios) or None, ratio_ci={k: tuple(v) for k, v in rec.ratio_ci.items()},
+                      memory=memory or None, energy=energy,
+                      machine_id=rec.context.machine_id if rec.context is not None else None)
+    if pooled and fig.ratios is not None:
+        fig = fig.with_ratios({k: v for k, v in pooled.items() if k in fig.ratios})
+    return fig
 
 
-def compare_cells(old: CellRecord, new: CellRecord, tol: Tolerances) -> CellComparison:
-    """Every check of one cell present in both files."""
-    cell = new.id
-    verdicts: list[Verdict] = []
-    notes: list[str] = []
-    if new.returns and old.returns:
-        verdicts.append(check_return(cell, list(new.returns), list(old.returns), tol.returns))
-        if new.seeds and old.seeds and new.seeds != old.seeds:
-            notes.append(f"seeds differ (n={len(old.seeds)} vs {len(new.seeds)}): returns compared as independent samples")
-    else:
+def compare_cells(old: CellRecord, new: CellRecord, tol: Tolerances, *, pooled: Mapping[str, float] | None = None,
+                  idle: Mapping[int, float] | None = None, rss_noise: Mapping[str, float] | None = None) -> CellComparison:
+    """Every check of one cell present in both files: :func:`rlbench.checks.judge_cell` with OLD
+    as the stored side (its yardsticks pooled per pair, as the grid pools the stored ones)."""
+    scope = CELL_METRICS | {Metric.ENERGY} if new.energy is not None and new.energy.available else CELL_METRICS
+    notes = []
+    if not new.returns or not old.returns:
         notes.append(f"return not compared: no per-episode returns in {'NEW' if not new.returns else 'OLD'}")
-    for key in _latency_keys(old, new):
-        ci = new.ratio_ci.get(key)
-        if ci is None:
-            notes.append(f"latency ratio {key}: NEW has no CI; compared at its median")
-            ci = (new.ratios[key], new.ratios[key])
-        v = check_ratio(cell, key, new.ratios[key], tuple(ci), old.ratios[key], tol.latency)
-        if v.status == "unsettled":  # two files cannot be re-timed: above the limit but not resolved
-            v = Verdict(v.metric, "unchanged", v.message + " (median above the limit, CI reaches below: unresolved)")
-        verdicts.append(v)
-    if tol.memory.bytes_exact:
-        if new.model_bytes and old.model_bytes:
-            verdicts.append(check_exact(cell, "model bytes", dict(new.model_bytes), dict(old.model_bytes)))
-        if new.bytes_total is not None and old.bytes_total is not None:
-            verdicts.append(check_exact(cell, "bytes_total", new.bytes_total, old.bytes_total))
-        if new.params is not None and old.params is not None:
-            verdicts.append(check_exact(cell, "parameters", new.params, old.params))
-    for key in sorted(k for k in new.memory if k.startswith("rss") and k in old.memory):
-        a, b = new.memory[key], old.memory[key]
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-            verdicts.append(check_rss(cell, key, float(a), float(b), tol.memory))
-    if new.energy is not None and old.energy is not None:
-        if new.energy.available and old.energy.available:
-            verdicts.append(check_energy(cell, new.energy.joules_per_1000, old.energy.joules_per_1000, tol.energy))
-        elif new.energy.available or old.energy.available:
-            side, e = ("OLD", old.energy) if not old.energy.available else ("NEW", new.energy)
-            notes.append(f"energy not compared: no meter on {side} ({e.reason or 'no reason recorded'})")
-    # A ratio recorded before and missing now is said, so a check does not vanish silently.
-    for key in sorted(set(old.ratios) - set(new.ratios)):
-        notes.append(f"latency ratio {key} recorded in OLD but missing in NEW")
-    return CellComparison(cell, tuple(verdicts), tuple(notes))
+    verdicts = judge_cell(figures_of(new), figures_of(old, pooled), tol, idle=idle, scope=scope, rss_noise=rss_noise,
+                          record_hint="a run of OLD's version that measures this figure")
+    return CellComparison(new.id, tuple(verdicts), tuple(notes))
 
 
 def _run_header(old: ResultsFile, new: ResultsFile) -> list[str]:
@@ -271,15 +255,26 @@ def _run_header(old: ResultsFile, new: ResultsFile) -> list[str]:
 
 
 def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances | None = None,
-                    thresholds: dict[str, float] | None = None) -> Comparison:
-    """Compare two loaded files. Raises :class:`ResultsError` naming both if they share no cell."""
+                    thresholds: dict[str, float] | None = None,
+                    idle: Mapping[str, Mapping[int, float]] | None = None,
+                    rss_noise: Mapping[str, float] | None = None) -> Comparison:
+    """Compare two loaded files. Raises :class:`ResultsError` naming both if they share no cell.
+
+    ``idle``: doing nothing's return per seed, per environment (``baselines/idle.json``);
+    ``rss_noise``: OLD's machine's measured RSS noise per RSS key."""
+    from rlbench.checks import pair_of
+
     tol = apply_thresholds(tolerances or Tolerances(), thresholds or {})
     a, b = old.by_cell(), new.by_cell()
     common = [c for c in b if c in a]
     if not common:
         raise ResultsError(f"{old.path} and {new.path} have no cell in common ({len(a)} vs {len(b)} cells); "
                            f"nothing to compare")
-    cmp = [compare_cells(a[c], b[c], tol) for c in common]
+    pooled = pool_yardsticks({c: r.ratios for c, r in a.items()})
+    idle = idle or {}
+    cmp = [compare_cells(a[c], b[c], tol, pooled=pooled.get(pair_of(c)), idle=idle.get(a[c].cell.env_id),
+                         rss_noise=rss_noise) for c in common]
+    stored = {c: dict(figures_of(a[c], pooled.get(pair_of(c))).ratios or {}) for c in common}
 
     def order(c: CellComparison):
         return (_RANK[c.status], parse_cell_id(c.cell).sort_key())
@@ -287,7 +282,13 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
     return Comparison(old.path, new.path, tuple(sorted(cmp, key=order)),
                       tuple(c for c in a if c not in b), tuple(c for c in b if c not in a),
                       tuple(_run_header(old, new)), tol,
-                      tuple(check_runtimes(((b[c].ratios, a[c].ratios) for c in common), tol.latency)))
+                      tuple(check_runtimes(((b[c].ratios, stored[c]) for c in common), tol.latency)
+                            + check_methods({c: (b[c].ratios, stored[c]) for c in common}, tol.latency,
+                                            {c: kernel_class(_kernel_figures(a[c])) for c in common})))
+
+
+def _kernel_figures(rec: CellRecord) -> dict:
+    return {"runtime": rec.runtime, "int8_weight_tensors": rec.int8_weight_tensors, "method": rec.method}
 
 
 def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,
@@ -295,5 +296,23 @@ def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | Non
     """Load both files and the tolerances (default ``baselines/tolerances.toml``), then compare."""
     if tolerances is not None and not Path(tolerances).is_file():
         raise ResultsError(f"{tolerances}: no such tolerances file")
-    tol = Tolerances.load(Path(tolerances) if tolerances is not None else default_tolerances_path())
-    return compare_results(load_results(old), load_results(new), tol, thresholds)
+    tol_path = Path(tolerances) if tolerances is not None else default_tolerances_path()
+    tol = Tolerances.load(tol_path)
+    old_results, new_results = load_results(old), load_results(new)
+    return compare_results(old_results, new_results, tol, thresholds, idle=_idle(tol_path.parent),
+                           rss_noise=_rss_noise(tol_path.parent, old_results.machine_ids()))
+
+
+def _idle(root: Path) -> dict[str, dict[int, float]]:
+    """Doing nothing's return per seed and environment, from the baselines beside the tolerances."""
+    from rlbench import idle
+
+    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
+            for env, e in idle.read(root).items() if "seeds" in e}
+
+
+def _rss_noise(root: Path, machine_ids: list[str]) -> dict[str, float] | None:
+    """OLD's machine's measured RSS noise, where OLD ran on one machine whose figures are stored."""
+    from rlbench.baselines import BaselineStore
+
+    return BaselineStore(root, machine_ids[0]).machine_rss_noise() if len(machine_ids) == 1 else None

@@ -10,6 +10,9 @@
   busy wait, the extra time is ONNX Runtime's own code and data, so it does not also evict the
   caches that the next timed call (torch's, NumPy's) finds: the slow-onnxruntime busy wait moved
   torch's yardstick by 7-11% too (README, "The noise gate").
+* ``extra-int8:0.15``: as ``extra-onnxruntime``, for the sessions of graphs with int8 weights
+  only (fp32, fp16 and torch untouched): what an onnxruntime upgrade that loses an int8 fusion or
+  changes the int8 GEMM dispatch would look like. It is the method-level gate's fault.
 * ``corrupt:ptdq``: the ``ptdq`` method's artefact has the sign of its output layer's int8 weights
   flipped (its cache key changes with it, so the cache never serves the fault to a normal run).
 
@@ -38,14 +41,28 @@ def _slow(factor: float) -> None:
     OrtPredictor.predict = predict
 
 
-def _extra(fraction: float) -> None:
+def _has_int8_weights(model) -> bool:
+    """Whether an ONNX model (a path or its bytes) holds int8 or uint8 weights."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    return any(i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for i in proto.graph.initializer)
+
+
+def _extra(fraction: float, only_int8: bool = False) -> None:
     from rlbench.runtime import OrtPredictor
 
-    original = OrtPredictor.predict
+    original, init = OrtPredictor.predict, OrtPredictor.__init__
     credit = [0.0]
+
+    def __init__(self, model, *args, **kwargs):
+        init(self, model, *args, **kwargs)
+        self.inject_int8 = _has_int8_weights(model)
 
     def predict(self, obs):
         out = original(self, obs)
+        if only_int8 and not self.inject_int8:
+            return out
         credit[0] += fraction
         while credit[0] >= 1.0:
             credit[0] -= 1.0
@@ -53,6 +70,8 @@ def _extra(fraction: float) -> None:
         return out
 
     OrtPredictor.predict = predict
+    if only_int8:
+        OrtPredictor.__init__ = __init__
 
 
 _ORIGINAL: dict[str, str] = {}
@@ -98,7 +117,10 @@ def pytest_configure(config):
         _slow(float(spec.split(":", 1)[1]))
     elif spec.startswith("extra-onnxruntime:"):
         _extra(float(spec.split(":", 1)[1]))
+    elif spec.startswith("extra-int8:"):
+        _extra(float(spec.split(":", 1)[1]), only_int8=True)
     elif spec.startswith("corrupt:"):
         _corrupt(spec.split(":", 1)[1])
     elif spec:
-        raise ValueError(f"RLBENCH_INJECT={spec!r}: expected slow-onnxruntime:F, extra-onnxruntime:F or corrupt:METHOD")
+        raise ValueError(f"RLBENCH_INJECT={spec!r}: expected slow-onnxruntime:F, extra-onnxruntime:F, extra-int8:F or "
+                         "corrupt:METHOD")

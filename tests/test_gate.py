@@ -1,0 +1,221 @@
+"""The gate on the stored figures: one judgement for the grid and for ``rlbench compare``, and the
+smallest faults each check is built to catch, planted in real cells."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rlbench.baselines import BaselineStore, Tolerances
+from rlbench.cell import CellResult, check_cell, idle_by_seed
+from rlbench.checks import (
+    CELL_METRICS,
+    CellFigures,
+    Metric,
+    Status,
+    check_methods,
+    check_return,
+    judge_cell,
+    rss_limit,
+)
+from rlbench.paths import baselines_dir
+
+#: The stored machine whose figures these tests plant faults in (the most complete one).
+MACHINE = "x86_64-2cpu-3b5c9dc18c"
+ROW = "TD3-Hopper-v5"
+
+
+@pytest.fixture(scope="module")
+def stored():
+    root = baselines_dir()
+    figures = json.loads((root / "figures.json").read_text())["cells"]
+    machine = json.loads((root / "machines" / f"{MACHINE}.json").read_text())["cells"]
+    return figures, machine
+
+
+@pytest.fixture(scope="module")
+def noise():
+    """A measured RSS noise (``rlbench rss-noise``): the one stored for a machine of this kind."""
+    for path in sorted((baselines_dir() / "machines").glob("*.json")):
+        found = json.loads(path.read_text()).get("rss_noise")
+        if found:
+            return found["bytes"]
+    pytest.fail("no machine in baselines/machines holds an rss_noise; measure one with: rlbench rss-noise --write")
+
+
+@pytest.fixture(scope="module")
+def tol():
+    return Tolerances.load(baselines_dir() / "tolerances.toml")
+
+
+def _store_of(tmp_path, figures, machine, cells, noise=None):
+    (tmp_path / "machines").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "figures.json").write_text(json.dumps({"schema": 1, "cells": {c: figures[c] for c in cells}}))
+    doc = {"schema": 1, "machine_id": MACHINE, "cells": {c: machine[c] for c in cells}}
+    if noise is not None:
+        doc["rss_noise"] = {"bytes": noise}
+    (tmp_path / "machines" / f"{MACHINE}.json").write_text(json.dumps(doc))
+    shutil.copy(baselines_dir() / "tolerances.toml", tmp_path / "tolerances.toml")
+    shutil.copy(baselines_dir() / "idle.json", tmp_path / "idle.json")
+    return BaselineStore(tmp_path, MACHINE)
+
+
+def _entry(cell, figures, machine):
+    from tests.data.results_factory import make_entry
+
+    e = make_entry(cell, machine_id=MACHINE)
+    e["extra_info"]["figures"], e["extra_info"]["machine_figures"] = copy.deepcopy(figures), copy.deepcopy(machine)
+    return e
+
+
+def _doc(entries):
+    from tests.data.results_factory import make_results
+
+    doc = make_results([])
+    doc["benchmarks"] = entries
+    return doc
+
+
+def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_path, stored, noise):
+    """The stored figures of a row as OLD (and as the grid's store), faults planted in NEW: every
+    cell gets the same verdicts, metric, status and line, from both paths."""
+    from rlbench.report.compare import _idle, compare_results
+    from rlbench.report.results import load_results
+
+    figures, machine = stored
+    cells = sorted(c for c in machine if c.startswith(ROW + "-") and c in figures)
+    store = _store_of(tmp_path / "store", figures, machine, cells, noise)
+    idle = idle_by_seed(store, "Hopper-v5")
+    new = {c: (copy.deepcopy(figures[c]), copy.deepcopy(machine[c])) for c in cells}
+    ptdq, l1, base, l2 = f"{ROW}-ptdq", f"{ROW}-l1-0.30", f"{ROW}-baseline", f"{ROW}-l2-0.20"
+    new[ptdq][0]["returns"] = [idle[s] for s in figures[ptdq]["seeds"]]  # the variant does nothing
+    new[l1][1]["ratios"]["variant/fp32"] *= 1.6  # slower beyond its bar, CI and all
+    new[l1][1]["ratio_ci"]["variant/fp32"] = [x * 1.6 for x in new[l1][1]["ratio_ci"]["variant/fp32"]]
+    new[base][1]["memory"]["rss_delta_bytes"] *= 2  # the model's RSS doubled
+    r, (lo, hi) = new[l2][1]["ratios"]["variant/fp32"], new[l2][1]["ratio_ci"]["variant/fp32"]
+    new[l2][1]["ratios"]["variant/fp32"], new[l2][1]["ratio_ci"]["variant/fp32"] = r * 1.3, [r * 0.9, r * 1.7]
+    del new[f"{ROW}-fp16"][1]["ratios"]["variant/fp32"]  # a stored ratio this run did not measure
+
+    grid = {c: check_cell(CellResult(c, f, m, {}), store) for c, (f, m) in new.items()}
+    old_path, new_path = tmp_path / "old.json", tmp_path / "new.json"
+    old_path.write_text(json.dumps(_doc([_entry(c, figures[c], machine[c]) for c in cells])))
+    new_path.write_text(json.dumps(_doc([_entry(c, f, m) for c, (f, m) in new.items()])))
+    cmp = compare_results(load_results(old_path), load_results(new_path), store.tolerances(),
+                          idle=_idle(store.root), rss_noise=store.machine_rss_noise())
+    via_compare = {c.cell: list(c.verdicts) for c in cmp.cells}
+
+    def shape(vs):  # compare's hint for recording differs by design ("a run of OLD's version...")
+        return [(v.metric, v.status, v.message.split("; record")[0]) for v in vs]
+
+    assert set(via_compare) == set(grid)
+    for c in cells:
+        assert shape(via_compare[c]) == shape(grid[c]), c
+    failed = {c: sorted(str(v.metric) for v in vs if v.failed) for c, vs in grid.items()}
+    assert {c: m for c, m in failed.items() if m} == {ptdq: ["return"], l1: ["latency"], base: ["memory"]}
+    by_status = {c.cell: c.status for c in cmp.cells}
+    assert by_status[l2] is Status.UNSETTLED and by_status[f"{ROW}-fp16"] is Status.UNGATED
+    assert "no better than doing nothing" in next(v.message for v in grid[ptdq] if v.failed)
+
+
+def test_doing_nothing_fails_every_stored_cell_whose_return_beats_doing_nothing(stored, tol):
+    """Every cell with stored returns, its new returns replaced by the zero-action returns on its own
+    seeds: every cell whose stored CI lies above doing nothing's fails, 10-episode cells included."""
+    from rlbench import idle
+    from rlbench.checks import idle_bar
+
+    figures, _ = stored
+    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
+                    for env, e in idle.read(baselines_dir()).items()}
+    beats, passed = 0, []
+    for cell, fig in figures.items():
+        if "returns" not in fig:
+            continue
+        per_seed = idle_returns["-".join(cell.split("-")[1:3])]
+        nothing = [per_seed[s] for s in fig["seeds"]]
+        _, _, idle_hi = idle_bar(per_seed, fig["seeds"])
+        if fig["return_ci"][0] <= idle_hi:
+            continue
+        beats += 1
+        v = check_return(cell, nothing, fig["returns"], tol.returns, idle=per_seed, seeds=fig["seeds"])
+        if not v.failed:
+            passed.append(cell)
+    assert beats > 500 and not passed, f"{len(passed)} of {beats} cells passed doing nothing: {passed[:5]}"
+
+
+def test_a_resampled_grid_fails_the_return_check_in_about_half_a_cell_at_most(stored, tol):
+    """Every stored cell's returns resampled (a bootstrap draw: a fresh sample of the same policy, as
+    after a library upgrade): the return gate's false failures over the whole grid, 3 draws."""
+    from rlbench import idle
+
+    figures, _ = stored
+    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
+                    for env, e in idle.read(baselines_dir()).items()}
+    rng = np.random.default_rng(7)
+    cells = [(c, np.asarray(f["returns"]), f["seeds"]) for c, f in figures.items() if "returns" in f]
+    false = []
+    for _ in range(3):
+        for cell, old, seeds in cells:
+            new = rng.choice(old, size=old.size, replace=True)
+            per_seed = idle_returns["-".join(cell.split("-")[1:3])]
+            if check_return(cell, new, old, tol.returns, idle=per_seed, seeds=seeds).failed:
+                false.append(cell)
+    assert len(false) <= 3, false  # docs/gates.md: about 0.05 per grid over 40 draws
+
+
+def test_a_doubled_rss_delta_fails_every_cell_above_the_noise(stored, tol, noise):
+    figures, machine = stored
+    above, missed = 0, []
+    for cell, m in machine.items():
+        for key, value in (m.get("memory") or {}).items():
+            if not key.startswith("rss_delta") or value <= tol.memory.rss_noise_k * noise[key]:
+                continue
+            above += 1
+            new = CellFigures(cell, memory={key: 2 * value})
+            old = CellFigures(cell, memory={key: value})
+            if not any(v.failed for v in judge_cell(new, old, tol, scope=frozenset({Metric.MEMORY}),
+                                                     rss_noise=noise)):
+                missed.append((cell, key))
+    assert above > 500 and not missed
+    # and a move of the measured noise itself, in either direction, passes in every cell
+    for key, value in noise.items():
+        for stored_delta in (50_000, 1_000_000, 3_000_000):
+            assert rss_limit(stored_delta, tol.memory, value) > value
+
+
+def test_an_int8_slowdown_alone_fails_a_row_of_int8_cells_naming_the_kernels(stored, tol):
+    """The method-level gate on one environment's row of int8 ONNX Runtime cells (the stored ratios,
+    each cell jittered as in a clean run): 15% slower int8 sessions fail, naming the kernel class;
+    the same row clean passes."""
+    from rlbench.checks import kernel_class
+
+    figures, machine = stored
+    rng = np.random.default_rng(11)
+    row = {c: m["ratios"] for c, m in machine.items() if c.split("-")[1] == "Hopper" and c in figures
+           and "variant/fp32" in m.get("ratios", {}) and kernel_class(figures[c]) == "onnxruntime-int8"}
+    kernels = {c: kernel_class(figures[c]) for c in row}
+    assert len(row) >= 15
+
+    def run(slow):
+        return {c: ({**r, "variant/fp32": r["variant/fp32"] * float(rng.lognormal(0, 0.04)) * slow}, r)
+                for c, r in row.items()}
+
+    clean = check_methods(run(1.0), tol.latency, kernels)
+    assert not any(v.failed for v in clean), [v.message for v in clean if v.failed]
+    slow = [v.message for v in check_methods(run(1.15), tol.latency, kernels) if v.failed]
+    assert any(m.startswith("kernels onnxruntime-int8 (variant/fp32)") for m in slow), slow
+
+
+def test_idle_is_stored_on_every_seed_a_cell_uses():
+    from rlbench import cell, idle
+
+    assert idle.EPISODES == cell.MAX_EPISODES
+    for env, e in idle.read(baselines_dir()).items():
+        assert len(e["seeds"]) == cell.MAX_EPISODES, env
+
+
+def test_every_cell_metric_is_judged_somewhere():
+    assert CELL_METRICS | {Metric.ENERGY} == frozenset(Metric)
