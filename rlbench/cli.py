@@ -27,6 +27,22 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_rss_noise(args) -> int:
+    from rlbench.baselines import BaselineStore
+    from rlbench.measure.int8kernel import probe
+    from rlbench.measure.rss_noise import measure
+    from rlbench.paths import baselines_dir
+    from rlbench.versions import machine_id
+
+    store = BaselineStore(baselines_dir(), machine_id(), int8_kernel=probe())
+    rec = measure(store, args.cells.split(",") if args.cells else None)
+    print(json.dumps(rec.to_json()["bytes"]))
+    if args.write:
+        store.record_rss_noise(rec.to_json())
+        print(f"written into {store.machine_path}")
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     from rlbench.zoo import zoo_table
 
@@ -109,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trainer of the runs this starts: sbx applies to SAC, TD3 and DDPG, PPO and TRPO train "
                          "with sb3; runs already started keep theirs. Default: sb3")
     zt.set_defaults(func=_cmd_zoo_train)
+    rn = sub.add_parser("rss-noise", help="measure how far this machine's RSS deltas move from its stored ones "
+                                          "(the RSS gate's floor)")
+    rn.add_argument("--cells", metavar="A,B", default=None,
+                    help="cells to measure. Default: every pair's baseline cell with stored RSS figures")
+    rn.add_argument("--write", action="store_true", help="store the result in baselines/machines/<id>.json")
+    rn.set_defaults(func=_cmd_rss_noise)
     sc = sub.add_parser("selfcheck", help="benchmark the harness: overhead and latency-ratio spread (JSON)")
     sc.add_argument("--runs", type=int, default=10, metavar="N", help="repeated measurements. Default: %(default)r")
     sc.set_defaults(func=lambda a: (print(json.dumps(__import__("rlbench.measure.selfcheck", fromlist=["x"])

@@ -188,6 +188,9 @@ def load_checkpoint(cfg: AlgoEnvConfig, seed: int, ckpt: Path):
     if cfg.normalize:
         venv = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv.venv)
     model = _algo_class(cfg.algo, state.get("trainer", "sb3")).load(ckpt / "model.zip", env=venv, device="cpu")
+    # load() seeds the generators, the action space and the env with the run's seed again, which
+    # would replay the start's exploration noise and episodes after every resume
+    model.set_random_seed(seed + int(state["num_timesteps"]))
     if (ckpt / "replay.npz").exists():
         load_replay(model.replay_buffer, ckpt / "replay.npz")
     return model, state

@@ -219,3 +219,29 @@ def test_idle_is_stored_on_every_seed_a_cell_uses():
 
 def test_every_cell_metric_is_judged_somewhere():
     assert CELL_METRICS | {Metric.ENERGY} == frozenset(Metric)
+
+
+def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_path, stored, monkeypatch):
+    from rlbench import cell as cell_mod
+    from rlbench import zoo
+    from rlbench.measure import rss_noise
+
+    figures, machine = stored
+    cells = [f"{ROW}-baseline", f"{ROW}-l1-0.30"]
+    store = _store_of(tmp_path, figures, machine, cells)
+    moves = {cells[0]: 40_960, cells[1]: -122_880}
+    current = iter(cells)
+
+    def memory(shipped, art):  # the deltas "measured now": the stored ones, moved
+        c = next(current)
+        return {k: v + moves[c] for k, v in machine[c]["memory"].items()}
+
+    monkeypatch.setattr(cell_mod, "_memory", memory)
+    monkeypatch.setattr(cell_mod, "build_variant", lambda c, s: None)
+    monkeypatch.setattr(zoo, "load_shipped", lambda a, e: None)
+    rec = rss_noise.measure(store, cells, progress=lambda line: None)
+    assert rec.bytes == {k: 122_880 for k in machine[cells[0]]["memory"] if k.startswith("rss_delta")}
+    store.record_rss_noise(rec.to_json())
+    assert BaselineStore(tmp_path, MACHINE).machine_rss_noise() == {k: 122_880.0 for k in rec.bytes}
+    with pytest.raises(Exception, match="no RSS figures stored"):
+        rss_noise.measure(store, [f"{ROW}-ptdq"], progress=lambda line: None)

@@ -48,3 +48,20 @@ def test_a_killed_run_loses_at_most_one_interval(tmp_baselines):
     assert done >= 500 and done % 500 == 0
     train("TD3", "Hopper", timesteps=done + 500, checkpoint_every=500, resume=True, export=False, progress=False)
     assert json.loads((latest_checkpoint(paths) / "state.json").read_text())["num_timesteps"] == done + 500
+
+
+def test_a_resumed_run_draws_new_random_streams(tmp_baselines):
+    """load() reseeds with the run's seed; a resume must not replay the start's noise and episodes."""
+    import numpy as np
+
+    from rlbench.registry import get_config
+    from rlbench.train import latest_checkpoint, load_checkpoint, run_dir, train
+
+    train("TD3", "Hopper", timesteps=300, checkpoint_every=300, export=False, progress=False, early_stop=False)
+    cfg = get_config("TD3", "Hopper")
+    model, state = load_checkpoint(cfg, 0, latest_checkpoint(run_dir(cfg, 0)))
+    assert state["num_timesteps"] == 300
+    resumed = [model.action_space.sample() for _ in range(5)]
+    model.set_random_seed(0)
+    fresh = [model.action_space.sample() for _ in range(5)]
+    assert not np.allclose(resumed, fresh)
