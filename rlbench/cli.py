@@ -53,10 +53,10 @@ def _cmd_zoo(args) -> int:
         from rlbench.reference import zoo_markdown
 
         print(zoo_markdown(rows, idle.read(baselines_dir())))
-        return 0
+        return _zoo_errors(rows)
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return _zoo_errors(rows)
     cols = ["algo", "env", "timesteps", "seed", "episodes", "return_mean", "return_std", "ci95", "status"]
     table = [[("—" if r.get(c) is None else str(r[c])) if c != "ci95" else (f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if r.get("ci_low") is not None else "")
               for c in cols] for r in rows]
@@ -68,7 +68,15 @@ def _cmd_zoo(args) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    return 0
+    return _zoo_errors(rows)
+
+
+def _zoo_errors(rows: list[dict]) -> int:
+    """One line per shipped policy that did not load or verify, naming its file and the reason; exit 2 if any."""
+    bad = [r for r in rows if r["status"] == "invalid"]
+    for r in bad:
+        print(f"rlbench: error: {r['algo']}-{r['env']}: {r['error']}", file=sys.stderr)
+    return 2 if bad else 0
 
 
 def _cmd_zoo_train(args) -> int:
@@ -156,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     zsub = z.add_subparsers(dest="zoo_command", required=True)
     zl = zsub.add_parser("list", help="print the shipped zoo as a table")
     zl.add_argument("--json", action="store_true", help="one JSON object per policy")
-    zl.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    zl.add_argument("--verify", action="store_true",
+                    help="also check every file's sha256 against meta.json and load policy.pt (exit 2 naming each "
+                         "policy that fails, the file and the reason)")
     zl.add_argument("--markdown", action="store_true", help="the README table: ours beside the paper and rl-zoo")
     zl.set_defaults(func=_cmd_zoo)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
