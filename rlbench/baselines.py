@@ -195,7 +195,7 @@ def _check_tolerance(path: Path, section: str, key: str, value, spec) -> None:
             raise BaselineError(f"{where} must be true or false (default {str(default).lower()}), got {value!r}; "
                                 f"{_tolerance_fix(path)}")
         return
-    interval = spec.metadata["interval"]
+    interval = spec.metadata.get("interval", Interval(0))  # a tolerance without its own range: >= 0
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok and isinstance(default, int):
         ok = isinstance(value, int)
@@ -207,14 +207,16 @@ def _check_tolerance(path: Path, section: str, key: str, value, spec) -> None:
 
 # -- reading stored files ------------------------------------------------------------------------------
 
-def record_command(path: Path) -> str:
-    """The command that writes a stored figures file again, for its repair hint."""
+def _repair(path: Path) -> str:
+    """How to repair a broken stored figures file, with the command that writes it again."""
     path = Path(path)
     if path.parent.name == "machines":
-        return "pytest bench --rlbench-record-machine  (on that machine)"
+        return io.repair_hint(path, "pytest bench --rlbench-record-machine", " on that machine")
     if path.parent.name == "int8-kernels":
-        return "pytest bench --rlbench-record-machine  (on a machine of that int8 kernel class)"
-    return "pytest bench --rlbench-update-baselines"
+        return io.repair_hint(path, "pytest bench --rlbench-record-machine", " on a machine of that int8 kernel class")
+    record = {"idle.json": "pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines",
+              "findings.json": "pytest bench/test_findings.py --rlbench-update-baselines"}
+    return io.repair_hint(path, record.get(path.name, "pytest bench --rlbench-update-baselines"))
 
 
 _PARSED: dict[Path, tuple[tuple, dict]] = {}
@@ -248,7 +250,7 @@ def _read_json(path: Path, fresh: bool = False) -> dict:
 def _parse_json(source: Path, shown: Path) -> dict:
     """Parse ``source``; errors name ``shown`` (the stored file, not its staged copy) and its repair."""
     def fix() -> str:
-        return io.repair_hint(shown, record_command(shown))
+        return _repair(shown)
 
     try:
         data = json.loads(source.read_text())
@@ -391,7 +393,7 @@ def _json_or_none(text: str | None, where: Path):
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise BaselineError(f"{where} is corrupt ({exc}); {io.repair_hint(where, record_command(where))}") from None
+        raise BaselineError(f"{where} is corrupt ({exc}); {_repair(where)}") from None
 
 
 def write_run(store: BaselineStore, rec: Recording, staging: io.Staging,

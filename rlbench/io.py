@@ -143,12 +143,13 @@ def git_state(path: Path | str) -> str | None:
     return "changed" if diff.returncode == 1 else "unchanged"
 
 
-def repair_hint(path: Path | str, record: str) -> str:
+def repair_hint(path: Path | str, record: str, where: str = "") -> str:
     """How to repair a broken stored file: ``git checkout`` where git tracks it, delete it and
-    ``record`` it again where git does not, both where there is no telling."""
+    ``record`` it again (``where``: e.g. " on that machine") where git does not, both where there
+    is no telling."""
     state = git_state(path)
     restore = f"restore it with `git checkout -- {path}`"
-    again = f"delete it (`rm {path}`) and record it again with `{record}`"
+    again = f"delete it (`rm {path}`) and record it again with `{record}`{where}"
     if state in ("changed", "unchanged"):
         return restore
     if state == "untracked":

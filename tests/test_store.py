@@ -96,6 +96,26 @@ def test_an_update_killed_before_its_commit_is_discarded_and_touches_nothing(tmp
     assert not list(root.glob(".staging-*")) and _stored(root) == before
 
 
+def test_rlbench_commands_complete_an_interrupted_update_and_say_so(tmp_path, capsys):
+    root = tmp_path / "bl"
+    BaselineStore(root, "m1").update({"A-baseline": {"returns": [1.0]}}, {"A-baseline": {"ratios": {"x": 1.0}}})
+    assert subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_RENAME, str(root)], cwd=REPO, check=False).returncode == 9
+    assert main(["baselines", "check", "--baselines", str(root)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rlbench: an update of {root} was interrupted while it replaced its files; completed it")
+    assert "\n" not in err and BaselineStore(root, "m1").machine_figures("A-baseline")["ratios"] == {"x": 2.0}
+
+
+def test_rlbench_baselines_check_names_a_broken_file_in_one_line(tmp_path, capsys):
+    root = tmp_path / "bl"
+    BaselineStore(root, "m1").update({"A-baseline": {"returns": [1.0]}}, {"A-baseline": {"ratios": {"x": 1.0}}})
+    (root / "machines" / "other.json").write_text("{ broken")  # another machine's: read by check, not by a run
+    assert main(["baselines", "check", "--baselines", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rlbench: error: {root / 'machines' / 'other.json'} is corrupt (") and "\n" not in err
+    assert err.endswith("record it again with `pytest bench --rlbench-record-machine` on that machine")
+
+
 def test_a_live_update_is_not_taken_for_an_interrupted_one(tmp_path):
     store = BaselineStore(tmp_path, "m1")
     staging = store.begin_update()
