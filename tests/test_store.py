@@ -206,9 +206,13 @@ def test_cell(cell, record_cell, rlbench_session):
 
 def test_idle(rlbench_session):
     from rlbench import idle
-    r = float(os.environ.get("IDLE", "3.0"))
+    r, path = float(os.environ.get("IDLE", "3.0")), idle.idle_path(rlbench_session.store.root)
+    before = path.read_bytes() if path.exists() else None
     idle.record(rlbench_session.store.root, "Hopper-v5", SimpleNamespace(returns=(r,), lengths=(1,), seeds=(0,),
                 mean=r, ci_low=r, ci_high=r))
+    assert idle.read(rlbench_session.store.root)["Hopper-v5"]["returns"] == [r]
+    if rlbench_session.update:  # staged: the file itself waits for the end of the run
+        assert (path.read_bytes() if path.exists() else None) == before
 
 def test_z_break(rlbench_session):
     if os.environ.get("BREAK") == "corrupt":
