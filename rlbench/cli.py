@@ -35,7 +35,7 @@ def _cmd_rss_noise(args) -> int:
     from rlbench.versions import machine_id
 
     store = BaselineStore(baselines_dir(), machine_id(), int8_kernel=probe())
-    rec = measure(store, args.cells.split(",") if args.cells else None)
+    rec = measure(store, args.cells.split(",") if args.cells else None, results=args.results or ())
     print(json.dumps(rec.to_json()["bytes"]))
     if args.write:
         store.record_rss_noise(rec.to_json())
@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(the RSS gate's floor)")
     rn.add_argument("--cells", metavar="A,B", default=None,
                     help="cells to measure. Default: every pair's baseline cell with stored RSS figures")
+    rn.add_argument("--from", dest="results", metavar="RESULTS.json", nargs="+", default=None,
+                    help="also the cells of these checking runs' --benchmark-json files (this machine's); "
+                         "without --cells, only those")
     rn.add_argument("--write", action="store_true", help="store the result in baselines/machines/<id>.json")
     rn.set_defaults(func=_cmd_rss_noise)
     b = sub.add_parser("baselines", help="the stored baselines: check them, apply figures an update could not write")
