@@ -38,7 +38,7 @@ def test_cell(cell, rlbench_session, record_cell, record_outcome):
     if rlbench_session.update:
         # A stored figure is the bar for every later run, so it is timed twice, before and after
         # the cell's memory subprocesses, and the rounds pooled: one timing caught in a lucky
-        # phase of this VM once stored 0.709 where its neighbours read 0.83-0.94.
+        # phase of this VM can store 0.709 where its neighbours read 0.83-0.94.
         result = pool_latency(result, run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds,
                                                memory=rlbench_session.memory, reuse=result))
         record_cell(result)

@@ -264,9 +264,9 @@ def pool_latency(first: CellResult, second: CellResult) -> CellResult:
 def _summed_durations(first: dict, second: dict) -> dict:
     """The cell's cost is both runs: the first one's rollouts and timing, then the confirmation's timing.
 
-    Before this, a pooled record kept the confirmation's durations alone, so every recorded
-    ``cell_seconds`` was its timing phase (0.9 to 7 s) and ``rlbench floor`` left the first run's
-    rollouts unattributed and its timed loops out of the floor.
+    Keeping the confirmation's durations alone would make every recorded ``cell_seconds`` its
+    timing phase (0.9 to 7 s), and ``rlbench floor`` would leave the first run's rollouts
+    unattributed and its timed loops out of the floor.
     """
     out: dict = {}
     for key in ("cell_seconds", "timed_seconds"):

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     zl.add_argument("--verify", action="store_true",
                     help="also check every file's sha256 against meta.json and load policy.pt (exit 2 naming each "
                          "policy that fails, the file and the reason)")
-    zl.add_argument("--markdown", action="store_true", help="the README table: ours beside the paper and rl-zoo")
+    zl.add_argument("--markdown", action="store_true", help="the table of docs/zoo.md: ours beside the paper and rl-zoo")
     zl.set_defaults(func=_cmd_zoo)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")

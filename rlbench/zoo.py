@@ -189,7 +189,7 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
 def train_queue(names: list[str], seed: int = 0) -> None:
     """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
 
-    A shipped policy from an earlier, shorter budget, or trained on an environment made with other
+    A shipped policy trained on a shorter budget than the registry's, or on an environment made with other
     keywords than the registry's, is replaced when its run completes.
     """
     from rlbench.train import RunBusyError, train
