@@ -349,14 +349,23 @@ def check_methods(cells: Mapping[str, tuple[Mapping, Mapping]], tol: LatencyTole
     upgrade, say) moves only that kind's cells, by less than a cell's own bar; the kernel class
     pools every method that runs on it, so a row of one environment resolves it."""
     groups: dict[str, list[float]] = {}
+    members: dict[str, dict[str, list[float]]] = {}
     for cell_id, (new, stored) in sorted(cells.items()):
         if new.get(METHOD_RATIO) and stored.get(METHOD_RATIO):
             rel = new[METHOD_RATIO] / stored[METHOD_RATIO]
             groups.setdefault(f"method {method_of(cell_id)}", []).append(rel)
             if kernels and cell_id in kernels:
-                groups.setdefault(f"kernels {kernels[cell_id]}", []).append(rel)
-    return [check_run_shift(f"{name} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
-            for name, rel in sorted(groups.items())]
+                name = f"kernels {kernels[cell_id]}"
+                groups.setdefault(name, []).append(rel)
+                members.setdefault(name, {}).setdefault(method_of(cell_id), []).append(rel)
+    out = []
+    for name, rel in sorted(groups.items()):
+        v = check_run_shift(f"{name} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
+        if v.status is Status.REGRESSED and name in members:  # name the methods that run on these kernels
+            by = ", ".join(f"{m} {np.median(x):.3f}x ({len(x)})" for m, x in sorted(members[name].items()))
+            v = Verdict(v.metric, v.status, f"{v.message}; its methods' medians: {by}")
+        out.append(v)
+    return out
 
 
 def check_run_shift(what: str, rel: list[float], tol: LatencyTolerance, limit_rel: float | None = None) -> Verdict:
