@@ -86,11 +86,14 @@ def test_energy(cell, rlbench_session, record_energy):
     record_energy(cell.id, energy)
     if rlbench_session.update:
         return
-    from rlbench.checks import check_energy
+    from rlbench.checks import CellFigures, judge_cell
 
-    if stored is None or stored.get("joules_per_1000") is None:
-        pytest.fail(f"{cell.id}: no stored energy figure for this machine; record one with: "
-                    f"pytest bench --rlbench-update-baselines -k {cell.id}", pytrace=False)
-    v = check_energy(cell.id, energy["joules_per_1000"], stored["joules_per_1000"],
-                     rlbench_session.store.tolerances().energy)
-    assert not v.failed, v.message
+    store = rlbench_session.store
+    new = CellFigures(cell.id, energy=energy["joules_per_1000"])
+    old = CellFigures(cell.id, energy=(stored or {}).get("joules_per_1000"), machine_id=store.machine_id)
+    verdicts = judge_cell(new, old, store.tolerances(), scope=frozenset({Metric.ENERGY}),
+                          record_hint=f"pytest bench --rlbench-record-machine -k {cell.id}")
+    failures = [v.message for v in verdicts if v.failed]
+    if verdicts and verdicts[0].status is Status.UNGATED:  # a meter and no stored figure: record one
+        failures.append(verdicts[0].message)
+    assert not failures, "\n".join(failures)
