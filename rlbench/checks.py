@@ -81,6 +81,8 @@ class CellFigures:
     energy: float | None = None
     """Joules per 1000 inferences, where a meter measured it."""
     machine_id: str | None = None
+    kernel: str | None = None
+    """The kind of kernels the variant runs on (:func:`kernel_class`)."""
 
     @classmethod
     def from_dicts(cls, cell: str, figures: Mapping | None, machine: Mapping | None,
@@ -94,7 +96,8 @@ class CellFigures:
                    model_bytes=f.get("model_bytes"), params=f.get("params"), policy_sha256=f.get("policy_sha256"),
                    ratios=None if m is None or "ratios" not in m else dict(m["ratios"]),
                    ratio_ci={k: tuple(v) for k, v in ((m or {}).get("ratio_ci") or {}).items()},
-                   memory=rss, energy=energy.get("joules_per_1000"), machine_id=machine_id)
+                   memory=rss, energy=energy.get("joules_per_1000"), machine_id=machine_id,
+                   kernel=kernel_class(f))
 
     def with_ratios(self, ratios: Mapping[str, float]) -> CellFigures:
         from dataclasses import replace

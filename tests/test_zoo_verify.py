@@ -62,13 +62,18 @@ def test_a_policy_recorded_broken_fails_verify_though_its_hash_matches(shipped_r
     assert f"{folder / 'policy.pt'} is corrupt (" in capsys.readouterr().err
 
 
+def _record_a_wrong_sha256(folder):
+    """meta.json's record of policy.pt's hash changed; the file itself intact."""
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["files"]["policy.pt"]["sha256"] = "0" * 64
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
 def test_a_wrong_sha256_in_meta_json_is_blamed_on_meta_json_not_the_intact_file(shipped_repo):
     from rlbench.zoo import load_shipped
 
     repo, folder = shipped_repo
-    meta = json.loads((folder / "meta.json").read_text())
-    meta["files"]["policy.pt"]["sha256"] = "0" * 64
-    (folder / "meta.json").write_text(json.dumps(meta))
+    _record_a_wrong_sha256(folder)
     with pytest.raises(PolicyError) as exc:
         load_shipped("PPO", "Hopper-v5")
     message = str(exc.value)
@@ -84,9 +89,7 @@ def test_a_mismatch_git_cannot_settle_offers_both_repairs(shipped_repo):
 
     repo, folder = shipped_repo
     subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)  # no history to tell which side moved
-    meta = json.loads((folder / "meta.json").read_text())
-    meta["files"]["policy.pt"]["sha256"] = "0" * 64
-    (folder / "meta.json").write_text(json.dumps(meta))
+    _record_a_wrong_sha256(folder)
     with pytest.raises(PolicyError) as exc:
         load_shipped("PPO", "Hopper-v5")
     message = str(exc.value)
