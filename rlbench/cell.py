@@ -264,9 +264,9 @@ def pool_latency(first: CellResult, second: CellResult) -> CellResult:
 def _summed_durations(first: dict, second: dict) -> dict:
     """The cell's cost is both runs: the first one's rollouts and timing, then the confirmation's timing.
 
-    Before this, a pooled record kept the confirmation's durations alone, so every recorded
-    ``cell_seconds`` was its timing phase (0.9 to 7 s) and ``rlbench floor`` left the first run's
-    rollouts unattributed and its timed loops out of the floor.
+    Keeping the confirmation's durations alone would make every recorded ``cell_seconds`` its
+    timing phase (0.9 to 7 s), and ``rlbench floor`` would leave the first run's rollouts
+    unattributed and its timed loops out of the floor.
     """
     out: dict = {}
     for key in ("cell_seconds", "timed_seconds"):
@@ -279,9 +279,10 @@ def _summed_durations(first: dict, second: dict) -> dict:
     return out
 
 
-def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True):
+def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True, pooled=None):
     """The stored side of a grid cell's judgement: its figures, and this machine's with each
-    yardstick replaced by its pair's pooled figure (:func:`rlbench.checks.pool_yardsticks`)."""
+    yardstick replaced by its pair's pooled figure (:func:`rlbench.checks.pool_yardsticks`;
+    ``pooled``: the pools of this machine's stored cells, where the caller has them already)."""
     from rlbench.checks import CellFigures, pair_of, pool_yardsticks
 
     fig = store.require(cell_id, int8=int8, returns=returns)
@@ -289,7 +290,8 @@ def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True
     stored = CellFigures.from_dicts(cell_id, fig, machine_cells.get(cell_id), machine_id=store.machine_id)
     if stored.ratios is not None:
         pair = pair_of(cell_id)
-        pooled = pool_yardsticks({c: m.get("ratios") or {} for c, m in machine_cells.items() if pair_of(c) == pair})
+        if pooled is None:
+            pooled = pool_yardsticks({c: m.get("ratios") or {} for c, m in machine_cells.items() if pair_of(c) == pair})
         stored = stored.with_ratios({k: v for k, v in pooled.get(pair, {}).items() if k in stored.ratios})
     return stored
 
@@ -308,18 +310,19 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
     """Run-level latency gates over the run's cells against the stored (pooled) figures: per
     runtime yardstick (:func:`rlbench.checks.check_runtimes`) and per compression method and
     runtime (:func:`rlbench.checks.check_methods`)."""
-    from rlbench.checks import check_methods, check_runtimes, kernel_class
+    from rlbench.checks import check_methods, check_runtimes, pool_yardsticks
     from rlbench.errors import BaselineError
 
+    pooled = pool_yardsticks({c: m.get("ratios") or {} for c, m in store.machine_cells().items()})  # once a run
     stored, kernels = {}, {}
     for cell_id in machine_by_cell:
         try:
-            s = stored_figures(store, cell_id, returns=False)
+            s = stored_figures(store, cell_id, returns=False, pooled=pooled)
         except BaselineError:  # a cell without stored figures has failed its own test already
             continue
         if s.ratios is not None:
             stored[cell_id] = s.ratios
-            kernels[cell_id] = kernel_class(store.figures(cell_id) or {})
+            kernels[cell_id] = s.kernel
     cells = [(machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)]
     tol = store.tolerances().latency
     return check_runtimes(cells, tol) + check_methods(

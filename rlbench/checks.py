@@ -81,6 +81,8 @@ class CellFigures:
     energy: float | None = None
     """Joules per 1000 inferences, where a meter measured it."""
     machine_id: str | None = None
+    kernel: str | None = None
+    """The kind of kernels the variant runs on (:func:`kernel_class`)."""
 
     @classmethod
     def from_dicts(cls, cell: str, figures: Mapping | None, machine: Mapping | None,
@@ -94,7 +96,8 @@ class CellFigures:
                    model_bytes=f.get("model_bytes"), params=f.get("params"), policy_sha256=f.get("policy_sha256"),
                    ratios=None if m is None or "ratios" not in m else dict(m["ratios"]),
                    ratio_ci={k: tuple(v) for k, v in ((m or {}).get("ratio_ci") or {}).items()},
-                   memory=rss, energy=energy.get("joules_per_1000"), machine_id=machine_id)
+                   memory=rss, energy=energy.get("joules_per_1000"), machine_id=machine_id,
+                   kernel=kernel_class(f))
 
     def with_ratios(self, ratios: Mapping[str, float]) -> CellFigures:
         from dataclasses import replace
@@ -349,14 +352,23 @@ def check_methods(cells: Mapping[str, tuple[Mapping, Mapping]], tol: LatencyTole
     upgrade, say) moves only that kind's cells, by less than a cell's own bar; the kernel class
     pools every method that runs on it, so a row of one environment resolves it."""
     groups: dict[str, list[float]] = {}
+    members: dict[str, dict[str, list[float]]] = {}
     for cell_id, (new, stored) in sorted(cells.items()):
         if new.get(METHOD_RATIO) and stored.get(METHOD_RATIO):
             rel = new[METHOD_RATIO] / stored[METHOD_RATIO]
             groups.setdefault(f"method {method_of(cell_id)}", []).append(rel)
             if kernels and cell_id in kernels:
-                groups.setdefault(f"kernels {kernels[cell_id]}", []).append(rel)
-    return [check_run_shift(f"{name} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
-            for name, rel in sorted(groups.items())]
+                name = f"kernels {kernels[cell_id]}"
+                groups.setdefault(name, []).append(rel)
+                members.setdefault(name, {}).setdefault(method_of(cell_id), []).append(rel)
+    out = []
+    for name, rel in sorted(groups.items()):
+        v = check_run_shift(f"{name} ({METHOD_RATIO})", rel, tol, limit_rel=tol.method_rel)
+        if v.status is Status.REGRESSED and name in members:  # name the methods that run on these kernels
+            by = ", ".join(f"{m} {np.median(x):.3f}x ({len(x)})" for m, x in sorted(members[name].items()))
+            v = Verdict(v.metric, v.status, f"{v.message}; its methods' medians: {by}")
+        out.append(v)
+    return out
 
 
 def check_run_shift(what: str, rel: list[float], tol: LatencyTolerance, limit_rel: float | None = None) -> Verdict:

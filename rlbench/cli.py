@@ -1,4 +1,4 @@
-"""``rlbench`` command line: train, export, zoo, compress, report, compare, merge."""
+"""``rlbench`` command line: train, export, zoo, baselines, compress, report, compare, merge."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _cmd_rss_noise(args) -> int:
     from rlbench.versions import machine_id
 
     store = BaselineStore(baselines_dir(), machine_id(), int8_kernel=probe())
-    rec = measure(store, args.cells.split(",") if args.cells else None)
+    rec = measure(store, args.cells.split(",") if args.cells else None, results=args.results or ())
     print(json.dumps(rec.to_json()["bytes"]))
     if args.write:
         store.record_rss_noise(rec.to_json())
@@ -53,10 +53,10 @@ def _cmd_zoo(args) -> int:
         from rlbench.reference import zoo_markdown
 
         print(zoo_markdown(rows, idle.read(baselines_dir())))
-        return 0
+        return _zoo_errors(rows)
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return _zoo_errors(rows)
     cols = ["algo", "env", "timesteps", "seed", "episodes", "return_mean", "return_std", "ci95", "status"]
     table = [[("—" if r.get(c) is None else str(r[c])) if c != "ci95" else (f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if r.get("ci_low") is not None else "")
               for c in cols] for r in rows]
@@ -68,7 +68,15 @@ def _cmd_zoo(args) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    return 0
+    return _zoo_errors(rows)
+
+
+def _zoo_errors(rows: list[dict]) -> int:
+    """One line per shipped policy that did not load or verify, naming its file and the reason; exit 2 if any."""
+    bad = [r for r in rows if r["status"] == "invalid"]
+    for r in bad:
+        print(f"rlbench: error: {r['algo']}-{r['env']}: {r['error']}", file=sys.stderr)
+    return 2 if bad else 0
 
 
 def _cmd_zoo_train(args) -> int:
@@ -79,6 +87,47 @@ def _cmd_zoo_train(args) -> int:
     if args.trainer:  # train_queue starts each run through rlbench.train.train, which reads it
         os.environ["RLBENCH_TRAINER"] = args.trainer
     train_queue(args.pairs, args.seed)
+    return 0
+
+
+def _baselines_root(args):
+    from pathlib import Path
+
+    from rlbench.baselines import recover
+    from rlbench.paths import baselines_dir
+
+    root = Path(args.baselines) if args.baselines else baselines_dir()
+    for note in recover(root):
+        print(f"rlbench: {note}", file=sys.stderr)
+    return root
+
+
+def _cmd_baselines_apply(args) -> int:
+    from rlbench import findings
+    from rlbench.baselines import BaselineStore, Recording
+
+    rec = Recording.load(args.file)
+    root = _baselines_root(args)
+    store = BaselineStore(root, rec.machine_id, rec.int8_kernel)
+    store.check()  # a broken stored file is named before anything is staged
+    written = store.record(rec, derived=[lambda s: [f"finding:{k}" for k in findings.record(s)]])
+    cells = [w for w in written if not w.startswith("finding:")]
+    print(f"applied {args.file} to {root}: {len(cells)} cell(s) of machine {rec.machine_id}"
+          + (f", {', '.join(rec.staged)}" if rec.staged else "") + f", findings recomputed; {args.file} may be deleted")
+    return 0
+
+
+def _cmd_baselines_check(args) -> int:
+    from rlbench import findings, idle
+    from rlbench.baselines import BaselineStore
+    from rlbench.versions import machine_id
+
+    root = _baselines_root(args)
+    store = BaselineStore(root, machine_id())
+    store.check(every_machine=True)
+    findings.read_stored(store)
+    idle.read(root)
+    print(f"{root}: the tolerances and every stored figures file read")
     return 0
 
 
@@ -115,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     zsub = z.add_subparsers(dest="zoo_command", required=True)
     zl = zsub.add_parser("list", help="print the shipped zoo as a table")
     zl.add_argument("--json", action="store_true", help="one JSON object per policy")
-    zl.add_argument("--verify", action="store_true", help="also check every file's sha256")
-    zl.add_argument("--markdown", action="store_true", help="the README table: ours beside the paper and rl-zoo")
+    zl.add_argument("--verify", action="store_true",
+                    help="also check every file's sha256 against meta.json and load policy.pt (exit 2 naming each "
+                         "policy that fails, the file and the reason)")
+    zl.add_argument("--markdown", action="store_true", help="the table of docs/zoo.md: ours beside the paper and rl-zoo")
     zl.set_defaults(func=_cmd_zoo)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
@@ -129,8 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(the RSS gate's floor)")
     rn.add_argument("--cells", metavar="A,B", default=None,
                     help="cells to measure. Default: every pair's baseline cell with stored RSS figures")
+    rn.add_argument("--from", dest="results", metavar="RESULTS.json", nargs="+", default=None,
+                    help="also the cells of these checking runs' --benchmark-json files (this machine's); "
+                         "without --cells, only those")
     rn.add_argument("--write", action="store_true", help="store the result in baselines/machines/<id>.json")
     rn.set_defaults(func=_cmd_rss_noise)
+    b = sub.add_parser("baselines", help="the stored baselines: check them, apply figures an update could not write")
+    bsub = b.add_subparsers(dest="baselines_command", required=True)
+    ba = bsub.add_parser("apply", help="write a recording an update run saved because it could not write it "
+                                       "(named in that run's summary; kept under $RLBENCH_HOME/unsaved)")
+    ba.add_argument("file", metavar="FILE")
+    ba.add_argument("--baselines", metavar="DIR", default=None, help="Default: the repository's baselines/")
+    ba.set_defaults(func=_cmd_baselines_apply)
+    bc = bsub.add_parser("check", help="complete or discard an interrupted update, then read the tolerances and "
+                                       "every stored figures file (exit 2 naming the first that does not read)")
+    bc.add_argument("--baselines", metavar="DIR", default=None, help="Default: the repository's baselines/")
+    bc.set_defaults(func=_cmd_baselines_check)
     sc = sub.add_parser("selfcheck", help="benchmark the harness: overhead and latency-ratio spread (JSON)")
     sc.add_argument("--runs", type=int, default=10, metavar="N", help="repeated measurements. Default: %(default)r")
     sc.set_defaults(func=lambda a: (print(json.dumps(__import__("rlbench.measure.selfcheck", fromlist=["x"])
@@ -152,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(var, "1")  # one thread per job: two jobs on 2 cores otherwise run 4x slower
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "baselines":  # those recover the directory they are given
+            from rlbench.baselines import recover
+            from rlbench.paths import baselines_dir
+
+            for note in recover(baselines_dir()):
+                print(f"rlbench: {note}", file=sys.stderr)
         return args.func(args)
     except RLBenchError as exc:
         print(f"rlbench: error: {exc}", file=sys.stderr)

@@ -138,7 +138,65 @@ def pytest_configure(config):
     config._rlbench_t0 = time.perf_counter()
     config._rlbench_t0_unix = time.time()  # test reports carry wall-clock start and stop times
     if not _is_worker(config):
+        _open_baselines(config)
         config.pluginmanager.register(_Collector(config), "rlbench-collector")
+    elif config.workerinput.get("rlbench_staging"):
+        from rlbench.baselines import is_record_file
+        from rlbench.io import Staging
+
+        Staging.join(config._rlbench.store.root, Path(config.workerinput["rlbench_staging"]), is_record_file).activate()
+
+
+def _open_baselines(config) -> None:
+    """Before any test: complete or discard an interrupted update, refuse a stored file or tolerance
+    that does not read (a usage error of one line, not a traceback from a hook), and for an update
+    run check that the baselines can be written and open the transaction its figures are staged in."""
+    from rlbench import findings, idle
+    from rlbench.baselines import recover
+
+    rs: RLBenchSession = config._rlbench
+    try:
+        config._rlbench_notes = recover(rs.store.root)
+    except RLBenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if rs.update:
+        try:
+            config._rlbench_staging = rs.store.begin_update()
+        except RLBenchError as exc:
+            raise pytest.UsageError(f"{exc} (checked before measuring: no cell ran)") from None
+    try:
+        rs.store.check()
+        findings.read_stored(rs.store)
+        idle.read(rs.store.root)
+    except RLBenchError as exc:
+        if rs.update:
+            config._rlbench_staging.close()
+        raise pytest.UsageError(str(exc)) from None
+    if rs.update:
+        config._rlbench_staging.activate()  # the tests' own writes (idle.json) join the update
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: workers stage into the controller's transaction."""
+    staging = getattr(node.config, "_rlbench_staging", None)
+    if staging is not None:
+        node.workerinput["rlbench_staging"] = str(staging.path)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    for note in getattr(session.config, "_rlbench_notes", []):
+        if tr is not None:
+            tr.write_line(f"rlbench: {note}", yellow=True)
+
+
+def pytest_unconfigure(config):
+    staging = getattr(config, "_rlbench_staging", None)
+    if staging is not None:  # an update that never reached its commit: nothing of it stays
+        staging.deactivate()
+        staging.close()
 
 
 class _Collector:
@@ -400,18 +458,40 @@ def pytest_sessionfinish(session, exitstatus):
     if _is_worker(config):
         return
     rs: RLBenchSession = config._rlbench
-    if rs.update and (rs.results or rs.energy):
-        from rlbench.versions import machine_info
-
-        figures = {c: r["figures"] for c, r in rs.results.items()}
-        machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
-        for c, e in rs.energy.items():
-            machine.setdefault(c, {})["energy"] = e
-        rs.written = rs.store.update(figures, machine, machine_info(), machine_only=rs.machine_only)
     if rs.update:  # also when only bench/test_findings.py ran: a changed finding rule is recorded that way
-        from rlbench import findings
+        _write_baselines(session, exitstatus)
 
-        rs.written += [f"finding:{k}" for k in findings.record(rs.store)]
+
+def _write_baselines(session, exitstatus) -> None:
+    """The update's one transaction (:func:`rlbench.baselines.write_run`): the cells' figures, what
+    the tests staged (``idle.json``) and the findings over them, or nothing and one line saying
+    where the measured figures were saved instead."""
+    from rlbench import findings
+    from rlbench.baselines import Recording, write_run
+    from rlbench.versions import machine_info
+
+    config = session.config
+    rs: RLBenchSession = config._rlbench
+    machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
+    for c, e in rs.energy.items():
+        machine.setdefault(c, {})["energy"] = e
+    rec = Recording(rs.store.machine_id, rs.store.int8_kernel, {c: r["figures"] for c, r in rs.results.items()},
+                    machine, machine_info(), rs.machine_only)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    rs.written, config._rlbench_unsaved = write_run(
+        rs.store, rec, config._rlbench_staging, derived=[lambda s: [f"finding:{k}" for k in findings.record(s)]],
+        interrupted=interrupted)
+    if config._rlbench_unsaved and not interrupted:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(specname="pytest_terminal_summary")
+def pytest_terminal_summary_unsaved(terminalreporter, exitstatus, config):
+    """An update that wrote nothing says so, and where its figures went."""
+    note = None if _is_worker(config) else getattr(config, "_rlbench_unsaved", None)
+    if note:
+        terminalreporter.section("rlbench: baselines NOT written", red=True)
+        terminalreporter.write_line(note)
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")

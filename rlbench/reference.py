@@ -32,7 +32,7 @@ RL_ZOO = {
 
 
 def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
-    """The README's zoo table: ours (with budget and CI) beside the paper and rl-zoo, and beside
+    """The zoo table of docs/zoo.md: ours (with budget and CI) beside the paper and rl-zoo, and beside
     what doing nothing scores (``idle``: :func:`rlbench.idle.read`; "below" when our whole CI lies
     under the zero-action return's)."""
     from rlbench import idle as idle_mod

@@ -18,7 +18,7 @@ import heapq
 from rlbench.errors import RLBenchError
 
 #: Seconds per environment step: the bare ``env.step`` cost on the 2-core reference VM
-#: (``rlbench.report.floor.bare_step_costs``, 10th percentile, training paused, 30 Nov 2026).
+#: (``rlbench.report.floor.bare_step_costs``, 10th percentile, nothing else training).
 #: Only their proportions matter here.
 STEP_S = {"Hopper-v5": 131e-6, "HalfCheetah-v5": 48e-6, "Ant-v5": 303e-6, "Humanoid-v5": 304e-6,
           "HumanoidStandup-v5": 538e-6}
@@ -93,10 +93,10 @@ def select_shard(items, k: int, n: int, stored: dict[str, dict]):
 def order_by_cost(items, stored: dict[str, dict]) -> list:
     """The most expensive tests first (a stable sort), so the last ones to run are short.
 
-    xdist hands tests out in collection order; a long cell picked up last kept one worker busy
-    while the other idled: 27 worker-seconds of a 66 s smoke run at ``-n 2`` (``rlbench floor``'s
-    ``after_last_test``). Longest first, with work stealing, bounds that tail by the shortest
-    cells' length (LPT). Cells cost :func:`cell_cost`; the zoo's return checks their pair's
+    xdist hands tests out in collection order; a long cell picked up last keeps one worker busy
+    while the other idles: 27 worker-seconds of a 66 s smoke run at ``-n 2`` in collection order
+    (``rlbench floor``'s ``after_last_test``). Longest first, with work stealing, bounds that tail
+    by the shortest cells' length (LPT). Cells cost :func:`cell_cost`; the zoo's return checks their pair's
     stored episodes at the step cost; the idle checks their episodes at the step limit; everything
     else (findings, energy) is cheap and goes last.
     ``stored``: :func:`stored_figures`.

@@ -2,7 +2,8 @@
 
 Loading refuses anything it cannot vouch for, with an error that names the file and the
 command that regenerates it: a missing or corrupt file, a sha256 that does not match
-``meta.json``, or a policy recorded for another environment version or observation shape.
+``meta.json`` (saying which of the two is wrong where git can tell), or a policy recorded for
+another environment version or observation shape.
 """
 
 from __future__ import annotations
@@ -125,10 +126,36 @@ def load_shipped(algo: str, env_id: str, root: Path | None = None, verify: bool 
         if verify:
             digest = sha256_file(f)
             if digest != meta["files"][name]["sha256"]:
-                raise PolicyError(f"{f} has sha256 {digest[:12]}… but {meta_path} records "
-                                  f"{meta['files'][name]['sha256'][:12]}…; refusing it. Restore it with "
-                                  f"`git checkout -- {f}` or regenerate with: {regen} --overwrite")
+                raise PolicyError(_sha_mismatch(f, meta_path, digest, meta["files"][name]["sha256"], cfg))
     return ShippedPolicy(cfg.algo, cfg.env_id, folder, meta)
+
+
+def _sha_mismatch(f: Path, meta_path: Path, digest: str, recorded: str, cfg) -> str:
+    """Which side of a sha256 mismatch is wrong, as far as git can tell, and the repair of each side.
+
+    The file changed since its commit and meta.json did not: the file is wrong. meta.json changed
+    and the file did not: meta.json is. Otherwise (both changed, both as committed, no git) there
+    is no telling, and both repairs are offered.
+    """
+    from rlbench.io import git_state
+    from rlbench.paths import runs_dir
+
+    file_state, meta_state = git_state(f), git_state(meta_path)
+    export = (f"export it again with `rlbench export {cfg.algo} {cfg.env_id} --overwrite` (needs the run's checkpoint "
+              f"under {runs_dir()}; without it: `{train_command(cfg.algo, cfg.env_id)} --overwrite`)")
+    if file_state == "changed" and meta_state == "unchanged":
+        return (f"{f} has sha256 {digest[:12]}… but {meta_path} records {recorded[:12]}…; refusing it: the file has "
+                f"changed since it was committed and meta.json has not. Restore it with `git checkout -- {f}`")
+    if meta_state == "changed" and file_state == "unchanged":
+        return (f"{meta_path} records sha256 {recorded[:12]}… for {f.name}, but {f} hashes to {digest[:12]}… and is "
+                f"as committed: meta.json is the wrong side (it has changed since it was committed); refusing the "
+                f"policy. Restore meta.json with `git checkout -- {meta_path}`")
+    if file_state == meta_state == "unchanged":
+        return (f"{f} has sha256 {digest[:12]}… but {meta_path} records {recorded[:12]}…; refusing it. Both are as "
+                f"committed, so the commit itself pairs them wrongly: {export}")
+    return (f"{f} has sha256 {digest[:12]}… but {meta_path} records {recorded[:12]}…; refusing it. If the file is "
+            f"wrong, restore it with `git checkout -- {f}`; if it is the intended one and meta.json is wrong, restore "
+            f"meta.json with `git checkout -- {meta_path}` or {export}")
 
 
 def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
@@ -144,6 +171,8 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
             continue
         try:
             sp = load_shipped(p.algo, p.env_id, root, verify=verify)
+            if verify:
+                sp.module()  # a file that hashes as recorded can still have been recorded broken
         except PolicyError as exc:
             row.update(status="invalid", error=str(exc))
             rows.append(row)
@@ -160,7 +189,7 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
 def train_queue(names: list[str], seed: int = 0) -> None:
     """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
 
-    A shipped policy from an earlier, shorter budget, or trained on an environment made with other
+    A shipped policy trained on a shorter budget than the registry's, or on an environment made with other
     keywords than the registry's, is replaced when its run completes.
     """
     from rlbench.train import RunBusyError, train

@@ -172,7 +172,7 @@ def test_one_model_crossing_the_90_percent_line_by_a_resolved_margin_overturns_t
 def test_noise_level_resampling_of_the_whole_grid_overturns_nothing(stored, idle_returns):
     """Each cell's returns replaced by its bootstrap twin (what a re-measurement on perturbed
     trajectories might give): the counts move by several models, and nothing is overturned.
-    The rate over 50 such overlays is in the README; here one, and one with both sides resampled."""
+    The rate over 50 such overlays is in docs/findings.md; here one, and one with both sides resampled."""
     rate = findings.noise_rate(stored, idle_returns, overlays=1)
     assert rate.overlays == 1 and rate.overturned == 0, rate.line()
     checks = check_fresh(findings.resampled(stored, 102), findings.resampled(stored, 101), idle=idle_returns)

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--weight-type", default=None, metavar="T", help="ptsq: int8 (default) or uint8")
     c.add_argument("--per-channel", action="store_true", default=None, help="ptsq: per-channel weight scales")
     c.add_argument("--reduce-range", action="store_true", default=None,
-                   help="ptdq/int8pc: 7-bit weights, exact on x86 without VNNI (see README, int8 kernels)")
+                   help="ptdq/int8pc: 7-bit weights, exact on x86 without VNNI (see docs/int8-kernels.md)")
     c.add_argument("--rank", type=float, default=None, metavar="F",
                    help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
     c.add_argument("--signal", default=None, metavar="S", help="qat/gmp: distill (default) or rl")

@@ -1,9 +1,14 @@
 """Energy meters as context managers with one interface: ``with meter: ...; meter.result()``.
 
-Every meter returns the same frozen :class:`EnergyReading`. A meter that cannot measure (no
-powercap tree, counters readable only by root, no GPU driver) still returns a reading, with
-``available=False``, ``joules=None`` and a ``reason`` saying what is missing. A number is
-never made up: callers must be able to tell "0 J" from "could not measure".
+Every meter returns the same frozen :class:`EnergyReading`. Two ways of not measuring are kept
+apart. A meter that is absent (no powercap tree, no RAPL package domain, no NVML library, driver or
+GPU) returns a reading with ``available=False``, ``joules=None`` and a ``reason`` saying what is
+missing: on such a machine an energy cell is skipped. A meter that is present but fails (a counter
+it cannot read: permission denied, an I/O error, text that is not a number; a counter that went
+backwards) returns a reading with ``failed=True`` too, whose reason names the meter and the error;
+:meth:`EnergyMeter.probe` and :func:`measure_energy_per_inference` raise :class:`MeterError` for
+it, and an energy cell fails. A number is never made up: callers must be able to tell "0 J" from
+"could not measure".
 
 Why not pyRAPL (the package on the design card): it has been unmaintained since 2019, it
 does not handle counter wraparound (a wrapped window yields a huge negative or garbage
@@ -30,13 +35,29 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rlbench.errors import MeasurementError
+
 SCHEMA = 1
 POWERCAP = "/sys/class/powercap"
 _PACKAGE_DIR = re.compile(r"intel-rapl:\d+")  # top level; "intel-rapl:0:0" is a sub-domain
 
 
+MAX_WATTS = 1000.0
+"""A RAPL counter lower at the end of a window than at its start wrapped once, unless the wrap
+would mean more than this mean power in one domain: then it went backwards (a reset, a driver
+bug). No CPU package, DRAM or platform domain draws a kilowatt."""
+
+
 class Unavailable(Exception):
-    """Raised inside a meter when it cannot measure; its text becomes ``reading.reason``."""
+    """Raised inside a meter that is absent here; its text becomes ``reading.reason``."""
+
+
+class Fault(Exception):
+    """Raised inside a meter that is present but fails; its text becomes the error in ``reading.reason``."""
+
+
+class MeterError(MeasurementError):
+    """A present energy meter failed: the message names the meter and the error."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class EnergyReading:
     """Raw (start, end) counter values per domain, in ``raw_unit``."""
     raw_unit: str = "J"
     unit: str = "J"
+    failed: bool = False
+    """The meter is present but failed (``reason`` names it and the error), as opposed to absent."""
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -68,16 +91,17 @@ class EnergyReading:
             "meter": self.meter, "available": self.available, "reason": self.reason,
             "joules": self.joules, "domains": dict(self.domains), "seconds": self.seconds,
             "samples": {k: list(v) for k, v in self.samples.items()},
-            "raw_unit": self.raw_unit, "unit": self.unit, "schema": self.schema,
+            "raw_unit": self.raw_unit, "unit": self.unit, "failed": self.failed, "schema": self.schema,
         }
 
 
 class EnergyMeter:
     """Base of all meters: sample counters on enter and exit, turn the deltas into joules.
 
-    Subclasses implement :meth:`_sample` (raw counters per domain, or raise
-    :class:`Unavailable`) and :meth:`_joules`. The base owns timing and error handling so
-    every meter behaves the same way. A meter can be reused; each ``with`` makes a new result.
+    Subclasses implement :meth:`_sample` (raw counters per domain, or raise :class:`Unavailable`
+    when absent, :class:`Fault` when failing) and :meth:`_joules`. The base owns timing and error
+    handling so every meter behaves the same way. A meter can be reused; each ``with`` makes a new
+    result.
     """
 
     name = "meter"
@@ -88,31 +112,42 @@ class EnergyMeter:
         self._reading: EnergyReading | None = None
         self._start: dict[str, int | float] = {}
         self._error: str | None = None
+        self._failed = False
         self._t0 = 0.0
 
     def _sample(self) -> dict[str, int | float]:
         raise NotImplementedError
 
-    def _joules(self, domain: str, start: int | float, end: int | float) -> float:
+    def _joules(self, domain: str, start: int | float, end: int | float, seconds: float) -> float:
         return float(end - start)
+
+    def _failure(self, fault: Fault) -> str:
+        return f"energy meter {self.name} failed: {fault}"
 
     def _total(self, deltas: Mapping[str, float]) -> float:
         return sum(deltas.values())
 
     def probe(self) -> str | None:
-        """Take one sample: ``None`` if this meter can measure here, else the reason."""
+        """Take one sample: ``None`` if this meter can measure here, else why it is absent.
+
+        Raises :class:`MeterError` if the meter is present but fails.
+        """
         try:
             self._sample()
         except Unavailable as e:
             return str(e)
+        except Fault as e:
+            raise MeterError(self._failure(e)) from None
         return None
 
     def __enter__(self) -> EnergyMeter:
-        self._reading, self._error, self._start = None, None, {}
+        self._reading, self._error, self._failed, self._start = None, None, False, {}
         try:
             self._start = self._sample()
         except Unavailable as e:
             self._error = str(e)
+        except Fault as e:
+            self._error, self._failed = self._failure(e), True
         self._t0 = self._clock()
         return self
 
@@ -122,14 +157,16 @@ class EnergyMeter:
         if self._error is None:
             try:
                 end = self._sample()
-                deltas = {d: self._joules(d, s, end[d]) for d, s in self._start.items()}
+                deltas = {d: self._joules(d, s, end[d], seconds) for d, s in self._start.items()}
                 self._reading = EnergyReading(
                     available=True, reason=None, joules=self._total(deltas), domains=deltas,
                     samples={d: (s, end[d]) for d, s in self._start.items()}, **common)
                 return False
             except Unavailable as e:
                 self._error = str(e)
-        self._reading = EnergyReading(available=False, reason=self._error, joules=None, **common)
+            except Fault as e:
+                self._error, self._failed = self._failure(e), True
+        self._reading = EnergyReading(available=False, reason=self._error, joules=None, failed=self._failed, **common)
         return False  # never swallow the body's exception
 
     def result(self) -> EnergyReading:
@@ -151,16 +188,20 @@ class RaplMeter(EnergyMeter):
     ``package-N``: sub-domains (core, uncore, dram) and ``psys`` (whole platform, which
     contains the packages) would be double counted; ``intel-rapl-mmio`` duplicates a package.
     ``read`` is injectable because root can read a chmod-000 file, so tests cannot rely on it.
+
+    Absent: no ``root``, or no package domain under it. Failing: a counter file that cannot be
+    read or does not hold an integer, or a counter that went backwards (see :data:`MAX_WATTS`).
     """
 
     name = "rapl"
     raw_unit = "uJ"
 
     def __init__(self, root: str | Path = POWERCAP, *, read: Callable[[Path], str] = _read_text,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, max_watts: float = MAX_WATTS) -> None:
         super().__init__(clock=clock)
         self.root = Path(root)
         self._read = read
+        self.max_watts = max_watts
         self._dirs: dict[str, Path] = {}
         self._max: dict[str, int] = {}
         self._packages: set[str] = set()
@@ -169,18 +210,18 @@ class RaplMeter(EnergyMeter):
         try:
             return self._read(path).strip()
         except PermissionError as e:
-            raise Unavailable(
+            raise Fault(
                 f"cannot read {path}: permission denied (energy_uj is root-only since Linux "
                 "5.10, CVE-2020-8694); needs root or a udev rule / chmod a+r on energy_uj") from e
         except OSError as e:
-            raise Unavailable(f"cannot read {path}: {e}") from e
+            raise Fault(f"cannot read {path}: {e.strerror or e}") from e
 
     def _int(self, path: Path) -> int:
         text = self._text(path)
         try:
             return int(text)
         except ValueError as e:
-            raise Unavailable(f"{path} does not hold an integer: {text!r}") from e
+            raise Fault(f"{path} does not hold an integer: {text!r}") from e
 
     def _discover(self) -> None:
         if not self.root.is_dir():
@@ -203,12 +244,22 @@ class RaplMeter(EnergyMeter):
             self._discover()
         return {key: self._int(d / "energy_uj") for key, d in self._dirs.items()}
 
-    def _joules(self, domain: str, start: int, end: int) -> float:
-        delta = end - start if end >= start else end + self._max[domain] - start  # one wrap
-        return delta / 1e6
+    def _joules(self, domain: str, start: int, end: int, seconds: float) -> float:
+        if end >= start:
+            return (end - start) / 1e6
+        wrapped = (end + self._max[domain] - start) / 1e6  # one wrap...
+        if wrapped > self.max_watts * seconds:  # ...or a counter that went backwards
+            raise Fault(f"the counter of {domain} went backwards ({start} -> {end} uJ in {seconds:.3g} s; as one wrap "
+                        f"of its {self._max[domain]} uJ range that would be {wrapped:.4g} J, over {self.max_watts:g} W)")
+        return wrapped
 
     def _total(self, deltas: Mapping[str, float]) -> float:
         return sum(j for key, j in deltas.items() if key in self._packages)
+
+
+NVML_ABSENT = frozenset({"NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded", "NVMLError_NotFound",
+                         "NVMLError_InvalidArgument", "NVMLError_NotSupported", "NVMLError_FunctionNotFound"})
+"""pynvml's errors (classes it makes per NVML return code) that mean no NVML meter here."""
 
 
 class NvmlMeter(EnergyMeter):
@@ -216,6 +267,10 @@ class NvmlMeter(EnergyMeter):
 
     ``nvml`` is the ``pynvml`` module (from ``nvidia-ml-py``); pass a fake to test without a
     GPU. Initialisation is lazy, so constructing the meter never fails.
+
+    Absent: no ``pynvml`` module, or one of :data:`NVML_ABSENT` (no library, driver or GPU, or
+    a GPU without an energy counter). Any other NVML error, or a counter that went backwards, is
+    a failure.
     """
 
     name = "nvml"
@@ -236,14 +291,17 @@ class NvmlMeter(EnergyMeter):
                 self._nvml.nvmlInit()
                 self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self.index)
             mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-        except Exception as e:  # ImportError, NVMLError_* (no driver, no GPU, not supported)
-            hint = " (pip install nvidia-ml-py)" if isinstance(e, ImportError) else ""
-            raise Unavailable(f"NVML: {type(e).__name__}: {e}{hint}") from e
+        except ImportError as e:
+            raise Unavailable(f"NVML: {type(e).__name__}: {e} (pip install nvidia-ml-py)") from e
+        except Exception as e:  # NVMLError_* of the return code
+            if type(e).__name__ in NVML_ABSENT:
+                raise Unavailable(f"NVML: {type(e).__name__}: {e}") from e
+            raise Fault(f"NVML: {type(e).__name__}: {e}") from e
         return {f"gpu{self.index}": int(mj)}
 
-    def _joules(self, domain: str, start: int, end: int) -> float:
+    def _joules(self, domain: str, start: int, end: int, seconds: float) -> float:
         if end < start:  # 64-bit counter: going backwards means the driver was reloaded
-            raise Unavailable(f"NVML energy counter of {domain} went backwards ({start} -> {end})")
+            raise Fault(f"the NVML energy counter of {domain} went backwards ({start} -> {end} mJ)")
         return (end - start) / 1e3
 
 
@@ -261,12 +319,22 @@ class NullMeter(EnergyMeter):
 
 
 def detect_meter(root: str | Path = POWERCAP, *, index: int = 0, nvml: Any = None) -> EnergyMeter:
-    """RAPL if a readable powercap tree exists, else NVML if it works, else a NullMeter."""
+    """RAPL if a powercap tree with a package domain exists, else NVML if present, else a NullMeter.
+
+    A present meter is returned even if it fails, so that using it reports the failure: a
+    machine whose RAPL counters cannot be read is not a machine without a meter.
+    """
     rapl = RaplMeter(root)
-    if (rapl_reason := rapl.probe()) is None:
+    try:
+        if (rapl_reason := rapl.probe()) is None:
+            return rapl
+    except MeterError:
         return rapl
     gpu = NvmlMeter(index, nvml=nvml)
-    if (nvml_reason := gpu.probe()) is None:
+    try:
+        if (nvml_reason := gpu.probe()) is None:
+            return gpu
+    except MeterError:
         return gpu
     return NullMeter(f"no RAPL: {rapl_reason}; no NVML: {nvml_reason}")
 
@@ -304,12 +372,15 @@ def measure_energy_per_inference(
 
     Idle is measured because the counters include everything else on the socket; what
     the policy costs is the difference. Both windows use fresh meters from ``meter_factory``.
+    An absent meter gives ``available=False`` and its reason; a failing one raises :class:`MeterError`.
     """
     if min_window <= 0 or (idle_window is not None and idle_window <= 0):
         raise ValueError("min_window and idle_window must be > 0")
     with meter_factory() as idle_meter:
         sleep(min_window if idle_window is None else idle_window)
     idle = idle_meter.result()
+    if idle.failed:
+        raise MeterError(f"{idle.reason} (idle window)")
     none = dict(busy_joules=None, idle_joules=None, net_joules=None, joules_per_1000=None)
     if not idle.available:
         return EnergyPerInference(False, idle.reason, 0, None, idle=idle, busy=None, **none)
@@ -322,6 +393,8 @@ def measure_energy_per_inference(
             if clock() - t0 >= min_window:
                 break
     busy = busy_meter.result()
+    if busy.failed:
+        raise MeterError(f"{busy.reason} (busy window)")
     if not busy.available:
         return EnergyPerInference(False, busy.reason, calls, busy.seconds, idle=idle, busy=busy,
                                   **none)

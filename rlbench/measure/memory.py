@@ -325,7 +325,7 @@ class _ForkServer:
     """One interpreter that has imported a runtime, forking a child per measurement.
 
     A fresh ``python -c`` child pays the interpreter and the imports every time: about 3 s with
-    torch, which over the grid's cells was most of the suite's overhead above its floor. The
+    torch, which over the grid's cells would be most of the suite's overhead above its floor. The
     server pays them once per process and runtime family.
     """
 

@@ -16,8 +16,8 @@ files, tried in turn by whoever is at the head of a queue (a turnstile that ever
 through), which polls every few milliseconds while all are taken; so a worker is not starved by
 a stream of others, and a process that dies releases its slot. ``exclusive()`` takes every slot
 and runs alone: energy windows need it (a package meter counts every core), and
-``RLBENCH_QUIET_TIMING=alone`` makes timing do the same (the older, slower policy: one core
-idles while a cell times).
+``RLBENCH_QUIET_TIMING=alone`` makes timing do the same (slower: one core idles while a cell
+times).
 
 The files coordinate separate pytest processes on one machine too (two CI shards on one runner).
 ``RLBENCH_QUIET_LOCK`` names them; ``off`` disables the lock.

@@ -206,7 +206,9 @@ def figures_of(rec: CellRecord, pooled: Mapping[str, float] | None = None) -> Ce
                       model_bytes=dict(rec.model_bytes) or None, params=rec.params, policy_sha256=rec.policy_sha256,
                       ratios=dict(rec.ratios) or None, ratio_ci={k: tuple(v) for k, v in rec.ratio_ci.items()},
                       memory=memory or None, energy=energy,
-                      machine_id=rec.context.machine_id if rec.context is not None else None)
+                      machine_id=rec.context.machine_id if rec.context is not None else None,
+                      kernel=kernel_class({"runtime": rec.runtime, "int8_weight_tensors": rec.int8_weight_tensors,
+                                           "method": rec.method}))
     if pooled and fig.ratios is not None:
         fig = fig.with_ratios({k: v for k, v in pooled.items() if k in fig.ratios})
     return fig
@@ -274,7 +276,8 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
     idle = idle or {}
     cmp = [compare_cells(a[c], b[c], tol, pooled=pooled.get(pair_of(c)), idle=idle.get(a[c].cell.env_id),
                          rss_noise=rss_noise) for c in common]
-    stored = {c: dict(figures_of(a[c], pooled.get(pair_of(c))).ratios or {}) for c in common}
+    old_figures = {c: figures_of(a[c], pooled.get(pair_of(c))) for c in common}
+    stored = {c: dict(old_figures[c].ratios or {}) for c in common}
 
     def order(c: CellComparison):
         return (_RANK[c.status], parse_cell_id(c.cell).sort_key())
@@ -284,11 +287,7 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
                       tuple(_run_header(old, new)), tol,
                       tuple(check_runtimes(((b[c].ratios, stored[c]) for c in common), tol.latency)
                             + check_methods({c: (b[c].ratios, stored[c]) for c in common}, tol.latency,
-                                            {c: kernel_class(_kernel_figures(a[c])) for c in common})))
-
-
-def _kernel_figures(rec: CellRecord) -> dict:
-    return {"runtime": rec.runtime, "int8_weight_tensors": rec.int8_weight_tensors, "method": rec.method}
+                                            {c: old_figures[c].kernel for c in common})))
 
 
 def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | None = None,

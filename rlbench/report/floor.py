@@ -16,7 +16,7 @@ The floor is the time the run's necessary work takes in a bare loop, divided by 
 Everything else is overhead the ratio exposes: process and worker start-up, imports, loading
 policies and artefacts, the fresh subprocesses of the RSS measurement, warm-up and calibration
 of the timing, and, where the quiet lock made timing run alone (``RLBENCH_QUIET_TIMING=alone``,
-and every run before the lock had slots), the cores left idle meanwhile.
+or a results file that does not record its timing policy), the cores left idle meanwhile.
 Artefact building is not in the floor: the target is stated for a warm artefact cache.
 
 The report also gives the floor with every step at the median bare step cost of the same
@@ -158,7 +158,7 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
     if wall is None:
         raise ResultsError(f"{path}: no rlbench.session_wall_seconds; pass --wall SECONDS (e.g. from `time`)")
     cores = cores or session.get("cores") or 1
-    # runs before the lock had slots timed alone and did not say so
+    # a results file that does not record its timing policy is read as timing alone
     timing = (session.get("quiet_lock") or {}).get("timing", "alone")
     steps_cost: dict[str, float] = {}
     median_cost: dict[str, float] = {}
@@ -170,7 +170,7 @@ def floor_summary(path: Path, cores: int | None = None, wall: float | None = Non
     other_seconds = sum(n * steps_cost[env_id] for env_id, n in other.items())
     work = sum(f.seconds for f in floors) + other_seconds
     floor = work / cores
-    # the same floor with every step at the median cost: the VM's slow phases are no longer overhead
+    # the same floor with every step at the median cost: the VM's slow phases count as work, not overhead
     steps = dict(other)
     for f in floors:
         steps[f.env_id] = steps.get(f.env_id, 0) + f.env_steps

@@ -9,7 +9,7 @@
   adds 0.15 to a credit, and a call that brings it to 1 runs the session once more. Unlike the
   busy wait, the extra time is ONNX Runtime's own code and data, so it does not also evict the
   caches that the next timed call (torch's, NumPy's) finds: the slow-onnxruntime busy wait moved
-  torch's yardstick by 7-11% too (README, "The noise gate").
+  torch's yardstick by 7-11% too (docs/gates.md, "The noise gate on the smoke tier").
 * ``extra-int8:0.15``: as ``extra-onnxruntime``, for the sessions of graphs with int8 weights
   only (fp32, fp16 and torch untouched): what an onnxruntime upgrade that loses an int8 fusion or
   changes the int8 GEMM dispatch would look like. It is the method-level gate's fault.
