@@ -10,4 +10,4 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-pytest_plugins = ["rlbench.pytest_plugin"]
+pytest_plugins = ["rlbench.plugin.pytest_plugin"]

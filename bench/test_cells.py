@@ -1,18 +1,18 @@
 """The grid: one test per algorithm x environment x compression variant.
 
-This file only parametrizes and asserts; the measuring lives in :mod:`rlbench.cell`.
+This file only parametrizes and asserts; the measuring lives in :mod:`rlbench.grid.cell`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from rlbench.cell import check_cell, check_recording, pool_latency, run_cell, run_energy
-from rlbench.checks import Metric, Status
-from rlbench.errors import BaselineError
-from rlbench.matrix import cells, is_smoke
+from rlbench.grid.cell import check_cell, check_recording, pool_latency, run_cell, run_energy
+from rlbench.gate.checks import Metric, Status
+from rlbench.core.errors import BaselineError
+from rlbench.grid.matrix import cells, is_smoke
 from rlbench.measure.energy import MeterError
-from rlbench.zoo import is_shipped, train_command
+from rlbench.zoo.shipped import is_shipped, train_command
 
 CELLS = [pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if is_smoke(c) else []) for c in cells()]
 
@@ -86,7 +86,7 @@ def test_energy(cell, rlbench_session, record_energy):
     record_energy(cell.id, energy)
     if rlbench_session.update:
         return
-    from rlbench.checks import CellFigures, judge_cell
+    from rlbench.gate.checks import CellFigures, judge_cell
 
     store = rlbench_session.store
     new = CellFigures(cell.id, energy=energy["joules_per_1000"])

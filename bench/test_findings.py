@@ -8,7 +8,7 @@ prints which findings changed.
 
 These checks see only stored files: a worker cannot see the run's other cells. The run's own
 figures reach the findings in the controller at the end of a checking run
-(:func:`rlbench.findings.check_fresh`, called by the plugin), which fails the run when they
+(:func:`rlbench.grid.findings.check_fresh`, called by the plugin), which fails the run when they
 overturn a finding.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench import findings
-from rlbench.errors import BaselineError
+from rlbench.grid import findings
+from rlbench.core.errors import BaselineError
 
 KEYS = ["bytes", "ptdq_vs_ptsq", "l2_vs_l1", "keep90_at_0.05", "keep90_at_0.50", "rss"]
 

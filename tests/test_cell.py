@@ -1,4 +1,4 @@
-"""rlbench.cell pieces that run without a shipped policy."""
+"""rlbench.grid.cell pieces that run without a shipped policy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rlbench.cell import _Phases, choose_episodes
+from rlbench.grid.cell import _Phases, choose_episodes
 
 
 def test_phases_split_wall_and_cpu_time_between_marks():
@@ -36,7 +36,7 @@ def test_a_phase_rlbench_floor_does_not_know_is_refused():
 
 
 def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_samples():
-    from rlbench.cell import CellResult, pool_latency
+    from rlbench.grid.cell import CellResult, pool_latency
 
     def run(cell_s, timed, returns_s, samples):
         machine = {"cell_seconds": cell_s, "timed_seconds": timed, "ratios": {"variant/fp32": 0.0},
@@ -57,7 +57,7 @@ def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_sam
 def _stored_row(tmp_path, cell, figures, ratios):
     import json
 
-    from rlbench.baselines import BaselineStore
+    from rlbench.gate.store import BaselineStore
 
     (tmp_path / "machines").mkdir(exist_ok=True)
     (tmp_path / "figures.json").write_text(json.dumps({"schema": 1, "cells": {cell: figures}}))
@@ -67,7 +67,7 @@ def _stored_row(tmp_path, cell, figures, ratios):
 
 
 def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_path):
-    from rlbench.cell import CellResult, check_cell
+    from rlbench.grid.cell import CellResult, check_cell
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"model.onnx": 10}, "params": 5,
             "policy_sha256": "a" * 64, "method": "ptdq"}
@@ -84,7 +84,7 @@ def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_p
 
 
 def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
-    from rlbench.cell import CellResult, check_cell
+    from rlbench.grid.cell import CellResult, check_cell
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"policy.onnx": 10}, "params": 5,
             "method": "baseline"}
@@ -97,8 +97,8 @@ def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
 
 
 def test_a_machine_recording_checks_the_machine_independent_figures_first(tmp_path):
-    from rlbench.baselines import BaselineStore
-    from rlbench.cell import CellResult, check_recording
+    from rlbench.gate.store import BaselineStore
+    from rlbench.grid.cell import CellResult, check_recording
 
     good = [100.0 + (i % 5) for i in range(20)]
     figs = {"returns": good, "seeds": list(range(20)), "model_bytes": {"model.onnx": 10}, "params": 5,

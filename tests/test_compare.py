@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from rlbench.baselines import Tolerances
-from rlbench.report.cli import main
+from rlbench.gate.store import Tolerances
+from rlbench.cli.report import main
 from rlbench.report.compare import compare_files, compare_results, parse_thresholds
 from rlbench.report.results import ResultsError, load_results
 from tests.data.results_factory import edit, make_results

@@ -18,11 +18,11 @@ import torch
 from rlbench.compress import METHODS, build_artefact, compress, get_method
 from rlbench.compress.lowrank import factorise, layer_rank
 from rlbench.compress.prune import kept_width, prune_module
-from rlbench.errors import CompressionError, UnknownNameError
-from rlbench.onnx_export import onnx_bytes
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params
+from rlbench.core.errors import CompressionError, UnknownNameError
+from rlbench.zoo.onnx_graph import onnx_bytes
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.measure.int8kernel import EXACT, probe
-from rlbench.runtime import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
+from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (64, 64), 3
@@ -34,7 +34,7 @@ KEPT_OF_64 = (60, 57, 54, 51, 48, 44, 41, 38, 35, 32, 28, 25, 22, 19)
 
 def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
     """Real Hopper states from random-action rollouts (seeds far from calibration/evaluation)."""
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     env = make_env(ENV)
     rng = np.random.default_rng(seed)
@@ -196,7 +196,7 @@ def test_ptsq_entropy_differs_from_minmax(policy):
 
 def test_ptsq_calibrates_on_rollouts_with_calibration_seeds(policy):
     from rlbench.compress.quantize import calibration_observations
-    from rlbench.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
 
     art = build_artefact(policy, "ptsq", {"n_calib": 200}, env_id=ENV)
     cal = art.summary["calibration"]

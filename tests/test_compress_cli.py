@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from rlbench.compress.cli import add_parser
-from rlbench.errors import CompressionError, UnknownNameError
+from rlbench.cli.compress import add_parser
+from rlbench.core.errors import CompressionError, UnknownNameError
 from tests._fakes import ship_fake
 
 

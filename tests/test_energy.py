@@ -381,7 +381,7 @@ def test_an_energy_cell_fails_on_a_failing_meter_and_skips_only_without_one(pyte
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("METER", kind)
     monkeypatch.delenv("RLBENCH_BASELINES", raising=False)  # the shipped zoo; no stored figures below
-    res = pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider", "-rsf",
+    res = pytester.runpytest_subprocess("-p", "rlbench.plugin.pytest_plugin", "-p", "no:cacheprovider", "-rsf",
                                         f"--rlbench-baselines={tmp_path / 'bl'}", "-k", "PPO-Hopper-v5-baseline")
     res.assert_outcomes(**{outcome: 1})
     res.stdout.fnmatch_lines([line])  # the failure's whole report: one line

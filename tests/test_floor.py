@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rlbench.report.cli import main
+from rlbench.cli.report import main
 from rlbench.report.floor import bare_step_costs, cell_floors, floor_summary
 from rlbench.report.results import ResultsError
 from tests.data.results_factory import make_results

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.matrix import METHOD_PARAM, cells, is_smoke, parse_cell
-from rlbench.registry import ALGOS
+from rlbench.grid.matrix import METHOD_PARAM, cells, is_smoke, parse_cell
+from rlbench.zoo.registry import ALGOS
 
 
 def test_grid_has_every_variant_of_every_pair_with_readable_ids():
@@ -29,7 +29,7 @@ def test_smoke_tier_covers_every_method_and_every_algorithm_baseline():
                          ids=lambda c: c.id)
 def test_smoke_fine_tuned_artefacts_are_shipped_so_ci_never_fine_tunes(cell):
     from rlbench.compress.base import shipped_entry_for
-    from rlbench.zoo import is_shipped, load_shipped
+    from rlbench.zoo.shipped import is_shipped, load_shipped
 
     if not is_shipped(cell.algo, cell.env_id):
         pytest.skip(f"{cell.pair} is not shipped (its cells skip too)")

@@ -9,8 +9,8 @@ import torch
 
 from rlbench.measure import memory
 from rlbench.measure.memory import MemoryRecord, measure_memory, param_bytes_of
-from rlbench.onnx_export import save_onnx
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params, save_policy
+from rlbench.zoo.onnx_graph import save_onnx
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params, save_policy
 
 MiB = 1 << 20
 

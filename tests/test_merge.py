@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rlbench.report.cli import main
+from rlbench.cli.report import main
 from rlbench.report.merge import merge_results, write_merged
 from rlbench.report.results import MERGE_KEY, ResultsError, load_results
 from tests.data.results_factory import edit, make_results

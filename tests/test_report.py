@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rlbench.report.build import PLOTS, write_report
-from rlbench.report.cli import main
+from rlbench.cli.report import main
 from rlbench.report.gab import export_gab
-from rlbench.report.paper import PAPER_TABLES
+from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.report.results import ResultsError, ReturnStat, load_results, parse_cell_id
 from rlbench.report.tables import (MISSING, best_pruning, highest_surviving_ratio, keeps, pick_best, prune_choice,
                                    table1, table2, table3)

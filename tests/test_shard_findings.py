@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from rlbench.errors import RLBenchError
-from rlbench.findings import compute
-from rlbench.matrix import cells, parse_cell
-from rlbench.shard import CELL_FIXED_S, STEP_S, cell_cost, parse_shard, partition
+from rlbench.core.errors import RLBenchError
+from rlbench.grid.findings import compute
+from rlbench.grid.matrix import cells, parse_cell
+from rlbench.grid.shard import CELL_FIXED_S, STEP_S, cell_cost, parse_shard, partition
 
 
 def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
@@ -24,7 +24,7 @@ def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
 
 
 def test_a_cells_cost_is_its_stored_episode_steps_then_its_pairs_then_the_step_limit():
-    from rlbench.matrix import parse_cell
+    from rlbench.grid.matrix import parse_cell
 
     stored = {"SAC-Hopper-v5-ptdq": {"lengths": [100, 300]}, "SAC-Hopper-v5-baseline": {"lengths": [1000] * 3}}
     hop = STEP_S["Hopper-v5"]
@@ -41,7 +41,7 @@ def test_every_runner_gets_the_same_partition_whatever_its_machine(tmp_path, mon
     disagree (different CPUs, different ``cell_seconds``) still split the grid the same way."""
     from types import SimpleNamespace
 
-    from rlbench.shard import select_shard, stored_figures
+    from rlbench.grid.shard import select_shard, stored_figures
 
     figures = tmp_path / "figures.json"
     figures.write_text(json.dumps({"schema": 1, "cells": {
@@ -125,9 +125,9 @@ def test_pairs_with_a_non_positive_baseline_are_left_out_of_the_share_findings_a
 def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
     from types import SimpleNamespace
 
-    from rlbench.matrix import parse_cell
-    from rlbench.registry import pairs
-    from rlbench.shard import order_by_cost
+    from rlbench.grid.matrix import parse_cell
+    from rlbench.zoo.registry import pairs
+    from rlbench.grid.shard import order_by_cost
 
     def item(name, **params):
         return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
@@ -145,8 +145,8 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
 def test_stored_findings_are_read_by_name_and_compared_exactly(tmp_path):
     from types import SimpleNamespace
 
-    from rlbench.errors import BaselineError
-    from rlbench.findings import Finding, moved, read_stored, record, stored_finding
+    from rlbench.core.errors import BaselineError
+    from rlbench.grid.findings import Finding, moved, read_stored, record, stored_finding
 
     store = SimpleNamespace(root=tmp_path, machine_id="m1", figures_path=tmp_path / "figures.json",
                             machine_path=tmp_path / "machines" / "m1.json")
@@ -191,8 +191,8 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
 
     import numpy as np
 
-    from rlbench import idle
-    from rlbench.errors import BaselineError
+    from rlbench.gate import idle
+    from rlbench.core.errors import BaselineError
 
     assert idle.read(tmp_path) == {}
     rec = SimpleNamespace(returns=(1.0, 2.0), lengths=(10, 20), seeds=(1000000, 1000001), mean=1.5,
@@ -215,7 +215,7 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
 def test_idle_checks_are_ordered_by_their_step_limit():
     from types import SimpleNamespace
 
-    from rlbench.shard import order_by_cost
+    from rlbench.grid.shard import order_by_cost
 
     def item(name, **params):
         return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlbench.errors import CompressionError, UnknownNameError
+from rlbench.core.errors import CompressionError, UnknownNameError
 
 ARTEFACT_FORMAT = "rlbench.artefact/1"
 META_FILE = "artefact.json"
@@ -239,7 +239,7 @@ class Artefact:
 
     ``files`` maps file names to paths in the cache entry (from :func:`compress`) or to bytes
     (from :func:`build_artefact`, uncached). Every artefact has ``model.onnx``; pruned ones also
-    ``model.pt`` (:func:`rlbench.policy.load_policy` rebuilds the narrower module).
+    ``model.pt`` (:func:`rlbench.zoo.policy.load_policy` rebuilds the narrower module).
     """
 
     method: str
@@ -256,13 +256,13 @@ class Artefact:
         return f if isinstance(f, bytes) else Path(f).read_bytes()
 
     def sha256(self, name: str = MODEL_ONNX) -> str:
-        from rlbench.io import sha256_bytes
+        from rlbench.core.io import sha256_bytes
 
         return sha256_bytes(self.data(name))
 
     def module(self):
         """The torch module of a torch artefact (pruned policies)."""
-        from rlbench.policy import load_policy
+        from rlbench.zoo.policy import load_policy
 
         if MODEL_PT not in self.files:
             raise CompressionError(f"{self.method} artefact has no {MODEL_PT}; it runs in onnxruntime only")
@@ -270,8 +270,8 @@ class Artefact:
         return load_policy(io.BytesIO(f) if isinstance(f, bytes) else Path(f))
 
     def predictor(self, runtime: str | None = None, name: str | None = None):
-        """A :class:`~rlbench.runtime.Predictor` for the artefact in its runtime (or the one asked for)."""
-        from rlbench.runtime import OrtPredictor, TorchPredictor
+        """A :class:`~rlbench.runtime.predictors.Predictor` for the artefact in its runtime (or the one asked for)."""
+        from rlbench.runtime.predictors import OrtPredictor, TorchPredictor
 
         runtime = runtime or self.runtime
         label = name or f"{self.method}-{runtime}"
@@ -293,9 +293,9 @@ class _Source:
 
 
 def _resolve(source, env_id: str | None) -> _Source:
-    from rlbench.io import sha256_bytes
-    from rlbench.onnx_export import onnx_bytes
-    from rlbench.policy import DeployablePolicy, save_policy
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.onnx_graph import onnx_bytes
+    from rlbench.zoo.policy import DeployablePolicy, save_policy
 
     if isinstance(source, DeployablePolicy):
         return _Source(source, onnx_bytes(source), sha256_bytes(save_policy(source, None)), env_id)
@@ -305,15 +305,15 @@ def _resolve(source, env_id: str | None) -> _Source:
             raise CompressionError(f"{source.name} was trained on {meta_env}, not {env_id}")
         return _Source(source.module(), Path(source.policy_onnx).read_bytes(), source.sha256, env_id or meta_env)
     raise CompressionError(f"cannot compress a {type(source).__name__}: pass a ShippedPolicy "
-                           "(rlbench.zoo.load_shipped) or a DeployablePolicy")
+                           "(rlbench.zoo.shipped.load_shipped) or a DeployablePolicy")
 
 
 def _calibration_context(info: MethodInfo, params: dict, src: _Source, calibration_obs) -> tuple[dict, dict]:
     """ptsq's calibration source: explicit observations, or rollouts of the policy in its env."""
     import numpy as np
 
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     obs_dim = src.module.spec.obs_dim
     if calibration_obs is not None:
@@ -353,15 +353,15 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
              *, env_id: str | None = None, calibration_obs=None, use_shipped: bool = True) -> Artefact:
     """The artefact of ``method`` applied to ``source``, from the cache or built and cached.
 
-    ``source`` is a :class:`~rlbench.zoo.ShippedPolicy` or a bare
-    :class:`~rlbench.policy.DeployablePolicy`. ``ptsq`` calibrates on rollouts of the policy in
+    ``source`` is a :class:`~rlbench.zoo.shipped.ShippedPolicy` or a bare
+    :class:`~rlbench.zoo.policy.DeployablePolicy`. ``ptsq`` calibrates on rollouts of the policy in
     ``meta["env_id"]`` of a shipped policy (or ``env_id=`` for a bare module), or on the
     ``calibration_obs`` array [N, obs_dim] of raw observations. ``cache_root`` defaults to
-    :func:`rlbench.paths.cache_dir`. Bad parameters raise :class:`CompressionError` before
+    :func:`rlbench.core.paths.cache_dir`. Bad parameters raise :class:`CompressionError` before
     anything is written; an unknown method raises :class:`UnknownNameError`. With
     ``use_shipped`` a QAT or GMP artefact shipped in ``baselines/artefacts/`` is used as is.
     """
-    from rlbench.paths import cache_dir
+    from rlbench.core.paths import cache_dir
 
     info, params, src, context, key_extra = _prepare(source, method, params, env_id, calibration_obs)
     key_material = _key_material(info, params, src, key_extra)
@@ -381,7 +381,7 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
 def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
                  cache_root: Path | str | None = None) -> Path | None:
     """Where :func:`compress` would find this artefact without building it (shipped or cached), else None."""
-    from rlbench.paths import cache_dir
+    from rlbench.core.paths import cache_dir
 
     info, params, src, _, key_extra = _prepare(source, method, params, None, None)
     key_material = _key_material(info, params, src, key_extra)
@@ -413,7 +413,7 @@ def _prepare(source, method, params, env_id, calibration_obs):
 
 
 def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict) -> dict:
-    from rlbench.versions import library_versions
+    from rlbench.core.versions import library_versions
 
     return {"format": ARTEFACT_FORMAT, "policy_sha256": src.sha256, "method": info.name,
             "method_version": info.version, "params": dict(sorted(params.items())),
@@ -421,7 +421,7 @@ def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict)
 
 
 def _hash(material: dict) -> str:
-    from rlbench.io import sha256_bytes
+    from rlbench.core.io import sha256_bytes
 
     return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
 
@@ -450,8 +450,8 @@ def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str
 
 
 def _fingerprint(module) -> str:
-    from rlbench.io import sha256_bytes
-    from rlbench.policy import save_policy
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.policy import save_policy
 
     return sha256_bytes(save_policy(module, None))
 
@@ -464,7 +464,7 @@ def ship_key(key_material: Mapping[str, Any]) -> str:
 
 def shipped_entry(source, key_material: Mapping[str, Any], root: Path | None = None) -> Path | None:
     """``baselines/artefacts/ALGO-ENV-METHOD-<ship key[:12]>`` for a shipped policy, else None."""
-    from rlbench.paths import baselines_dir
+    from rlbench.core.paths import baselines_dir
 
     algo, env_id = getattr(source, "algo", None), getattr(source, "env_id", None)
     if not algo or not env_id:
@@ -504,7 +504,7 @@ def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, 
     material = json.loads((Path(art.path) / META_FILE).read_text(encoding="utf-8"))["key_material"]
     entry = shipped_entry(source, material, root)
     if entry is None:
-        raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.load_shipped) have shipped artefacts")
+        raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.shipped.load_shipped) have shipped artefacts")
     status = "written"
     if (entry / META_FILE).exists():
         try:
@@ -584,7 +584,7 @@ def _store(root: Path, final: Path, art: Artefact, key_material: dict) -> Artefa
 
 
 def _load_entry(entry: Path) -> Artefact:
-    from rlbench.io import sha256_file
+    from rlbench.core.io import sha256_file
 
     try:
         meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))

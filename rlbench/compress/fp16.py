@@ -1,6 +1,6 @@
 """float16 weights: the MLP in half precision, everything around it in float32.
 
-The rewrite takes the fp32 graph of :mod:`rlbench.onnx_export` (or of the low-rank method),
+The rewrite takes the fp32 graph of :mod:`rlbench.zoo.onnx_graph` (or of the low-rank method),
 stores the Linear layers' weights and biases as float16, and runs the span from the first
 ``MatMul`` to the head's ``Add`` in float16 between two ``Cast`` nodes. Normalisation (the
 observation statistics and the clip), tanh squashing, rescaling and clipping to the action
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 
 def to_fp16(model_bytes: bytes) -> bytes:

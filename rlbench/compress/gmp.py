@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from rlbench.compress.qat import Plan, QuantLinear, Trained, distill, rl_finetune, single_thread
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 #: Fractions of the pruning run (``steps``) where pruning starts and ends (Ivanov et al.).
 START_FRACTION = 0.2
@@ -184,7 +184,7 @@ def storage_figures(layers: list[dict], bits: int, quantised: bool) -> dict:
 def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Gradual magnitude pruning while fine-tuning (then optional QAT), as an ONNX graph with exact zeros."""
     from rlbench.compress.qat import check_export, qdq_onnx, quant_layers_record
-    from rlbench.onnx_export import onnx_bytes
+    from rlbench.zoo.onnx_graph import onnx_bytes
 
     sparsity, qat = float(params["sparsity"]), bool(params["qat"])
     trained, sched = train_gmp(module, context["env_id"], sparsity=sparsity, steps=params["steps"], qat=qat,

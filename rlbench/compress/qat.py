@@ -7,7 +7,7 @@ survive the rounding, then written as an ONNX graph that ONNX Runtime runs with 
 torch 2.13 but warns it is deprecated, its default QAT qconfig's fused fake-quant op does not
 export to ONNX, and only the deprecated TorchScript exporter turns a plain ``FakeQuantize`` into
 QDQ. The quantiser is three lines of arithmetic, so it lives in :class:`QuantLinear`, and the
-graph is written with ``onnx.helper`` like :mod:`rlbench.onnx_export`: nothing a torch upgrade
+graph is written with ``onnx.helper`` like :mod:`rlbench.zoo.onnx_graph`: nothing a torch upgrade
 can break, and the same bytes for the same weights.
 
 * Weights: symmetric per-tensor int8, ``scale = max|W| / 127``, ``q = clamp(round(W / scale),
@@ -51,7 +51,7 @@ can break, and the same bytes for the same weights.
   before the final clip, in units of half the action range (``tanh`` output for squashed
   policies), on batches of ``BATCH_SIZE`` drawn from all states collected so far, with Adam.
 * ``rl``: the algorithm's own loss. The SB3 agent is rebuilt from ``agent.pt`` with the
-  registry's hyperparameters (:func:`rlbench.train.build_model`), target networks copied from
+  registry's hyperparameters (:func:`rlbench.zoo.agents.build_model`), target networks copied from
   the online ones, the actor's Linear layers wrapped in :class:`QuantLinear` (same parameters,
   so the optimiser keeps them), and ``model.learn(steps)`` runs ``steps`` environment steps.
   For SAC, TD3 and DDPG, departures from the registry, recorded in the summary: a fresh replay
@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 #: Distillation settings. Changing any changes the artefact bytes: bump the method versions in base.py.
 DAGGER_ROUNDS = 4
@@ -216,7 +216,7 @@ class QuantLinear(nn.Module):
 
 
 class QuantPolicy(nn.Module):
-    """:class:`~rlbench.policy.DeployablePolicy`'s forward with :class:`QuantLinear` layers.
+    """:class:`~rlbench.zoo.policy.DeployablePolicy`'s forward with :class:`QuantLinear` layers.
 
     Built from a deep copy, so the policy it is given is never touched. With quantisation off
     and full masks it computes exactly what the policy does (the teacher is one of these).
@@ -228,7 +228,7 @@ class QuantPolicy(nn.Module):
         self.spec = policy.current_spec()
         for name in ("obs_mean", "obs_std", "act_low", "act_high"):
             self.register_buffer(name, getattr(policy, name).detach().clone())
-        #: ONNX layer names (``body_0``, ``body_2``, ..., ``head``), as rlbench.onnx_export writes them
+        #: ONNX layer names (``body_0``, ``body_2``, ..., ``head``), as rlbench.zoo.onnx_graph writes them
         self.names = [n.replace(".", "_") for n, m in policy.named_modules() if isinstance(m, nn.Linear)]
         self.layers = nn.ModuleList(QuantLinear(lin) for lin in policy.linears())
         if len(self.names) != len(self.layers):  # pragma: no cover - DeployablePolicy's layout
@@ -282,9 +282,9 @@ class QuantPolicy(nn.Module):
         self.train(was_training)
 
     def to_deployable(self):
-        """A :class:`~rlbench.policy.DeployablePolicy` holding the weights this one computes with
+        """A :class:`~rlbench.zoo.policy.DeployablePolicy` holding the weights this one computes with
         (masked, and rounded to int8 steps if quantising; activation rounding is not included)."""
-        from rlbench.policy import DeployablePolicy
+        from rlbench.zoo.policy import DeployablePolicy
 
         dep = DeployablePolicy(self.spec)
         with torch.no_grad():
@@ -367,8 +367,8 @@ class Trained:
 def distill(policy, env_id: str, plan: Plan, lr: float, seed: int) -> Trained:
     """Distil ``policy`` (the fp32 teacher) into a :class:`QuantPolicy` student following ``plan``."""
     from rlbench.compress.quantize import calibration_observations
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -500,8 +500,8 @@ def _student_of(policy, wrappers: list[QuantLinear], states: np.ndarray) -> tupl
 
 def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed: int, method: str = "qat") -> Trained:
     """Fine-tune the actor of ``agent_pt`` with its algorithm's loss for ``plan.total`` env steps."""
-    from rlbench.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
-    from rlbench.train import build_model, make_vec_env
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
+    from rlbench.zoo.agents import build_model, make_vec_env
 
     agent = load_agent(agent_pt)
     algo = str(agent.get("algo", "")).upper()
@@ -593,8 +593,8 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
     by the saved return statistics, as the critic was trained on them. ``learn`` collects whole
     rollouts of ``n_steps``, so the env steps taken are ``steps`` rounded up to a rollout (recorded).
     """
-    from rlbench.registry import CALIBRATION_SEED_BASE, get_config
-    from rlbench.train import build_model, make_vec_env
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, get_config
+    from rlbench.zoo.agents import build_model, make_vec_env
 
     cfg = get_config(algo, env_id)
     vn = agent.get("vecnormalize")
@@ -662,7 +662,7 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rlbench.onnx_export import INPUT, OPSET, OUTPUT
+    from rlbench.zoo.onnx_graph import INPUT, OPSET, OUTPUT
 
     spec = student.spec
     inits: list = []
@@ -756,12 +756,12 @@ def check_export(name: str, data: bytes, student: QuantPolicy, states: np.ndarra
     """The exported graph's actions on ``states`` against the PyTorch forward; refuse a graph that
     does not match.
 
-    The graph is run by ONNX's reference evaluator (:class:`~rlbench.runtime.ReferencePredictor`).
+    The graph is run by ONNX's reference evaluator (:class:`~rlbench.runtime.predictors.ReferencePredictor`).
     ONNX Runtime is not the judge here: on x86 without VNNI its uint8 x int8 kernels saturate 16-bit pair sums
     (:mod:`rlbench.measure.int8kernel`), which is a fact about the machine, measured by the grid,
     not a fault of the artefact.
     """
-    from rlbench.runtime import ReferencePredictor
+    from rlbench.runtime.predictors import ReferencePredictor
 
     states = np.ascontiguousarray(states[:2000], dtype=np.float32)
     if states.shape[0] == 0:
@@ -786,7 +786,7 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     Both signals roll the policy out in its environment; ``rl`` also needs the SB3 agent
     (``agent.pt`` of a shipped policy), whose sha256 goes into the cache key.
     """
-    from rlbench.registry import CALIBRATION_SEED_BASE
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     if env_id is None:
         raise CompressionError(f"{method}: training rolls the policy out in its environment: compress a shipped "
@@ -798,12 +798,12 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     if params.get("signal") == "rl":
         from importlib.metadata import version
 
-        from rlbench.io import sha256_file
+        from rlbench.core.io import sha256_file
 
         agent = getattr(source, "agent_pt", None)
         if agent is None or not Path(agent).is_file():
             raise CompressionError(f"{method}: signal='rl' fine-tunes the SB3 agent and needs its agent.pt: compress "
-                                   "a shipped policy (rlbench.zoo.load_shipped), or use signal='distill'")
+                                   "a shipped policy (rlbench.zoo.shipped.load_shipped), or use signal='distill'")
         ctx["agent_pt"] = Path(agent)
         extra["training"].update(agent_sha256=sha256_file(agent), stable_baselines3=version("stable-baselines3"))
     return ctx, extra

@@ -1,7 +1,7 @@
 """int8 quantization with onnxruntime: dynamic (``ptdq``, ``int8pc``) and static (``ptsq``).
 
 All three rewrite the fp32 ``policy.onnx`` (Linear = MatMul + Add, see
-:mod:`rlbench.onnx_export`). onnxruntime's quantizers read and write files, so each call works
+:mod:`rlbench.zoo.onnx_graph`). onnxruntime's quantizers read and write files, so each call works
 in a private temporary directory and returns bytes.
 
 * ``ptdq``: ``quantize_dynamic`` with int8 weights, one scale per tensor. Activations are
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 log = logging.getLogger("rlbench.compress")
 
@@ -124,15 +124,15 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
     """``n`` raw observations [n, obs_dim] float32 from deterministic rollouts of ``module``.
 
     Episode ``i`` resets with seed ``seed_base + i`` (default
-    :data:`~rlbench.registry.CALIBRATION_SEED_BASE`); episodes run until ``n`` observations are
+    :data:`~rlbench.zoo.registry.CALIBRATION_SEED_BASE`); episodes run until ``n`` observations are
     collected. Torch runs single-threaded while doing so, so the set does not depend on the
     thread count. Returns the array and a record (episodes, seeds, sha256).
     """
     import torch
 
-    from rlbench.envs import make_env
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
+    from rlbench.zoo.envs import make_env
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     if n < 1:
         raise CompressionError(f"calibration needs at least 1 observation; n_calib={n}")
@@ -192,7 +192,7 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    from rlbench.onnx_export import INPUT
+    from rlbench.zoo.onnx_graph import INPUT
 
     n = int(params["n_calib"])
     if context.get("calibration_obs") is not None:
@@ -203,7 +203,7 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
         record = {"source": "rollouts", "env_id": context["env_id"], **record}
     if obs.shape[0] < 1:
         raise CompressionError("ptsq: calibration needs at least 1 observation")
-    from rlbench.io import sha256_bytes
+    from rlbench.core.io import sha256_bytes
 
     record.update(n=int(obs.shape[0]), sha256=sha256_bytes(obs.tobytes()))
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

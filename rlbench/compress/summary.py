@@ -1,6 +1,6 @@
 """What an artefact is, in numbers: bytes, parameters, int8 tensors, pruned fractions.
 
-Layer parameters in an ONNX graph are found by name. :mod:`rlbench.onnx_export` names a Linear
+Layer parameters in an ONNX graph are found by name. :mod:`rlbench.zoo.onnx_graph` names a Linear
 layer's tensors ``<layer>_weight_t`` and ``<layer>_bias`` (``body_0``, ``body_2``, ..., ``head``),
 onnxruntime's quantizers keep the name and add ``_quantized`` (with separate ``_scale`` and
 ``_zero_point`` tensors, which are not parameters), and the low-rank method adds
@@ -53,8 +53,8 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     bytes: like for like, since every artefact has an ONNX graph (pruned ones also ship
     ``model.pt``, counted in ``bytes`` but not in the factor).
     """
-    from rlbench.io import sha256_bytes
-    from rlbench.policy import num_params
+    from rlbench.core.io import sha256_bytes
+    from rlbench.zoo.policy import num_params
 
     from rlbench.compress.base import MODEL_ONNX, MODEL_PT
 
@@ -86,12 +86,12 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     if MODEL_PT in files:
         import io
 
-        from rlbench.policy import load_policy
+        from rlbench.zoo.policy import load_policy
 
         pruned = load_policy(io.BytesIO(files[MODEL_PT]))
         torch_params = num_params(pruned)
         if torch_params != stats["params"]:
-            from rlbench.errors import CompressionError
+            from rlbench.core.errors import CompressionError
 
             raise CompressionError(f"{info.name}: model.pt has {torch_params} parameters but model.onnx "
                                    f"{stats['params']} (internal error)")

@@ -11,7 +11,7 @@ Measured on an AMD EPYC with AVX2 and no VNNI: SAC Hopper's per-channel int8 pol
 161 where the same file returns 1562 on a VNNI Xeon, and its actions on visited states were up
 to a full action range from the spec's. So returns of int8 ONNX cells are not machine-independent:
 they depend on the *int8 kernel class* this probe reports, and are stored per class (see
-:class:`rlbench.baselines.BaselineStore`). The artefacts stay byte-identical everywhere; what
+:class:`rlbench.gate.store.BaselineStore`). The artefacts stay byte-identical everywhere; what
 runs them differs, and the grid measures it.
 """
 

@@ -98,7 +98,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 6
     ``rounds`` rounds of each function; round ``r`` visits the functions in an order rotated by
     ``r`` so that none always runs first. GC is disabled during timing (pyperf does the same).
     """
-    from rlbench.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions, machine_info
 
     names = list(fns)
     if not names:

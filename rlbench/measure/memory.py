@@ -6,7 +6,7 @@ importing onnxruntime about 47 MiB, while a Humanoid actor is 0.6 MB. Any peak-R
 process that runs a policy is therefore almost entirely library overhead, and compressing the
 weights 4x moves it by less than the run-to-run noise.
 
-This module records, for one artefact (a ``policy.pt`` from :func:`rlbench.policy.save_policy`
+This module records, for one artefact (a ``policy.pt`` from :func:`rlbench.zoo.policy.save_policy`
 or a ``policy.onnx``) and one runtime:
 
 * ``bytes_on_disk``: the file size;
@@ -38,15 +38,15 @@ the final ``VmRSS`` are kept in ``samples`` for reference.
 
 Runtimes:
 
-* ``"torch"``: imports torch and :mod:`rlbench.policy`, loads the ``.pt`` with
-  :func:`~rlbench.policy.load_policy` and runs it through :class:`~rlbench.runtime.TorchPredictor`.
+* ``"torch"``: imports torch and :mod:`rlbench.zoo.policy`, loads the ``.pt`` with
+  :func:`~rlbench.zoo.policy.load_policy` and runs it through :class:`~rlbench.runtime.predictors.TorchPredictor`.
 * ``"onnxruntime"``: imports onnxruntime only (not torch), and runs the ``.onnx`` through
-  :class:`~rlbench.runtime.OrtPredictor` (one intra- and one inter-op thread, sequential,
+  :class:`~rlbench.runtime.predictors.OrtPredictor` (one intra- and one inter-op thread, sequential,
   ``enable_cpu_mem_arena`` per ``arena``). Measure both ``arena=True`` and ``arena=False``:
   the arena keeps freed buffers and rounds allocations up, so with it on the delta includes
   arena slack as well as the model.
-* ``"numpy"``: loads the ``.pt`` with :func:`~rlbench.policy.load_policy` (so torch is imported
-  in both runs and is part of neither delta) and runs :class:`~rlbench.runtime.NumpyPredictor`.
+* ``"numpy"``: loads the ``.pt`` with :func:`~rlbench.zoo.policy.load_policy` (so torch is imported
+  in both runs and is part of neither delta) and runs :class:`~rlbench.runtime.predictors.NumpyPredictor`.
   The torch module is dropped once the NumPy copies exist, but the peak is reached while the
   file's bytes, the torch tensors and the NumPy copies are all alive, so the NumPy delta is an
   upper bound on what a torch-free NumPy deployment needs (48 MiB for 16 MiB of weights here).
@@ -81,13 +81,13 @@ def _measure(args):
     if runtime == "onnxruntime":
         import onnxruntime  # imported in the model run and in the stand-in run alike
         from pathlib import Path
-        from rlbench.runtime import OrtPredictor
+        from rlbench.runtime.predictors import OrtPredictor
         pred = OrtPredictor(Path(path), threads=threads, arena=bool(args["arena"]))
         obs_dim = int(pred.session.get_inputs()[0].shape[-1])
     else:
         import torch
-        from rlbench.policy import load_policy
-        from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
+        from rlbench.zoo.policy import load_policy
+        from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor, pin_threads
         pin_threads(threads)
         module = load_policy(path)
         obs_dim = int(module.spec.obs_dim)
@@ -129,11 +129,11 @@ SERVER_CODE = CHILD_FUNC + r"""
 import json, os, sys, traceback
 if json.loads(sys.argv[1])["runtime"] == "onnxruntime":
     import onnxruntime
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 else:
     import torch
-    from rlbench.policy import load_policy
-    from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
+    from rlbench.zoo.policy import load_policy
+    from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor, pin_threads
 import numpy
 sys.stdout.write("ready\n")
 sys.stdout.flush()
@@ -223,7 +223,7 @@ def _load_onnx(path: Path):
 def _load_pt(path: Path) -> dict:
     import torch
 
-    from rlbench.policy import FORMAT
+    from rlbench.zoo.policy import FORMAT
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "state_dict" not in payload:
@@ -235,7 +235,7 @@ def param_bytes_of(path: Path | str) -> int:
     """Bytes of every tensor stored in an artefact.
 
     ``.onnx``: the sum of the initializers' array sizes (``onnx.numpy_helper``), so an int8
-    weight counts one byte per element. Anything else: a :func:`~rlbench.policy.save_policy`
+    weight counts one byte per element. Anything else: a :func:`~rlbench.zoo.policy.save_policy`
     file, the sum of ``nbytes`` of the tensors in its state dict. Both include the
     normalisation and action-bound buffers, not only the trainable parameters.
     """
@@ -276,7 +276,7 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rlbench.io import atomic_write_bytes
+    from rlbench.core.io import atomic_write_bytes
 
     w = numpy_helper.from_array(np.zeros((obs_dim, act_dim), dtype=np.float32), "w")
     b = numpy_helper.from_array(np.zeros(act_dim, dtype=np.float32), "b")
@@ -294,7 +294,7 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
 
 
 def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
-    from rlbench.policy import DeployablePolicy, PolicySpec, save_policy
+    from rlbench.zoo.policy import DeployablePolicy, PolicySpec, save_policy
 
     spec = PolicySpec.from_json({**spec_json, "hidden": []})
     save_policy(DeployablePolicy(spec), path)
@@ -421,14 +421,14 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     """Peak RSS of running ``artefact`` in ``runtime``, minus that of the same run on a stand-in.
 
     ``runtime="onnxruntime"`` takes an ``.onnx`` file (``arena`` defaults to ``True``, ORT's own
-    default); ``"torch"`` and ``"numpy"`` take a :func:`~rlbench.policy.save_policy` file and
+    default); ``"torch"`` and ``"numpy"`` take a :func:`~rlbench.zoo.policy.save_policy` file and
     no ``arena``. Each of the ``repeats`` rounds runs the stand-in child and the model child
     back to back (alternating which goes first). See the module docstring for the method.
 
     ``fresh``: a new interpreter per child; otherwise (the default, unless the environment sets
     ``RLBENCH_MEMORY_FRESH=1``) children are forked from a server that imported the runtime once.
     """
-    from rlbench.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions, machine_info
 
     path = Path(artefact)
     if runtime not in RUNTIMES:

@@ -161,7 +161,7 @@ def quiet_lock():
         if where == "off":
             _LOCK = _NoLock()
         else:
-            from rlbench.paths import cache_dir
+            from rlbench.core.paths import cache_dir
 
             _LOCK = QuietLock(where or cache_dir().parent / "locks" / "quiet")
     return _LOCK

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlbench.io import atomic_write_bytes
-from rlbench.registry import env_short
+from rlbench.core.io import atomic_write_bytes
+from rlbench.zoo.registry import env_short
 from rlbench.report import plots
 from rlbench.report.markup import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
-from rlbench.report.paper import load_paper
+from rlbench.zoo.paper import load_paper
 from rlbench.report.results import QUANT_METHODS, ResultsFile, load_results
 from rlbench.report.tables import (KEEP_FRACTION, MIB, MISSING, TABLE1_METHODS, cell_rows, fmt_num, fmt_stat,
                                    pruning_survival, quantization_best_share, table1, table2, table3)
@@ -40,7 +40,7 @@ def write_report(results: ResultsFile | str | Path, out_dir: str | Path, paper: 
     """Write ``report.md``, ``report.html`` and the PNGs of :data:`PLOTS` into ``out_dir``.
 
     ``results`` is a loaded file or a path; ``paper`` the paper's tables (default: the copy in
-    :mod:`rlbench.report.paper`) or a JSON file of them.
+    :mod:`rlbench.zoo.paper`) or a JSON file of them.
     """
     if not isinstance(results, ResultsFile):
         results = load_results(results)

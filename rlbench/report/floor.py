@@ -67,7 +67,7 @@ def bare_step_costs(env_id: str, windows: int = 8, window_seconds: float = 0.5, 
     the cost of a step when the machine runs at speed, so the floor does not drift with the phase
     the analysis happened to run in.
     """
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     env = make_env(env_id)
     env.action_space.seed(seed)
@@ -119,7 +119,7 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None,
                 median_cost: dict[str, float] | None = None) -> list[CellFloor]:
     """Per-cell floor components; ``step_cost`` maps env id to seconds per step (measured if absent;
     ``median_cost`` then gets the median step cost of the same measurement)."""
-    from rlbench.matrix import parse_cell
+    from rlbench.grid.matrix import parse_cell
 
     step_cost = step_cost if step_cost is not None else {}  # filled in place: the caller reports it
     out = []
@@ -233,7 +233,7 @@ def _overhead(floors: list[CellFloor], cores: int, alone: bool) -> dict:
     stepping and batching cost in the harness over bare ``env.step`` and batch-64 inference. The
     rest (worker start-up, imports, pytest, the memory children's own CPU) is left unattributed.
     """
-    from rlbench.cell import PHASES
+    from rlbench.grid.cell import PHASES
 
     if not floors or any(not f.phases or not f.phases_cpu for f in floors):
         return {}

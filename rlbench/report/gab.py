@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlbench.io import atomic_write_bytes
+from rlbench.core.io import atomic_write_bytes
 from rlbench.report.results import ResultsError, ResultsFile, load_results
 
 

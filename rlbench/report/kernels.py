@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlbench.errors import BaselineError
+from rlbench.core.errors import BaselineError
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ class KernelRow:
 
 
 def kernel_rows(root: Path) -> list[KernelRow]:
-    from rlbench.baselines import Tolerances, _read_json
-    from rlbench.checks import check_return
-    from rlbench.matrix import parse_cell
+    from rlbench.gate.store import Tolerances, _read_json
+    from rlbench.gate.checks import check_return
+    from rlbench.grid.matrix import parse_cell
 
     exact = _read_json(root / "figures.json")["cells"]
     tol = Tolerances.load(root / "tolerances.toml").returns

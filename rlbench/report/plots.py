@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rlbench.registry import ENVS, env_short
+from rlbench.zoo.registry import ENVS, env_short
 from rlbench.report.results import CellRecord, ResultsFile, variant_sort_key
 from rlbench.report.tables import KEEP_FRACTION, relative_energy, relative_latency, relative_memory
 

@@ -1,7 +1,7 @@
 """Reading the suite's output: a pytest-benchmark JSON file whose entries are rlbench cells.
 
 ``pytest bench --benchmark-json OUT.json`` writes one entry per grid cell (see
-:mod:`rlbench.pytest_plugin`): pytest-benchmark's latency ``stats`` plus rlbench's figures under
+:mod:`rlbench.plugin.pytest_plugin`): pytest-benchmark's latency ``stats`` plus rlbench's figures under
 ``extra_info``. :func:`load_results` validates such a file and turns it into immutable
 :class:`CellRecord` objects; every report, comparison, merge and export reads through it, so a
 bad file fails the same way everywhere, naming the file (and the cell).
@@ -24,8 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlbench.errors import RLBenchError
-from rlbench.registry import ALGOS, ENVS, env_short
+from rlbench.core.errors import RLBenchError
+from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
 #: Top-level key that ``rlbench merge`` adds (pytest-benchmark ignores unknown top-level keys).
 MERGE_KEY = "rlbench_merge"

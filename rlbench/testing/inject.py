@@ -26,7 +26,7 @@ import time
 
 
 def _slow(factor: float) -> None:
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 
     original = OrtPredictor.predict
 
@@ -50,7 +50,7 @@ def _has_int8_weights(model) -> bool:
 
 
 def _extra(fraction: float, only_int8: bool = False) -> None:
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 
     original, init = OrtPredictor.predict, OrtPredictor.__init__
     credit = [0.0]

@@ -1,0 +1,679 @@
+"""Stored baselines and the tolerances they are checked with.
+
+* ``baselines/figures.json``: machine-independent figures per cell (per-episode returns on
+  fixed seeds, bytes, parameter counts).
+* ``baselines/int8-kernels/<class>.json``: the returns of int8 ONNX Runtime cells on machines
+  whose int8 kernel class is not ``exact`` (see :mod:`rlbench.measure.int8kernel`): there the
+  same int8 file computes different actions, so its returns are stored per class. The returns in
+  ``figures.json`` are those of exact kernels (VNNI x86, ARM).
+* ``baselines/machines/<machine-id>.json``: machine-dependent figures per cell (latency ratios
+  and absolute latencies, RSS, energy).
+* ``baselines/findings.json`` and ``baselines/idle.json``: written by :mod:`rlbench.grid.findings` and
+  :mod:`rlbench.gate.idle`, within the same update.
+* ``baselines/tolerances.toml``: every tolerance, parsed and range-checked into :class:`Tolerances`.
+
+An update changes its files as one transaction (:class:`rlbench.core.io.Staging`): every new content is
+staged and checked first, then all are renamed into place under a journal, so an interrupted update
+is completed or discarded at the next start (:func:`recover`), never left half written. Writes touch
+only the cells given; an existing figure is replaced only through an update
+(``--rlbench-update-baselines``), never as a side effect. When an update cannot be written, what it
+measured is kept as a :class:`Recording` outside the baselines (:func:`save_unsaved`) and can be
+applied later (``rlbench baselines apply FILE``). A broken file raises :class:`BaselineError`: one
+line naming it and the command that repairs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import fcntl
+import json
+import math
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from rlbench.core import io
+from rlbench.core.errors import BaselineError
+
+SCHEMA = 1
+UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
+RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci")
+IDENTITY_KEYS = ("seeds", "files", "calibration")
+RECORD_DIRS = ("machines", "int8-kernels")
+"""Subdirectories of the baselines that hold stored figures (``policies/`` and ``artefacts/`` do not)."""
+
+
+# -- tolerances --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Interval:
+    """The values a tolerance may take, shown in its error as ``(0, 1)``, ``[0, inf)``..."""
+
+    lo: float
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.lo if self.lo_open else x >= self.lo
+        below = x < self.hi if self.hi_open else x <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        def num(v):
+            return "inf" if v == math.inf else f"{v:g}"
+
+        close = ")" if self.hi_open or self.hi == math.inf else "]"
+        return f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{close}"
+
+
+def _tol(default, interval: Interval = Interval(0)):
+    return field(default=default, metadata={"interval": interval})
+
+
+FRACTION = Interval(0, 1)
+PROBABILITY = Interval(0, 1, lo_open=True, hi_open=True)
+
+
+@dataclass(frozen=True)
+class ReturnTolerance:
+    rel_drop: float = _tol(0.10, FRACTION)
+    """A mean return more than this fraction below the stored mean (of its magnitude) may fail..."""
+    alpha: float = _tol(0.001, PROBABILITY)
+    """...and fails only if a two-sided Mann-Whitney U test also resolves the difference at this level."""
+    abs_floor: float = _tol(1.0)
+    """Differences smaller than this many return units never fail (near-zero baselines)."""
+
+
+@dataclass(frozen=True)
+class LatencyTolerance:
+    ratio_rel: float = _tol(0.25)
+    """A stored latency ratio within one runtime (``variant/fp32``, ``variant-onnx/onnx-fp32``) may
+    grow by this fraction before the cell fails."""
+    cross_rel: float = _tol(1.0)
+    """A stored ratio across runtimes (``*/numpy-ref``: a runtime against the NumPy reference) may
+    grow by this fraction before the cell fails on its own. Such a ratio drifts with the VM's
+    phases far more than a ratio within one runtime, so a runtime is judged by ``runtime_rel``."""
+    ci_must_exclude: bool = True
+    """Fail only if the bootstrap CI of the new ratio lies entirely above the allowed ratio."""
+    runtime_rel: float = _tol(0.08)
+    """A runtime yardstick (fp32 in torch or ONNX Runtime over the NumPy reference), as the median
+    over every cell of the run relative to its pair's stored figure, may grow by this fraction."""
+    runtime_min_cells: int = _tol(6, Interval(1))
+    """The run-level yardstick check needs at least this many cells (a median of none is no verdict)."""
+    method_rel: float = _tol(0.08)
+    """A compression method's ``variant/fp32``, as the median over the run's cells of that method
+    relative to each cell's stored figure, may grow by this fraction."""
+
+    def rel_for(self, key: str) -> float:
+        """The per-cell tolerance of latency ratio ``key``."""
+        return self.cross_rel if is_cross_runtime(key) else self.ratio_rel
+
+
+def is_cross_runtime(key: str) -> bool:
+    """A latency ratio of one runtime against the NumPy reference, which no runtime under test touches."""
+    return key.endswith("/numpy-ref")
+
+
+@dataclass(frozen=True)
+class MemoryTolerance:
+    bytes_exact: bool = True
+    """Model bytes on disk are deterministic: any change fails."""
+    rss_rel: float = _tol(0.20)
+    """An RSS delta may grow by this fraction of its stored figure..."""
+    rss_noise_k: float = _tol(2.0)
+    """...and by at least this many times the machine's measured RSS noise (``rss_noise`` in
+    ``machines/<id>.json``)..."""
+    rss_abs_mib: float = _tol(2.0)
+    """...or, on a machine with no measured noise, by at least this many MiB."""
+
+
+@dataclass(frozen=True)
+class EnergyTolerance:
+    rel: float = _tol(0.25)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    returns: ReturnTolerance = ReturnTolerance()
+    latency: LatencyTolerance = LatencyTolerance()
+    memory: MemoryTolerance = MemoryTolerance()
+    energy: EnergyTolerance = EnergyTolerance()
+
+    @classmethod
+    def load(cls, path: Path) -> Tolerances:
+        """Parse and check ``path`` (absent: the defaults); an error names the file, section and key."""
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BaselineError(f"{path} is not valid TOML ({exc}); {_tolerance_fix(path)}") from None
+        sections = {f.name for f in fields(cls)}
+        if set(raw) - sections:
+            raise BaselineError(f"{path}: unknown section(s) {sorted(set(raw) - sections)}; valid: {sorted(sections)}; "
+                                f"{_tolerance_fix(path)}")
+        parts = {}
+        for f in fields(cls):
+            sub = raw.get(f.name, {})
+            if not isinstance(sub, dict):
+                raise BaselineError(f"{path}: {f.name} must be a table ([{f.name}] with keys), got {sub!r}; "
+                                    f"{_tolerance_fix(path)}")
+            typ = type(getattr(cls(), f.name))
+            spec = {g.name: g for g in fields(typ)}
+            unknown = set(sub) - set(spec)
+            if unknown:
+                raise BaselineError(f"{path}: unknown key(s) {sorted(unknown)} in [{f.name}]; valid: {sorted(spec)}; "
+                                    f"{_tolerance_fix(path)}")
+            for key, value in sub.items():
+                _check_tolerance(path, f.name, key, value, spec[key])
+            parts[f.name] = typ(**sub)
+        return cls(**parts)
+
+
+def _tolerance_fix(path: Path) -> str:
+    """A tolerance file is edited by hand: fix it there, restore it, or (absent) the defaults apply."""
+    state = io.git_state(path)
+    if state in ("changed", "unchanged"):
+        return f"fix it there, or restore it with `git checkout -- {path}`"
+    if state == "untracked":
+        return f"fix it there, or delete it to use the defaults (`rm {path}`)"
+    return f"fix it there, restore it with `git checkout -- {path}`, or delete it to use the defaults"
+
+
+def _check_tolerance(path: Path, section: str, key: str, value, spec) -> None:
+    """A tolerance has its default's type and lies in its interval; else one line naming file, section and key."""
+    default = spec.default
+    where = f"{path}: [{section}] {key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise BaselineError(f"{where} must be true or false (default {str(default).lower()}), got {value!r}; "
+                                f"{_tolerance_fix(path)}")
+        return
+    interval = spec.metadata.get("interval", Interval(0))  # a tolerance without its own range: >= 0
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and isinstance(default, int):
+        ok = isinstance(value, int)
+    if not ok or not math.isfinite(value) or value not in interval:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise BaselineError(f"{where} must be {kind} in {interval} (default {default!r}), got {value!r}; "
+                            f"{_tolerance_fix(path)}")
+
+
+# -- reading stored files ------------------------------------------------------------------------------
+
+def _repair(path: Path) -> str:
+    """How to repair a broken stored figures file, with the command that writes it again."""
+    path = Path(path)
+    if path.parent.name == "machines":
+        return io.repair_hint(path, "pytest bench --rlbench-record-machine", " on that machine")
+    if path.parent.name == "int8-kernels":
+        return io.repair_hint(path, "pytest bench --rlbench-record-machine", " on a machine of that int8 kernel class")
+    record = {"idle.json": "pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines",
+              "findings.json": "pytest bench/test_findings.py --rlbench-update-baselines"}
+    return io.repair_hint(path, record.get(path.name, "pytest bench --rlbench-update-baselines"))
+
+
+_PARSED: dict[Path, tuple[tuple, dict]] = {}
+
+
+def _read_json(path: Path, fresh: bool = False) -> dict:
+    """A baseline file (its staged copy, inside an update), parsed and checked; a missing file reads as empty.
+
+    Unless ``fresh``, the parse is kept per process and reused while the file's inode, size and
+    mtime stay the same (an update replaces the file, so any write shows): ``figures.json`` of
+    the full grid is 2.5 MB, about 46 ms a parse, and a cell reads it several times. The shared
+    result must not be mutated; an update reads ``fresh`` and edits its own copy.
+    """
+    source = io.staged_path(path)
+    try:
+        st = source.stat()
+    except FileNotFoundError:
+        return {"schema": SCHEMA, "cells": {}}
+    except OSError as exc:
+        raise BaselineError(f"cannot read {path}: {_os_problem(Path(path), exc)}") from None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _PARSED.get(source)
+    if not fresh and hit is not None and hit[0] == key:
+        return hit[1]
+    data = _parse_json(source, Path(path))
+    if not fresh:
+        _PARSED[source] = (key, data)
+    return data
+
+
+def _parse_json(source: Path, shown: Path) -> dict:
+    """Parse ``source``; errors name ``shown`` (the stored file, not its staged copy) and its repair."""
+    def fix() -> str:
+        return _repair(shown)
+
+    try:
+        data = json.loads(source.read_text())
+    except FileNotFoundError:
+        return {"schema": SCHEMA, "cells": {}}
+    except OSError as exc:
+        raise BaselineError(f"cannot read {shown}: {_os_problem(shown, exc)}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{shown} is corrupt ({exc}); {fix()}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
+        raise BaselineError(f"{shown} is not an rlbench baseline file (no 'cells' object); {fix()}")
+    if data.get("schema") != SCHEMA:
+        raise BaselineError(f"{shown} has schema {data.get('schema')!r}, this rlbench reads {SCHEMA}; {fix()}")
+    for cell, value in data["cells"].items():
+        if not isinstance(value, dict):
+            raise BaselineError(f"{shown}: cell {cell!r} is not an object; {fix()}")
+    return data
+
+
+@contextmanager
+def _locked(path: Path):
+    """An advisory lock beside the file, so xdist workers staging one file do so one at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_record_file(rel: Path) -> bool:
+    """Whether ``rel`` (relative to the baselines) is a stored figures file an update may write."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).suffix != ".json" or any(p.startswith(".") for p in parts):
+        return False
+    return len(parts) == 1 or (len(parts) == 2 and parts[0] in RECORD_DIRS)
+
+
+def recover(root: Path) -> list[str]:
+    """Complete or discard what an interrupted update left in ``root``; one line per thing done."""
+    try:
+        return io.recover(Path(root))
+    except OSError as exc:
+        raise BaselineError(f"{root}: an interrupted update could not be completed ({exc}); fix the cause and run "
+                            "`rlbench baselines check` to complete it") from None
+
+
+# -- what an update run measured ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recording:
+    """An update run's figures as they go into the store: everything needed to apply them later."""
+
+    machine_id: str
+    int8_kernel: str
+    figures: dict = field(default_factory=dict)
+    """Machine-independent figures per cell (``figures.json``, or the kernel file for int8 returns)."""
+    machine: dict = field(default_factory=dict)
+    """This machine's figures per cell (``machines/<id>.json``)."""
+    machine_info: dict | None = None
+    machine_only: bool = False
+    """``--rlbench-record-machine``: nothing goes into ``figures.json``."""
+    staged: dict = field(default_factory=dict)
+    """Files other code staged during the run (``idle.json``): relative path -> ``{"base": text of
+    the file when first staged, or None; "new": the staged content}``, merged into the file as it is
+    when applied."""
+    schema: int = SCHEMA
+
+    @property
+    def cells(self) -> list[str]:
+        return sorted({*self.figures, *self.machine})
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BaselineError(f"{path} does not exist; an unsaved recording is written to "
+                                f"{unsaved_dir()} and named in the run's summary") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BaselineError(f"{path} is not an rlbench recording ({exc}); it cannot be applied") from None
+        known = {f.name for f in fields(cls)}
+        if (not isinstance(raw, dict) or raw.get("schema") != SCHEMA or not {"machine_id", "int8_kernel"} <= set(raw)
+                or set(raw) - known or not all(isinstance(raw.get(k, {}), dict) for k in ("figures", "machine", "staged"))):
+            raise BaselineError(f"{path} is not an rlbench recording of schema {SCHEMA} (an object with machine_id, "
+                                "int8_kernel, figures, machine); it cannot be applied")
+        return cls(**raw)
+
+
+def unsaved_dir() -> Path:
+    """Where recordings that could not be written wait: outside the baselines, so a broken baselines
+    directory cannot take them with it."""
+    from rlbench.core.paths import home_dir
+
+    return home_dir() / "unsaved"
+
+
+def save_unsaved(rec: Recording) -> Path:
+    """Write ``rec`` to :func:`unsaved_dir` (else the system's temp directory); returns where."""
+    import tempfile
+
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{rec.machine_id}-{os.getpid()}.json"
+    data = io.dump_json(rec.to_json(), allow_nan=True)  # as measured: apply refuses a NaN, saying where
+    errors = []
+    for d in (unsaved_dir(), Path(tempfile.gettempdir()) / "rlbench-unsaved"):
+        try:
+            io.atomic_write_bytes(d / name, data)
+            return d / name
+        except OSError as exc:
+            errors.append(f"{d}: {exc.strerror or exc}")
+    raise BaselineError(f"could not save the run's figures anywhere ({'; '.join(errors)})")
+
+
+def _merge3(base, ours, theirs):
+    """``theirs`` with the changes from ``base`` to ``ours``, key by key through nested objects (an
+    object both sides added is merged as if it had been empty)."""
+    if not (isinstance(base, dict) and isinstance(ours, dict) and isinstance(theirs, dict)):
+        return copy.deepcopy(ours)
+    out = copy.deepcopy(theirs)
+    for key in {*base, *ours}:
+        if key in ours and key in base and ours[key] == base[key]:
+            continue  # not ours to change
+        if key not in ours:
+            out.pop(key, None)
+        elif isinstance(ours[key], dict) and isinstance(out.get(key), dict):
+            out[key] = _merge3(base.get(key) if isinstance(base.get(key), dict) else {}, ours[key], out[key])
+        else:
+            out[key] = copy.deepcopy(ours[key])
+    return out
+
+
+def _json_or_none(text: str | None, where: Path):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BaselineError(f"{where} is corrupt ({exc}); {_repair(where)}") from None
+
+
+def write_run(store: BaselineStore, rec: Recording, staging: io.Staging,
+              derived: Iterable[Callable[[BaselineStore], list[str]]] = (),
+              interrupted: bool = False) -> tuple[list[str], str | None]:
+    """End an update run: write ``rec`` with what its tests staged and ``derived``, as one transaction.
+
+    Returns what was written and None; or, when the run was ``interrupted`` or writing failed,
+    nothing and one line saying why, where the measured figures were saved (:func:`save_unsaved`)
+    and the command that applies them.
+    """
+    rec = replace(rec, staged=store.staged_files(staging))
+    head = f"nothing written to {store.root}"
+    if interrupted:
+        why = "the run was interrupted"
+    else:
+        try:
+            return store.record(rec, staging, derived), None
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - whatever the cause, the figures are kept
+            why = str(exc) if isinstance(exc, BaselineError) else f"writing failed ({type(exc).__name__}: {exc})"
+            if (store.root / io.JOURNAL).exists():
+                head = f"the update of {store.root} stopped while replacing its files"
+                why += f"; the next run (or `rlbench baselines check`) completes it from {store.root / io.JOURNAL}"
+    what = f"{len(rec.cells)} cell(s)" + (f" and {', '.join(rec.staged)}" if rec.staged else "")
+    if not (rec.cells or rec.staged):
+        return [], f"{head}: {why}; nothing had been measured"
+    try:
+        saved = save_unsaved(rec)
+    except BaselineError as exc:
+        return [], f"{head}: {why}; the figures of {what} measured are lost: {exc}"
+    return [], (f"{head}: {why}; the figures of {what} measured are saved in {saved}: apply them with "
+                f"`rlbench baselines apply {saved}`" + ("" if interrupted else " once the cause is fixed"))
+
+
+# -- the store -------------------------------------------------------------------------------------------
+
+class BaselineStore:
+    """Read and update the stored figures of cells."""
+
+    def __init__(self, root: Path, machine_id: str, int8_kernel: str = "exact"):
+        self.root = Path(root)
+        self.machine_id = machine_id
+        self.int8_kernel = int8_kernel
+
+    @property
+    def figures_path(self) -> Path:
+        return self.root / "figures.json"
+
+    @property
+    def kernel_path(self) -> Path | None:
+        """Where this machine's int8 kernel class keeps its returns (None: exact, in figures.json)."""
+        return None if self.int8_kernel == "exact" else self.root / "int8-kernels" / f"{self.int8_kernel}.json"
+
+    @property
+    def machine_path(self) -> Path:
+        return self.root / "machines" / f"{self.machine_id}.json"
+
+    def tolerances(self) -> Tolerances:
+        return Tolerances.load(self.root / "tolerances.toml")
+
+    def check(self, every_machine: bool = False) -> None:
+        """Read the tolerances and every figures file this machine uses (``every_machine``: all of
+        them); raise the first error, one line naming the file and its repair."""
+        self.tolerances()
+        paths = [self.figures_path, self.machine_path, *([self.kernel_path] if self.kernel_path else [])]
+        if every_machine:
+            paths += sorted(p for d in RECORD_DIRS for p in (self.root / d).glob("*.json"))
+        for path in dict.fromkeys(paths):
+            _read_json(path)
+
+    def figures(self, cell: str) -> dict | None:
+        return copy.deepcopy(_read_json(self.figures_path)["cells"].get(cell))
+
+    def machine_cells(self) -> dict[str, dict]:
+        """This machine's cells (shared with the parse cache: read, do not mutate)."""
+        return _read_json(self.machine_path)["cells"]
+
+    def machine_rss_noise(self) -> dict[str, float] | None:
+        """This machine's measured RSS noise per RSS key (bytes), or None where none is stored."""
+        noise = _read_json(self.machine_path).get("rss_noise")
+        return None if noise is None else {k: float(v) for k, v in noise.get("bytes", {}).items()}
+
+    def record_rss_noise(self, noise: dict) -> None:
+        """Store this machine's measured RSS noise (:mod:`rlbench.grid.rss_noise`), in a
+        transaction like an update's (never interleaved with one's commit)."""
+        _check_finite(noise, self.machine_path)
+        staging = self.begin_update()
+        try:
+            with io.update_lock(self.root), staging.active():
+                data = _read_json(self.machine_path, fresh=True)
+                data.update(schema=SCHEMA, machine_id=self.machine_id, rss_noise=noise)
+                io.atomic_write_json(self.machine_path, data)  # staged
+                staging.commit()
+        finally:
+            staging.close()
+
+    def machine_figures(self, cell: str) -> dict | None:
+        return copy.deepcopy(self.machine_cells().get(cell))
+
+    def require(self, cell: str, int8: bool = False, returns: bool = True) -> dict:
+        """The stored figures of a cell; ``int8``: its returns are those of this machine's int8 kernel class.
+
+        ``returns=False``: the cell's other figures, whether or not returns for this machine's
+        kernels are stored (a machine recording writes them).
+        """
+        fig = self.figures(cell)
+        if fig is None:
+            raise BaselineError(f"{cell}: no stored baseline in {self.figures_path}; record one with: "
+                                + UPDATE_HINT.format(cell=cell))
+        if not returns:
+            return fig
+        if int8 and self.kernel_path is not None:
+            own = copy.deepcopy(_read_json(self.kernel_path)["cells"].get(cell))
+            if own is None:
+                raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
+                                    f"exact), and {self.kernel_path} holds no returns of this cell for them; record "
+                                    "them on this machine with: " + UPDATE_HINT.format(cell=cell))
+            return {**fig, **own}
+        if "returns" not in fig:
+            raise BaselineError(f"{cell}: {self.figures_path} holds no returns of exact int8 kernels for this cell "
+                                "(it was recorded only on machines whose kernels saturate); record them on a machine "
+                                "with VNNI or on ARM with: " + UPDATE_HINT.format(cell=cell))
+        return fig
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def begin_update(self) -> io.Staging:
+        """Check that every directory an update of this machine writes can be written, then open
+        its staging area. Raises :class:`BaselineError` naming the directory and what to do."""
+        self._require_writable([self.root, self.machine_path.parent,
+                                *([self.kernel_path.parent] if self.kernel_path else [])])
+        return io.Staging.create(self.root, is_record_file)
+
+    def _require_writable(self, dirs: Iterable[Path]) -> None:
+        for d in dict.fromkeys(dirs):
+            try:
+                io.check_writable(d)
+            except OSError as exc:
+                raise BaselineError(f"cannot record into {self.root}: {_unwritable(d, exc)}") from None
+
+    def update(self, figures: dict[str, dict], machine: dict[str, dict], machine_info: dict | None = None,
+               machine_only: bool = False) -> list[str]:
+        """Write the given cells (and only them), all files in one transaction. Returns the cells written.
+
+        On a machine whose int8 kernels are not exact, the returns of int8 ONNX Runtime cells go
+        to :attr:`kernel_path` with the identity of the artefact that earned them; ``figures.json``
+        keeps the exact kernels' figures of such a cell untouched, and gets the rest of its figures
+        only if it has none. ``machine_only``: write nothing into ``figures.json``.
+        """
+        rec = Recording(self.machine_id, self.int8_kernel, figures, machine, machine_info, machine_only)
+        return self.record(rec)
+
+    def record(self, rec: Recording, staging: io.Staging | None = None,
+               derived: Iterable[Callable[[BaselineStore], list[str]]] = ()) -> list[str]:
+        """Write ``rec``, then ``derived`` (e.g. the findings over the updated figures), as one transaction.
+
+        ``staging``: the update run's own, holding what its tests staged (``idle.json``; then
+        ``rec.staged`` only describes it); else a new one, into which ``rec.staged`` is merged.
+        Every payload is checked before anything is staged, and nothing reaches the stored files
+        unless all of it does. Returns the cells written and what ``derived`` returned.
+        """
+        payloads = self._payloads(rec)
+        for path, new in payloads:  # every file checked before any is staged: never half an update
+            _check_finite(new, path)
+        if staging is None:
+            if not (payloads or rec.staged or derived):
+                return []
+            staging, pending = self.begin_update(), rec.staged
+        else:  # what the run's tests staged, against the files as they were then
+            pending = self.staged_files(staging)
+        try:
+            self._require_writable([self.root, *(p.parent for p, _ in payloads),
+                                    *(self.root / Path(rel).parent for rel in pending)])
+            with io.update_lock(self.root), staging.active():
+                for rel, entry in pending.items():
+                    self._stage_merged(staging, Path(rel), entry["base"], entry["new"])
+                written = self._stage_payloads(payloads, rec)
+                for fn in derived:
+                    written += fn(self)
+                # a directory broken since the run began fails here, before the journal, every file as it was
+                self._require_writable(self.root / rel.parent for rel in staging.files())
+                staging.commit()
+        finally:
+            staging.close()
+        return written
+
+    def staged_files(self, staging: io.Staging) -> dict:
+        """What a run's tests staged, as :attr:`Recording.staged` (kept when the update cannot be written)."""
+        return {str(rel): {"base": staging.base_text(rel), "new": json.loads((staging.path / rel).read_text())}
+                for rel in staging.files()}
+
+    def _stage_merged(self, staging: io.Staging, rel: Path, base_text: str | None, new) -> None:
+        """Stage ``new`` for ``rel``, keeping what others wrote into the file since it read ``base_text``."""
+        target = self.root / rel
+        now_text = target.read_text() if target.exists() else None
+        if now_text == base_text and staging.staged(target) is not None:
+            return  # staged against the file as it still is
+        base, now = _json_or_none(base_text, target), _json_or_none(now_text, target)
+        merged = new if base is None and now is None else _merge3(base or {}, new, now or {})
+        staging.stage_bytes(target, io.dump_json(merged))
+
+    def _payloads(self, rec: Recording) -> list[tuple[Path, dict]]:
+        from rlbench.measure.int8kernel import uses_int8_kernels
+
+        figures, kernel = dict(rec.figures), {}
+        if self.kernel_path is not None:
+            for cell, fig in rec.figures.items():
+                if uses_int8_kernels(fig):
+                    # the returns, and what produced them: a PTSQ artefact calibrates on this
+                    # machine's rollouts, which differ in the last bits from another CPU's
+                    kernel[cell] = {k: fig[k] for k in (*RETURN_KEYS, *IDENTITY_KEYS) if k in fig}
+                    figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
+        if rec.machine_only:
+            figures = {}
+        out = [(self.figures_path, figures), (self.machine_path, rec.machine)]
+        if self.kernel_path is not None:
+            out.append((self.kernel_path, kernel))
+        return [(p, new) for p, new in out if new]
+
+    def _stage_payloads(self, payloads: list[tuple[Path, dict]], rec: Recording) -> list[str]:
+        merge = {c for p, new in payloads if p == self.kernel_path for c in new}
+        written = []
+        for path, new in payloads:
+            data = _read_json(path, fresh=True)
+            data["schema"] = SCHEMA
+            if path == self.machine_path:
+                data["machine_id"] = self.machine_id
+                if rec.machine_info:
+                    data["machine"] = rec.machine_info
+            elif path == self.kernel_path:
+                data["int8_kernel"] = self.int8_kernel
+            for cell, value in new.items():
+                old = data["cells"].get(cell, {})
+                if path == self.machine_path:  # cell and energy tests add different keys of one machine cell
+                    data["cells"][cell] = {**old, **value}
+                elif path == self.figures_path and cell in merge and "returns" in old:
+                    data["cells"][cell] = {**value, **old}  # the exact kernels' figures stand
+                else:
+                    data["cells"][cell] = value
+            data["cells"] = dict(sorted(data["cells"].items()))
+            io.atomic_write_json(path, data)  # staged: the transaction's commit renames it into place
+            written += list(new)
+        return sorted(set(written))
+
+
+def _blocker(path: Path) -> Path | None:
+    """The file standing where ``path`` or one of its parents should be a directory."""
+    return next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+
+
+def _os_problem(path: Path, exc: OSError) -> str:
+    """Why a stored file cannot be read, and what to do."""
+    if exc.errno == errno.ENOTDIR and (blocker := _blocker(path)) is not None:
+        return f"{blocker} is a file where a directory should be; move it away (`mv {blocker} {blocker}.bak`)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied; make it readable (`chmod u+r {path}`, or run as its owner)"
+    return f"{exc.strerror or exc}"
+
+
+def _unwritable(directory: Path, exc: OSError) -> str:
+    """One line: which directory cannot be written, why, and what to do."""
+    copy_hint = "or record into a writable copy with --rlbench-baselines DIR"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _blocker(directory / "x") or directory
+        return (f"{blocker} is a file where a directory should be; move it away (`mv {blocker} {blocker}.bak`) "
+                f"{copy_hint}")
+    if exc.errno == errno.EROFS:
+        return f"{directory} is on a read-only file system; {copy_hint} (e.g. a copy made with `cp -r`)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{directory} is not writable ({exc.strerror}); make it writable (`chmod -R u+w {directory}`, or "
+                f"run as its owner) {copy_hint}")
+    return f"{directory} cannot be written ({exc.strerror or exc}); fix that {copy_hint}"
+
+
+def _check_finite(obj, path: Path, where: str = "") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise BaselineError(f"refusing to write non-finite figure {obj} at {where} into {path}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, path, f"{where}/{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, path, f"{where}[{i}]")
