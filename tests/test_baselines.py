@@ -6,7 +6,8 @@ import numpy as np
 
 import pytest
 
-from rlbench.gate.store import BaselineStore, Tolerances
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
 from rlbench.gate.checks import check_exact, check_ratio, check_return
 from rlbench.core.errors import BaselineError
 
@@ -27,8 +28,8 @@ def test_parse_cache_reuses_a_parse_sees_every_write_and_hands_out_copies(tmp_pa
 
     store = BaselineStore(tmp_path, "m1")
     store.update({"A": {"returns": [1.0]}}, {"A": {"ratios": {"x": 1.0}}})
-    first = baselines._read_json(store.figures_path)
-    assert baselines._read_json(store.figures_path) is first  # one parse while the file is unchanged
+    first = baselines.read_stored(store.figures_path)
+    assert baselines.read_stored(store.figures_path) is first  # one parse while the file is unchanged
     got = store.figures("A")
     got["returns"].append(99.0)  # a caller's edit never reaches the cache
     assert store.figures("A") == {"returns": [1.0]}
@@ -137,7 +138,7 @@ def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp
 
 
 def test_a_ratio_across_runtimes_gets_the_wide_per_cell_bar_and_one_within_a_runtime_the_tight_one():
-    from rlbench.gate.store import LatencyTolerance
+    from rlbench.gate.tolerances import LatencyTolerance
 
     tol = LatencyTolerance(ratio_rel=0.25, cross_rel=1.0)
     # +40%, resolved: a regression within a runtime, the VM's drift across runtimes

@@ -251,11 +251,7 @@ FRESH = json.loads(open(os.environ["RLBENCH_TEST_FRESH"]).read())
 
 @pytest.mark.parametrize("cell", sorted(FRESH))
 def test_cell(cell, record_cell):
-    from pytest_benchmark.stats import Stats
-    st = Stats()
-    for s in (1e-4, 1.1e-4):
-        st.update(s)
-    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, dict(st.as_dict(), data=[1e-4, 1.1e-4], iterations=1)))
+    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, {"data": [1e-4, 1.1e-4], "iterations": 1}))
 '''
 
 

@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from rlbench.gate.store import BaselineStore, Tolerances
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
 from rlbench.grid.cell import CellResult, check_cell, idle_by_seed
 from rlbench.gate.checks import (
     CELL_METRICS,
@@ -227,7 +228,7 @@ def test_every_cell_metric_is_judged_somewhere():
 def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_path, stored, monkeypatch):
     from rlbench.grid import cell as cell_mod
     from rlbench.zoo import shipped as zoo
-    from rlbench.measure import rss_noise
+    from rlbench.grid import rss_noise
 
     figures, machine = stored
     cells = [f"{ROW}-baseline", f"{ROW}-l1-0.30"]
@@ -239,7 +240,7 @@ def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_
         c = next(current)
         return {k: v + moves[c] for k, v in machine[c]["memory"].items()}
 
-    monkeypatch.setattr(cell_mod, "_memory", memory)
+    monkeypatch.setattr(cell_mod, "cell_memory", memory)
     monkeypatch.setattr(cell_mod, "build_variant", lambda c, s: None)
     monkeypatch.setattr(zoo, "load_shipped", lambda a, e: None)
     rec = rss_noise.measure(store, cells, progress=lambda line: None)

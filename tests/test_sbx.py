@@ -20,7 +20,8 @@ from rlbench.zoo.envs import make_env  # noqa: E402
 from rlbench.core.errors import RLBenchError  # noqa: E402
 from rlbench.zoo.export import agent_state, deployable_from_sb3  # noqa: E402
 from rlbench.zoo.registry import get_config  # noqa: E402
-from rlbench.zoo.agents import build_model, latest_checkpoint, load_checkpoint, make_vec_env, run_dir, sb3_agent, train  # noqa: E402
+from rlbench.zoo.agents import build_model, latest_checkpoint, load_checkpoint, make_vec_env, run_dir, sb3_agent  # noqa: E402
+from rlbench.train.loop import train  # noqa: E402
 
 ENV = "Hopper-v5"
 #: float32 through two frameworks: torch and XLA round sums in other orders.
@@ -220,7 +221,7 @@ def test_sbx_refuses_on_policy_algorithms(tmp_baselines):
 
 
 def test_zoo_trainer_applies_to_the_algorithms_sbx_trains(monkeypatch):
-    from rlbench.zoo.agents import _default_trainer
+    from rlbench.train.loop import _default_trainer
 
     monkeypatch.setenv("RLBENCH_TRAINER", "sbx")  # what `rlbench zoo train --trainer sbx` sets
     assert [_default_trainer(a) for a in ("SAC", "TD3", "DDPG", "PPO", "TRPO")] == ["sbx"] * 3 + ["sb3"] * 2

@@ -191,8 +191,9 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
 
     import numpy as np
 
-    from rlbench.gate import idle
     from rlbench.core.errors import BaselineError
+    from rlbench.gate import idle
+    from rlbench.runtime.predictors import ZeroPredictor
 
     assert idle.read(tmp_path) == {}
     rec = SimpleNamespace(returns=(1.0, 2.0), lengths=(10, 20), seeds=(1000000, 1000001), mean=1.5,
@@ -202,7 +203,7 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
     assert sorted(idle.read(tmp_path)) == ["Ant-v5", "Hopper-v5"]
     assert idle.read(tmp_path)["Hopper-v5"]["returns"] == [1.0, 2.0]
     assert not list(tmp_path.glob("*.tmp"))
-    assert idle.ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
+    assert ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
     for text, what in (("{ nope", "corrupt"), ('{"schema": 7, "envs": {}}', "schema 7"),
                        ('{"schema": 1, "envs": {"Ant-v5": {"returns": []}}}', "not an rlbench idle-return file"),
                        ('{"schema": 1, "envs": {"Ant-v5": {"returns": [1.0]}}}', "not an rlbench idle-return file")):

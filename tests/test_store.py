@@ -16,7 +16,8 @@ from rlbench.grid import findings
 from rlbench.gate import idle
 
 from rlbench.core import io
-from rlbench.gate.store import BaselineStore, Recording, Tolerances, recover, save_unsaved
+from rlbench.gate.store import BaselineStore, Recording, recover, save_unsaved
+from rlbench.gate.tolerances import Tolerances
 from rlbench.cli.main import main
 from rlbench.core.errors import BaselineError
 from tests._repair import command, commit, git_repo
@@ -200,13 +201,9 @@ from rlbench.grid.cell import CellResult
 
 @pytest.mark.parametrize("cell", ["A-baseline", "B-baseline"])
 def test_cell(cell, record_cell, rlbench_session):
-    from pytest_benchmark.stats import Stats
     Path(os.environ["MARKS"], cell).touch()  # the cell ran
-    st = Stats()
-    for s in (1e-4, 1.1e-4, 0.9e-4):
-        st.update(s)
     record_cell(CellResult(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]}, {"ratios": {"x/y": 1.5}},
-                           dict(st.as_dict(), data=[1e-4, 1.1e-4, 0.9e-4], iterations=1)))
+                           {"data": [1e-4, 1.1e-4, 0.9e-4], "iterations": 1}))
 
 def test_idle(rlbench_session):
     from rlbench.gate import idle

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from rlbench.core.errors import RLBenchError
-from rlbench.zoo.agents import latest_checkpoint, run_dir, train
+from rlbench.zoo.agents import latest_checkpoint, run_dir
+from rlbench.train.loop import train
 from rlbench.zoo.registry import get_config
 
 
@@ -55,7 +56,8 @@ def test_a_resumed_run_draws_new_random_streams(tmp_baselines):
     import numpy as np
 
     from rlbench.zoo.registry import get_config
-    from rlbench.zoo.agents import latest_checkpoint, load_checkpoint, run_dir, train
+    from rlbench.zoo.agents import latest_checkpoint, load_checkpoint, run_dir
+    from rlbench.train.loop import train
 
     train("TD3", "Hopper", timesteps=300, checkpoint_every=300, export=False, progress=False, early_stop=False)
     cfg = get_config("TD3", "Hopper")

@@ -10,7 +10,7 @@ from rlbench.core.errors import RLBenchError
 
 
 def _cmd_train(args) -> int:
-    from rlbench.zoo.agents import train
+    from rlbench.train.loop import train
 
     out = train(args.algo, args.env, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
                 checkpoint_every=args.checkpoint_every, export=not args.no_export, overwrite=args.overwrite,
@@ -21,7 +21,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from rlbench.zoo.agents import export_run
+    from rlbench.train.loop import export_run
 
     print(f"shipped policy written to {export_run(args.algo, args.env, seed=args.seed, overwrite=args.overwrite, eval_episodes=args.eval_episodes)}")
     return 0
@@ -31,11 +31,13 @@ def _cmd_rss_noise(args) -> int:
     from rlbench.gate.store import BaselineStore
     from rlbench.measure.int8kernel import probe
     from rlbench.grid.rss_noise import measure
+    from rlbench.report.rss_moves import moves_in_results
     from rlbench.core.paths import baselines_dir
     from rlbench.core.versions import machine_id
 
     store = BaselineStore(baselines_dir(), machine_id(), int8_kernel=probe())
-    rec = measure(store, args.cells.split(",") if args.cells else None, results=args.results or ())
+    moves = moves_in_results(store, args.results) if args.results else None
+    rec = measure(store, args.cells.split(",") if args.cells else None, moves=moves)
     print(json.dumps(rec.to_json()["bytes"]))
     if args.write:
         store.record_rss_noise(rec.to_json())
@@ -50,7 +52,7 @@ def _cmd_zoo(args) -> int:
     if getattr(args, "markdown", False):
         from rlbench.gate import idle
         from rlbench.core.paths import baselines_dir
-        from rlbench.zoo.reference import zoo_markdown
+        from rlbench.report.zoo_table import zoo_markdown
 
         print(zoo_markdown(rows, idle.read(baselines_dir())))
         return _zoo_errors(rows)
@@ -82,9 +84,9 @@ def _zoo_errors(rows: list[dict]) -> int:
 def _cmd_zoo_train(args) -> int:
     import os
 
-    from rlbench.zoo.shipped import train_queue
+    from rlbench.train.loop import train_queue
 
-    if args.trainer:  # train_queue starts each run through rlbench.zoo.agents.train, which reads it
+    if args.trainer:  # train_queue starts each run through rlbench.train.loop.train, which reads it
         os.environ["RLBENCH_TRAINER"] = args.trainer
     train_queue(args.pairs, args.seed)
     return 0

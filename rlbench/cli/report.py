@@ -1,18 +1,13 @@
-"""Thin command-line wrappers: ``report``, ``compare``, ``merge``, ``export-gab``.
+"""The commands on results files: ``report``, ``compare``, ``merge``, ``export-gab``, ``floor``, ``int8-kernels``.
 
-Wire them into ``rlbench/cli/main.py`` with ``add_parsers(sub)`` (``sub`` from ``add_subparsers``);
-each handler is ``args.func(args) -> int`` and raises :class:`~rlbench.core.errors.RLBenchError`
-subclasses for bad input, which ``rlbench.cli.main`` prints as one line with exit status 2.
-``python -m rlbench.cli.report ...`` runs the same commands on their own.
+:func:`add_parsers` adds them to ``rlbench``'s subcommands (:mod:`rlbench.cli.main`); each handler
+is ``args.func(args) -> int`` and raises :class:`~rlbench.core.errors.RLBenchError` subclasses for
+bad input, which :func:`rlbench.cli.main.main` prints as one line with exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
-
-from rlbench.core.errors import RLBenchError
 
 
 def cmd_report(args) -> int:
@@ -137,20 +132,3 @@ def add_parsers(subparsers) -> None:
                     "check and print a table per method, then the cells that moved.")
     k.add_argument("--baselines", metavar="DIR", default=None, help="default: the repository's baselines/")
     k.set_defaults(func=cmd_int8_kernels)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rlbench", description="rlbench report commands")
-    add_parsers(p.add_subparsers(dest="command", required=True))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rlbench.cli.report`` is ``rlbench`` (one entry point, one error handler)."""
-    from rlbench.cli.main import main as rlbench_main
-
-    return rlbench_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,13 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlbench.compress.summary import MODEL_ONNX, MODEL_PT, summarise
 from rlbench.core.errors import CompressionError, UnknownNameError
 
 ARTEFACT_FORMAT = "rlbench.artefact/1"
 META_FILE = "artefact.json"
-#: The artefact file every method writes: the ONNX graph, which every variant can run in.
-MODEL_ONNX = "model.onnx"
-MODEL_PT = "model.pt"
 #: Library versions that decide an artefact's bytes (gymnasium and mujoco: calibration rollouts).
 KEY_LIBRARIES = ("torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "gymnasium", "mujoco")
 #: Methods whose grid artefacts are shipped in ``baselines/artefacts/`` (minutes of fine-tuning each).
@@ -431,8 +429,6 @@ def _key(info, params, src, key_extra) -> str:
 
 
 def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str) -> Artefact:
-    from rlbench.compress.summary import summarise
-
     before = _fingerprint(src.module)
     context = dict(context, summary={})
     try:

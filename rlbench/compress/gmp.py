@@ -192,10 +192,10 @@ def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
                                agent_pt=context.get("agent_pt"))
     student = trained.student
     if qat:
-        from rlbench.compress.quantize import _check_int8
+        from rlbench.compress.quantize import check_int8
 
         data = qdq_onnx(student)
-        _check_int8("gmp", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
+        check_int8("gmp", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
     else:
         data = onnx_bytes(student.to_deployable())
     stored = onnx_weights(data)

@@ -823,12 +823,12 @@ def train_qat(policy, env_id: str, *, signal: str = "distill", steps: int = 2000
 
 def build_qat(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Fake-quantised fine-tuning, written as a QDQ int8 ONNX graph."""
-    from rlbench.compress.quantize import _check_int8
+    from rlbench.compress.quantize import check_int8
 
     trained = train_qat(module, context["env_id"], signal=params["signal"], steps=params["steps"], lr=params["lr"],
                         seed=params["seed"], agent_pt=context.get("agent_pt"))
     data = qdq_onnx(trained.student)
-    _check_int8("qat", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
+    check_int8("qat", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
     check = check_export("qat", data, trained.student, trained.states)
     context["summary"].update(
         training={**trained.record, "env_id": context["env_id"]},

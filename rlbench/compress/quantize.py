@@ -82,7 +82,7 @@ def _quiet_ort():
             log.debug("onnxruntime.quantization: %s", buf.getvalue().strip())
 
 
-def _check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
+def check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
     """The quantized graph must hold an int8 weight for every layer and the expected int8 ops."""
     from rlbench.compress.summary import onnx_stats
 
@@ -108,14 +108,14 @@ def _dynamic(onnx_model: bytes, per_channel: bool, reduce_range: bool) -> bytes:
 def build_ptdq(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-tensor int8 weights."""
     data = _dynamic(onnx_model, per_channel=False, reduce_range=params["reduce_range"])
-    _check_int8("ptdq", data, ("MatMulInteger", "DynamicQuantizeLinear"))
+    check_int8("ptdq", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
 
 def build_int8pc(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-output-channel int8 weights."""
     data = _dynamic(onnx_model, per_channel=True, reduce_range=params["reduce_range"])
-    _check_int8("int8pc", data, ("MatMulInteger", "DynamicQuantizeLinear"))
+    check_int8("int8pc", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
 
@@ -225,7 +225,7 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
                         calibrate_method=method, calibration_cache_path=cache)
         data = dst.read_bytes()
     expect = ("QuantizeLinear", "DequantizeLinear") if params["format"] == "qdq" else ("QLinearMatMul",)
-    _check_int8("ptsq", data, expect)
+    check_int8("ptsq", data, expect)
     notes = []
     if params["format"] == "qoperator" and params["activation_type"] == "int8" and params["weight_type"] == "int8":
         notes.append("QOperator S8S8: measured 4-10x slower than fp32 at batch 1 on x86 (no fast S8S8 "

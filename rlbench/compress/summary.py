@@ -20,6 +20,11 @@ LAYER_TENSOR = re.compile(r"^(?P<layer>body_\d+|head)_(?P<kind>weight_t|bias|lr_
 WEIGHT_KINDS = ("weight_t", "lr_a_t", "lr_b_t")
 INT8_TYPES = ("INT8", "UINT8")
 
+#: The artefact file every method writes: the ONNX graph, which every variant can run in.
+MODEL_ONNX = "model.onnx"
+#: The torch module of a method measured in torch (pruning, low rank).
+MODEL_PT = "model.pt"
+
 
 def onnx_stats(model_bytes: bytes) -> dict:
     """Parameter count, int8/fp16 weight tensors and op counts of an rlbench ONNX graph."""
@@ -56,7 +61,6 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     from rlbench.core.io import sha256_bytes
     from rlbench.zoo.policy import num_params
 
-    from rlbench.compress.base import MODEL_ONNX, MODEL_PT
 
     stats = onnx_stats(files[MODEL_ONNX])
     fp32_params = num_params(original)

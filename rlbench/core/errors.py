@@ -28,3 +28,7 @@ class MeasurementError(RLBenchError):
 
 class CompressionError(RLBenchError):
     """Bad compression parameters, or a compression that failed."""
+
+
+class ResultsError(RLBenchError):
+    """A results file that cannot be read: missing, not JSON, truncated, not rlbench's, or a bad cell."""

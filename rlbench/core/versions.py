@@ -34,8 +34,11 @@ def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def machine_info() -> dict:
-    """CPU model, relevant flags, core count, OS and Python: what latency figures depend on."""
+def host_info() -> dict:
+    """CPU model, relevant flags, core count, OS and Python: what latency figures depend on.
+
+    :func:`rlbench.measure.machine.machine_info` adds the int8 kernel class, which takes an ONNX
+    Runtime session to find out."""
     model, flags = platform.processor() or "unknown", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -49,8 +52,6 @@ def machine_info() -> dict:
     except OSError:
         pass
     wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni")
-    from rlbench.measure.int8kernel import probe
-
     return {
         "cpu_model": model,
         "cpu_flags": sorted(f for f in wanted if f in flags),
@@ -58,7 +59,6 @@ def machine_info() -> dict:
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "int8_kernel": probe(),  # what int8 ONNX cells' returns depend on (rlbench.measure.int8kernel)
     }
 
 
@@ -69,7 +69,7 @@ def machine_id(info: dict | None = None) -> str:
     """
     if os.environ.get("RLBENCH_MACHINE_ID"):
         return os.environ["RLBENCH_MACHINE_ID"]
-    info = info or machine_info()
+    info = info or host_info()
     keyed = {k: info[k] for k in ("cpu_model", "cpu_flags", "cpu_count", "machine")}
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
     return f"{info['machine']}-{info['cpu_count']}cpu-{digest}"

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from rlbench.gate.store import LatencyTolerance, ReturnTolerance, Tolerances
+from rlbench.gate.tolerances import LatencyTolerance, ReturnTolerance, Tolerances
 
 
 class Status(StrEnum):

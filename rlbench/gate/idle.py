@@ -18,25 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import BaselineError
+from rlbench.runtime.predictors import ZeroPredictor
 
 SCHEMA = 1
 EPISODES = 50
 """As many as a grid cell evaluates (:data:`rlbench.grid.cell.MAX_EPISODES`), on the same seeds: the
 return gate compares a cell's new return with doing nothing's on the cell's own seeds."""
-
-
-class ZeroPredictor:
-    """Every action zero, whatever the observation."""
-
-    name = "zero-action"
-    runtime = None
-    threads = None
-
-    def __init__(self, action_dim: int):
-        self.action_dim = int(action_dim)
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        return np.zeros((len(obs), self.action_dim), dtype=np.float32)
 
 
 def idle_path(root: Path) -> Path:
@@ -79,11 +66,11 @@ def read(root: Path) -> dict[str, dict]:
 
 def record(root: Path, env_id: str, rec) -> None:
     """Store one environment's idle returns, atomically, under the baseline files' lock."""
-    from rlbench.gate.store import _locked
+    from rlbench.gate.store import locked
     from rlbench.core.io import atomic_write_json
 
     path = idle_path(root)
-    with _locked(path):
+    with locked(path):
         envs = read(root)
         envs[env_id] = {"returns": list(rec.returns), "lengths": list(rec.lengths), "seeds": list(rec.seeds),
                         "mean": rec.mean, "ci": [rec.ci_low, rec.ci_high]}

@@ -58,7 +58,8 @@ class CellResult:
     machine: dict
     """Machine-dependent: absolute latencies, latency ratios, RSS."""
     benchmark: dict
-    """pytest-benchmark stats of the variant's single-observation latency."""
+    """The variant's single-observation latency samples (``data``, seconds a call) and ``iterations``
+    a sample; the plugin hands them to pytest-benchmark (:func:`rlbench.plugin.benchmark.benchmark_stats`)."""
     extra: dict = field(default_factory=dict)
 
 
@@ -93,7 +94,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     ``reuse``: an earlier result of this cell whose returns and memory are kept; only latency is
     measured again (the confirmation run of a latency verdict).
     """
-    from rlbench.measure.latency import paired_ratio, pytest_benchmark_stats, time_interleaved
+    from rlbench.measure.latency import paired_ratio, time_interleaved
     from rlbench.measure.quiet import quiet_lock
     from rlbench.measure.returns import evaluate_returns
     from rlbench.zoo.onnx_graph import onnx_bytes
@@ -179,7 +180,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         machine["memory"] = reuse.machine["memory"]
     elif memory:
         with lock.shared():
-            machine["memory"] = _memory(shipped, art)
+            machine["memory"] = cell_memory(shipped, art)
         phases.mark("memory")
     machine["cell_seconds"] = round(time.perf_counter() - t_start, 2)
     machine["phase_seconds"], machine["phase_cpu_seconds"] = phases.record()
@@ -187,7 +188,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     machine["timed_seconds"] = round(sum(sum(r.samples) * r.iterations
                                          for recs in (lat, lat64) for r in recs.values()), 3)
     extra["ratio_samples"] = {k: list(r.samples) for k, r in ratios.items()}
-    return CellResult(cell.id, figures, machine, pytest_benchmark_stats(lat[vname]),
+    return CellResult(cell.id, figures, machine, {"data": list(lat[vname].samples), "iterations": lat[vname].iterations},
                       extra={**extra, "latency": {k: v.to_json() for k, v in lat.items()}})
 
 
@@ -224,7 +225,7 @@ class _Phases:
         return ({k: round(v, 3) for k, v in self.wall.items()}, {k: round(v, 3) for k, v in self.cpu.items()})
 
 
-def _memory(shipped, art) -> dict:
+def cell_memory(shipped, art) -> dict:
     """Peak-RSS deltas (model minus stand-in) in fresh subprocesses; one repeat per setting."""
     from rlbench.measure.memory import measure_memory
 

@@ -290,12 +290,12 @@ def findings_path(store):
 
 def current(store) -> dict[str, Finding]:
     """Findings over the store's figures (machine-independent) and this machine's figures."""
-    from rlbench.gate.store import _read_json
+    from rlbench.gate.store import read_record_file
 
     from rlbench.gate import idle
 
-    figures = _read_json(store.figures_path)["cells"]
-    machine = _read_json(store.machine_path)["cells"]
+    figures = read_record_file(store.figures_path)["cells"]
+    machine = read_record_file(store.machine_path)["cells"]
     return {f.key: f for f in compute(figures, machine, idle.read(store.root))}
 
 
@@ -327,12 +327,12 @@ def record(store) -> list[str]:
     Under the same advisory lock as the baseline files: two recording sessions on different
     machines each add their own RSS finding instead of dropping the other's.
     """
-    from rlbench.gate.store import _locked
+    from rlbench.gate.store import locked
     from rlbench.core.io import atomic_write_json
 
     path = findings_path(store)
     written = []
-    with _locked(path):
+    with locked(path):
         stored = read_stored(store)
         for key, f in current(store).items():
             if f.n == 0:
@@ -725,12 +725,12 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
 def check_run(store, results: dict[str, dict]) -> list[FreshFinding]:
     """:func:`check_fresh` for a pytest session: ``results`` is the plugin's ``rs.results`` (per cell
     id, a payload with the cell's ``figures`` and ``machine`` figures), laid over the store's figures."""
-    from rlbench.gate.store import _read_json
+    from rlbench.gate.store import read_record_file
 
     from rlbench.gate import idle
 
-    return check_fresh(_read_json(store.figures_path)["cells"], {c: r["figures"] for c, r in results.items()},
-                       machine=_read_json(store.machine_path)["cells"],
+    return check_fresh(read_record_file(store.figures_path)["cells"], {c: r["figures"] for c, r in results.items()},
+                       machine=read_record_file(store.machine_path)["cells"],
                        fresh_machine={c: r.get("machine") or {} for c, r in results.items()},
                        idle=idle.read(store.root), int8_exact=store.int8_kernel == "exact")
 

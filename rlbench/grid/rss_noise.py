@@ -40,31 +40,16 @@ def default_cells(store) -> list[str]:
     return sorted(c for c, m in store.machine_cells().items() if c.endswith("-baseline") and "memory" in m)
 
 
-def moves_in_results(store, paths) -> dict[str, dict[str, int]]:
-    """Per cell of the results files that ran on this machine: its RSS deltas minus the stored ones."""
-    from rlbench.report.results import load_results
-
-    out: dict[str, dict[str, int]] = {}
-    for path in paths:
-        for rec in load_results(path).records:
-            stored = (store.machine_figures(rec.id) or {}).get("memory")
-            if rec.context.machine_id != store.machine_id or not stored:
-                continue
-            out[f"{rec.id} ({path})"] = {k: int(v - stored[k]) for k, v in rec.memory.items()
-                                         if k.startswith("rss_delta") and k in stored
-                                         and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return out
-
-
-def measure(store, cells: list[str] | None = None, progress=print, results=()) -> NoiseRecord:
-    """``cells`` measured now (default :func:`default_cells`; ``[]`` with ``results``: none), and the
-    cells of the ``results`` files, against this machine's stored deltas."""
-    from rlbench.grid.cell import _memory, build_variant
+def measure(store, cells: list[str] | None = None, progress=print, moves=None) -> NoiseRecord:
+    """``cells`` measured now (default :func:`default_cells`; none when ``moves`` are given), with the
+    ``moves`` of checking runs' cells (:func:`rlbench.report.rss_moves.moves_in_results`), against
+    this machine's stored deltas."""
+    from rlbench.grid.cell import cell_memory, build_variant
     from rlbench.grid.matrix import parse_cell
     from rlbench.zoo.shipped import load_shipped
 
-    cells = cells if cells is not None else ([] if results else default_cells(store))
-    moves = moves_in_results(store, results)
+    cells = cells if cells is not None else ([] if moves is not None else default_cells(store))
+    moves = dict(moves or {})
     if not cells and not moves:
         raise BaselineError(f"{store.machine_path}: no cell with stored RSS figures for machine {store.machine_id}; "
                             "record this machine's figures first with: pytest bench --rlbench-record-machine")
@@ -76,7 +61,7 @@ def measure(store, cells: list[str] | None = None, progress=print, results=()) -
                                 f"-k {cell_id}")
         cell = parse_cell(cell_id)
         shipped = load_shipped(cell.algo, cell.env_id)
-        now = _memory(shipped, build_variant(cell, shipped))
+        now = cell_memory(shipped, build_variant(cell, shipped))
         moves[cell_id] = {k: int(now[k] - stored[k]) for k in now if k.startswith("rss_delta") and k in stored}
         progress(f"{cell_id}: " + ", ".join(f"{k} {v / 1024:+.0f} KiB" for k, v in sorted(moves[cell_id].items())))
     keys = sorted({k for m in moves.values() for k in m})

@@ -86,7 +86,8 @@ def ratio_spread(runs: int = 10, rounds: int = 40, busy: bool = False) -> dict:
 
 def selfcheck(runs: int = 10) -> dict:
     from rlbench.runtime.predictors import pin_threads
-    from rlbench.core.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions
+    from rlbench.measure.machine import machine_info
 
     pin_threads(1)
     return {"overhead": harness_overhead(), "serial": ratio_spread(runs), "busy": ratio_spread(runs, busy=True),

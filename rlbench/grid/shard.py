@@ -18,7 +18,7 @@ import heapq
 from rlbench.core.errors import RLBenchError
 
 #: Seconds per environment step: the bare ``env.step`` cost on the 2-core reference VM
-#: (``rlbench.report.floor.bare_step_costs``, 10th percentile, nothing else training).
+#: (``rlbench.measure.envsteps.bare_step_costs``, 10th percentile, nothing else training).
 #: Only their proportions matter here.
 STEP_S = {"Hopper-v5": 131e-6, "HalfCheetah-v5": 48e-6, "Ant-v5": 303e-6, "Humanoid-v5": 304e-6,
           "HumanoidStandup-v5": 538e-6}
@@ -128,12 +128,12 @@ def order_by_cost(items, stored: dict[str, dict]) -> list:
 def stored_figures(store) -> dict[str, dict]:
     """The machine-independent figures, read once. A broken file is reported by the cells that read
     it (naming the file); the order and the shards then fall back to the step-limit estimate."""
-    from rlbench.gate.store import _read_json
+    from rlbench.gate.store import read_record_file
     from rlbench.core.errors import BaselineError
 
     if store is None or getattr(store, "figures_path", None) is None:
         return {}
     try:
-        return _read_json(store.figures_path)["cells"]
+        return read_record_file(store.figures_path)["cells"]
     except BaselineError:
         return {}

@@ -98,7 +98,8 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 6
     ``rounds`` rounds of each function; round ``r`` visits the functions in an order rotated by
     ``r`` so that none always runs first. GC is disabled during timing (pyperf does the same).
     """
-    from rlbench.core.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions
+    from rlbench.measure.machine import machine_info
 
     names = list(fns)
     if not names:
@@ -164,16 +165,3 @@ def paired_ratio(num: LatencyRecord, den: LatencyRecord, level: float = 0.95, cl
     q1, med, q3 = _quantiles(r)
     lo, hi = bootstrap_ci(r, level=level, statistic=np.median, resamples=2000)
     return RatioRecord(num.name, den.name, tuple(float(v) for v in r), med, lo, hi, q3 - q1)
-
-
-def pytest_benchmark_stats(rec: LatencyRecord) -> dict:
-    """The record's samples through pytest-benchmark's own ``Stats``, in its JSON schema."""
-    from pytest_benchmark.stats import Stats
-
-    st = Stats()
-    for v in rec.samples:
-        st.update(v)
-    d = st.as_dict()
-    d["data"] = list(rec.samples)
-    d["iterations"] = rec.iterations
-    return d

@@ -428,7 +428,8 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     ``fresh``: a new interpreter per child; otherwise (the default, unless the environment sets
     ``RLBENCH_MEMORY_FRESH=1``) children are forked from a server that imported the runtime once.
     """
-    from rlbench.core.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions
+    from rlbench.measure.machine import machine_info
 
     path = Path(artefact)
     if runtime not in RUNTIMES:

@@ -113,7 +113,8 @@ def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk) -> tuple[np
 
 
 def _record(predictor, env_id, seeds, totals, lengths, ci_level, limit: int) -> ReturnRecord:
-    from rlbench.core.versions import library_versions, machine_info
+    from rlbench.core.versions import library_versions
+    from rlbench.measure.machine import machine_info
 
     n = len(seeds)
     lo, hi = bootstrap_ci(totals, level=ci_level)

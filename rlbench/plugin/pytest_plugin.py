@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rlbench.core.errors import RLBenchError
+from rlbench.plugin.benchmark import benchmark_stats
 
 RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
@@ -306,10 +307,11 @@ def record_cell(request):
     """Attach a :class:`~rlbench.grid.cell.CellResult` to the report (crosses xdist to the controller)."""
 
     def _record(result) -> None:
-        from rlbench.core.versions import library_versions, machine_id, machine_info
+        from rlbench.core.versions import library_versions, machine_id
+        from rlbench.measure.machine import machine_info
 
         payload = {"cell": result.cell, "figures": result.figures, "machine": result.machine,
-                   "benchmark": result.benchmark, "nodeid": request.node.nodeid, "name": request.node.name,
+                   "benchmark": benchmark_stats(result.benchmark), "nodeid": request.node.nodeid, "name": request.node.name,
                    "context": {"machine_id": machine_id(), "machine": machine_info(), "versions": library_versions(),
                                "threads": 1, "schema": 1}}
         request.node.user_properties.append((RESULT_KEY, json.dumps(payload)))
@@ -469,7 +471,7 @@ def _write_baselines(session, exitstatus) -> None:
     where the measured figures were saved instead."""
     from rlbench.grid import findings
     from rlbench.gate.store import Recording, write_run
-    from rlbench.core.versions import machine_info
+    from rlbench.measure.machine import machine_info
 
     config = session.config
     rs: RLBenchSession = config._rlbench

@@ -8,9 +8,8 @@ The input everywhere is pytest-benchmark's ``--benchmark-json`` file written by 
 * :mod:`~rlbench.report.plots`: PNG plots; :mod:`~rlbench.report.build`: ``report.md``/``.html``;
 * :mod:`~rlbench.report.compare`: per-cell verdicts between two files;
 * :mod:`~rlbench.report.merge`: joining shard files; :mod:`~rlbench.report.gab`: github-action-benchmark;
-* :mod:`~rlbench.cli.report`: ``add_parsers(subparsers)`` for ``rlbench report|compare|merge|export-gab``.
 """
 
-from rlbench.report.results import CellId, CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
+from rlbench.report.results import CellId, CellRecord, ResultsFile, load_results, parse_cell_id
 
-__all__ = ["CellId", "CellRecord", "ResultsError", "ResultsFile", "load_results", "parse_cell_id"]
+__all__ = ["CellId", "CellRecord", "ResultsFile", "load_results", "parse_cell_id"]

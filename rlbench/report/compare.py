@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlbench.gate.store import Tolerances
+from rlbench.gate.tolerances import Tolerances
 from rlbench.gate.checks import (
     CELL_METRICS,
     CellFigures,
@@ -38,7 +38,8 @@ from rlbench.gate.checks import (
     outcome,
     pool_yardsticks,
 )
-from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import CellRecord, ResultsFile, load_results, parse_cell_id
 
 MIB = 1024 * 1024
 _RANK = {Status.REGRESSED: 0, Status.UNGATED: 1, Status.UNSETTLED: 2, Status.IMPROVED: 3, Status.UNCHANGED: 4}

@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 
 from rlbench.core.io import atomic_write_bytes
-from rlbench.report.results import ResultsError, ResultsFile, load_results
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import ResultsFile, load_results
 
 
 def _extra(*parts: str) -> str:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.io import atomic_write_bytes
-from rlbench.report.results import MERGE_KEY, ResultsError, entry_cell, parse_cell_id, read_results_json
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import MERGE_KEY, entry_cell, parse_cell_id, read_results_json
 
 MERGE_SCHEMA = 1
 

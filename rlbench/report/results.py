@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlbench.core.errors import RLBenchError
+from rlbench.core.errors import ResultsError
 from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
 #: Top-level key that ``rlbench merge`` adds (pytest-benchmark ignores unknown top-level keys).
@@ -38,10 +38,6 @@ PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
 _CELL_RE = re.compile(
     r"^(?P<algo>" + "|".join(ALGOS) + r")-(?P<env>[A-Za-z][A-Za-z0-9]*-v\d+)"
     r"-(?P<method>[a-z][a-z0-9_]*)(?:-(?P<ratio>\d+(?:\.\d+)?))?$")
-
-
-class ResultsError(RLBenchError):
-    """A results file that cannot be read: missing, not JSON, truncated, not rlbench's, or a bad cell."""
 
 
 # ----------------------------------------------------------------------------------------- cell ids

@@ -134,3 +134,17 @@ class NumpyPredictor:
         if self.squash:
             x = np.tanh(x) * self.half + self.mid
         return np.maximum(np.minimum(x, self.high), self.low)
+
+
+class ZeroPredictor:
+    """Every action zero, whatever the observation: what doing nothing scores (:mod:`rlbench.gate.idle`)."""
+
+    name = "zero-action"
+    runtime = None
+    threads = None
+
+    def __init__(self, action_dim: int):
+        self.action_dim = int(action_dim)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros((len(obs), self.action_dim), dtype=np.float32)

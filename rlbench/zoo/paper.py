@@ -244,7 +244,7 @@ def load_paper(path: Path | str | None = None) -> dict:
     """The paper's tables: the copy above, or a JSON file with the same keys (``--paper PATH``)."""
     if path is None:
         return PAPER_TABLES
-    from rlbench.report.results import ResultsError
+    from rlbench.core.errors import ResultsError
 
     try:
         data = json.loads(Path(path).read_text())

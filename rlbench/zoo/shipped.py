@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.errors import PolicyError
-from rlbench.zoo.registry import env_kwargs, get_config, pairs
+from rlbench.zoo.registry import get_config, pairs
 
 FILES = ("policy.pt", "policy.onnx", "agent.pt")
 
@@ -184,27 +184,3 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
                    ci_low=ev["ci_low"], ci_high=ev["ci_high"], sha256=sp.sha256)
         rows.append(row)
     return rows
-
-
-def train_queue(names: list[str], seed: int = 0) -> None:
-    """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
-
-    A shipped policy trained on a shorter budget than the registry's, or on an environment made with other
-    keywords than the registry's, is replaced when its run completes.
-    """
-    from rlbench.zoo.agents import RunBusyError, train
-
-    for name in names:
-        algo, env = name.split("-", 1)
-        cfg = get_config(algo, env)
-        if is_shipped(cfg.algo, cfg.env_id):
-            meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
-            same_env = meta.get("env_kwargs", {}) == env_kwargs(cfg.env_id)
-            if same_env and (meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early")):
-                print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
-                continue
-        print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
-        try:
-            train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True)
-        except RunBusyError as exc:
-            print(f"{cfg.name}: skipped: {exc}", flush=True)
