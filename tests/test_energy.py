@@ -337,6 +337,7 @@ METER_CONFTEST = '''
 import itertools, os
 from pathlib import Path
 import pytest
+import rlbench.grid.cell as cell
 import rlbench.measure.energy as energy
 
 @pytest.fixture(autouse=True)
@@ -361,7 +362,7 @@ def meter(monkeypatch, tmp_path):
         def read(path):
             return str(5000000 - 1000 * next(counts)) if path.name == "energy_uj" else path.read_text()
         factory = lambda: energy.RaplMeter(root, read=read)
-    monkeypatch.setattr(energy, "detect_meter", factory)
+    monkeypatch.setattr(cell, "detect_meter", factory)
 '''
 
 

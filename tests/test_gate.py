@@ -226,8 +226,6 @@ def test_every_cell_metric_is_judged_somewhere():
 
 
 def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_path, stored, monkeypatch):
-    from rlbench.grid import cell as cell_mod
-    from rlbench.zoo import shipped as zoo
     from rlbench.grid import rss_noise
 
     figures, machine = stored
@@ -240,9 +238,9 @@ def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_
         c = next(current)
         return {k: v + moves[c] for k, v in machine[c]["memory"].items()}
 
-    monkeypatch.setattr(cell_mod, "cell_memory", memory)
-    monkeypatch.setattr(cell_mod, "build_variant", lambda c, s: None)
-    monkeypatch.setattr(zoo, "load_shipped", lambda a, e: None)
+    monkeypatch.setattr(rss_noise, "cell_memory", memory)
+    monkeypatch.setattr(rss_noise, "build_variant", lambda c, s: None)
+    monkeypatch.setattr(rss_noise, "load_shipped", lambda a, e: None)
     rec = rss_noise.measure(store, cells, progress=lambda line: None)
     assert rec.bytes == {k: 122_880 for k in machine[cells[0]]["memory"] if k.startswith("rss_delta")}
     store.record_rss_noise(rec.to_json())

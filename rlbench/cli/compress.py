@@ -17,15 +17,18 @@ import argparse
 import json
 from pathlib import Path
 
+from rlbench.compress.base import METHODS, SHIPPED_METHODS, cached_entry, compress, get_method, ship_artefact
 from rlbench.core.errors import CompressionError
+from rlbench.core.io import atomic_write_bytes, atomic_write_json
+from rlbench.grid.matrix import METHOD_PARAM, cells, parse_list, variants
+from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env
+from rlbench.zoo.shipped import is_shipped, load_shipped
 
 SUMMARY_FILE = "summary.json"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``compress`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    from rlbench.compress.base import METHODS
-
     c = subparsers.add_parser(
         "compress", help="compress a shipped policy into a deployable artefact (cached)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,19 +94,12 @@ def _add_pair_filters(parser) -> None:
 
 def _pick(value: str | None, canon, every) -> list:
     """A comma-separated option's values (:func:`rlbench.grid.matrix.parse_list`); every value when not given."""
-    from rlbench.grid.matrix import parse_list
-
     picked = parse_list(value, canon)
     return list(every) if picked is None else picked
 
 
 def run_warm(args) -> int:
     import time
-
-    from rlbench.compress.base import cached_entry, compress
-    from rlbench.grid.matrix import METHOD_PARAM, cells
-    from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env
-    from rlbench.zoo.shipped import is_shipped, load_shipped
 
     methods = _pick(args.method, str, [m for m in METHOD_PARAM if m != "baseline"])
     bad = [m for m in methods if m not in METHOD_PARAM or m == "baseline"]
@@ -130,11 +126,6 @@ def run_warm(args) -> int:
 
 def run_ship(args) -> int:
     import time
-
-    from rlbench.compress.base import SHIPPED_METHODS, ship_artefact
-    from rlbench.grid.matrix import variants
-    from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env
-    from rlbench.zoo.shipped import is_shipped, load_shipped
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     bad = [m for m in methods if m not in SHIPPED_METHODS]
@@ -163,8 +154,6 @@ def params_from_args(args) -> dict:
 
 def write_artefact(art, out: Path, overwrite: bool = False) -> dict[str, Path]:
     """Copy an artefact's files and its summary into ``out`` (atomically per file)."""
-    from rlbench.core.io import atomic_write_bytes, atomic_write_json
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CompressionError(f"--out {out} exists and is not a directory")
@@ -184,9 +173,6 @@ def write_artefact(art, out: Path, overwrite: bool = False) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from rlbench.compress.base import compress, get_method
-    from rlbench.zoo.shipped import load_shipped
-
     get_method(args.method)  # an unknown method fails before the policy is loaded
     shipped = load_shipped(args.algo, args.env)
     art = compress(shipped, args.method, params_from_args(args), cache_root=args.cache_dir,

@@ -10,6 +10,7 @@ from rlbench.core.errors import RLBenchError
 
 
 def _cmd_train(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.train.loop import train
 
     out = train(args.algo, args.env, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
@@ -21,6 +22,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.train.loop import export_run
 
     print(f"shipped policy written to {export_run(args.algo, args.env, seed=args.seed, overwrite=args.overwrite, eval_episodes=args.eval_episodes)}")
@@ -28,6 +30,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_rss_noise(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.gate.store import BaselineStore
     from rlbench.measure.int8kernel import probe
     from rlbench.grid.rss_noise import measure
@@ -46,6 +49,7 @@ def _cmd_rss_noise(args) -> int:
 
 
 def _cmd_zoo(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.zoo.shipped import zoo_table
 
     rows = zoo_table(verify=args.verify)
@@ -84,6 +88,7 @@ def _zoo_errors(rows: list[dict]) -> int:
 def _cmd_zoo_train(args) -> int:
     import os
 
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.train.loop import train_queue
 
     if args.trainer:  # train_queue starts each run through rlbench.train.loop.train, which reads it
@@ -95,6 +100,7 @@ def _cmd_zoo_train(args) -> int:
 def _baselines_root(args):
     from pathlib import Path
 
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.gate.store import recover
     from rlbench.core.paths import baselines_dir
 
@@ -105,6 +111,7 @@ def _baselines_root(args):
 
 
 def _cmd_baselines_apply(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.grid import findings
     from rlbench.gate.store import BaselineStore, Recording
 
@@ -120,6 +127,7 @@ def _cmd_baselines_apply(args) -> int:
 
 
 def _cmd_baselines_check(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.grid import findings
     from rlbench.gate import idle
     from rlbench.gate.store import BaselineStore
@@ -204,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=lambda a: (print(json.dumps(__import__("rlbench.grid.selfcheck", fromlist=["x"])
                                                      .selfcheck(a.runs), indent=1)), 0)[1])
 
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.cli.compress import add_parser as add_compress_parser
 
     add_compress_parser(sub)
@@ -221,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command != "baselines":  # those recover the directory they are given
+            # deferred: each command loads only what it runs, so `rlbench --help` stays light
             from rlbench.gate.store import recover
             from rlbench.core.paths import baselines_dir
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 def cmd_report(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.report.build import write_report
 
     files = write_report(args.results, args.out, paper=args.paper)
@@ -19,6 +20,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.core.io import atomic_write_bytes
     from rlbench.report.compare import compare_files, parse_thresholds
 
@@ -31,6 +33,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_merge(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.report.merge import write_merged
 
     res = write_merged(args.inputs, args.output)
@@ -40,6 +43,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_export_gab(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.report.gab import export_gab
 
     small, big = export_gab(args.results, smaller=args.smaller, bigger=args.bigger)
@@ -51,6 +55,7 @@ def cmd_export_gab(args) -> int:
 def cmd_floor(args) -> int:
     import json
 
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.report.floor import floor_summary
 
     print(json.dumps(floor_summary(Path(args.results), cores=args.cores, wall=args.wall), indent=1))
@@ -58,6 +63,7 @@ def cmd_floor(args) -> int:
 
 
 def cmd_int8_kernels(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.core.paths import baselines_dir
     from rlbench.report.kernels import kernel_rows, markdown
 

@@ -43,8 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlbench.compress.summary import MODEL_ONNX, MODEL_PT, summarise
+from rlbench.compress.names import MODEL_ONNX, MODEL_PT
 from rlbench.core.errors import CompressionError, UnknownNameError
+from rlbench.core.io import sha256_bytes, sha256_file
+from rlbench.core.paths import baselines_dir, cache_dir
+from rlbench.core.versions import library_versions
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 ARTEFACT_FORMAT = "rlbench.artefact/1"
 META_FILE = "artefact.json"
@@ -254,12 +258,11 @@ class Artefact:
         return f if isinstance(f, bytes) else Path(f).read_bytes()
 
     def sha256(self, name: str = MODEL_ONNX) -> str:
-        from rlbench.core.io import sha256_bytes
-
         return sha256_bytes(self.data(name))
 
     def module(self):
         """The torch module of a torch artefact (pruned policies)."""
+        # deferred: it loads torch, which importing this module does not
         from rlbench.zoo.policy import load_policy
 
         if MODEL_PT not in self.files:
@@ -269,6 +272,7 @@ class Artefact:
 
     def predictor(self, runtime: str | None = None, name: str | None = None):
         """A :class:`~rlbench.runtime.predictors.Predictor` for the artefact in its runtime (or the one asked for)."""
+        # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
         from rlbench.runtime.predictors import OrtPredictor, TorchPredictor
 
         runtime = runtime or self.runtime
@@ -291,8 +295,9 @@ class _Source:
 
 
 def _resolve(source, env_id: str | None) -> _Source:
-    from rlbench.core.io import sha256_bytes
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import DeployablePolicy, save_policy
 
     if isinstance(source, DeployablePolicy):
@@ -309,9 +314,6 @@ def _resolve(source, env_id: str | None) -> _Source:
 def _calibration_context(info: MethodInfo, params: dict, src: _Source, calibration_obs) -> tuple[dict, dict]:
     """ptsq's calibration source: explicit observations, or rollouts of the policy in its env."""
     import numpy as np
-
-    from rlbench.core.io import sha256_bytes
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     obs_dim = src.module.spec.obs_dim
     if calibration_obs is not None:
@@ -359,8 +361,6 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
     anything is written; an unknown method raises :class:`UnknownNameError`. With
     ``use_shipped`` a QAT or GMP artefact shipped in ``baselines/artefacts/`` is used as is.
     """
-    from rlbench.core.paths import cache_dir
-
     info, params, src, context, key_extra = _prepare(source, method, params, env_id, calibration_obs)
     key_material = _key_material(info, params, src, key_extra)
     key = _hash(key_material)
@@ -379,8 +379,6 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
 def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
                  cache_root: Path | str | None = None) -> Path | None:
     """Where :func:`compress` would find this artefact without building it (shipped or cached), else None."""
-    from rlbench.core.paths import cache_dir
-
     info, params, src, _, key_extra = _prepare(source, method, params, None, None)
     key_material = _key_material(info, params, src, key_extra)
     if info.name in SHIPPED_METHODS:
@@ -403,6 +401,7 @@ def _prepare(source, method, params, env_id, calibration_obs):
         ctx, key_extra = _calibration_context(info, params, src, calibration_obs)
         context.update(ctx)
     elif info.name in ("qat", "gmp"):  # fine-tuning: rollouts in the policy's env (rl: also its agent.pt)
+        # deferred: it loads torch, which importing this module does not
         from rlbench.compress.qat import training_context
 
         ctx, key_extra = training_context(info.name, params, source, src.env_id)
@@ -411,16 +410,12 @@ def _prepare(source, method, params, env_id, calibration_obs):
 
 
 def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict) -> dict:
-    from rlbench.core.versions import library_versions
-
     return {"format": ARTEFACT_FORMAT, "policy_sha256": src.sha256, "method": info.name,
             "method_version": info.version, "params": dict(sorted(params.items())),
             "versions": library_versions(KEY_LIBRARIES), **key_extra}
 
 
 def _hash(material: dict) -> str:
-    from rlbench.core.io import sha256_bytes
-
     return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
 
 
@@ -429,6 +424,9 @@ def _key(info, params, src, key_extra) -> str:
 
 
 def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str) -> Artefact:
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+    from rlbench.compress.summary import summarise
+
     before = _fingerprint(src.module)
     context = dict(context, summary={})
     try:
@@ -446,7 +444,7 @@ def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str
 
 
 def _fingerprint(module) -> str:
-    from rlbench.core.io import sha256_bytes
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import save_policy
 
     return sha256_bytes(save_policy(module, None))
@@ -460,8 +458,6 @@ def ship_key(key_material: Mapping[str, Any]) -> str:
 
 def shipped_entry(source, key_material: Mapping[str, Any], root: Path | None = None) -> Path | None:
     """``baselines/artefacts/ALGO-ENV-METHOD-<ship key[:12]>`` for a shipped policy, else None."""
-    from rlbench.core.paths import baselines_dir
-
     algo, env_id = getattr(source, "algo", None), getattr(source, "env_id", None)
     if not algo or not env_id:
         return None  # a bare module has no place in the shipped tree
@@ -580,8 +576,6 @@ def _store(root: Path, final: Path, art: Artefact, key_material: dict) -> Artefa
 
 
 def _load_entry(entry: Path) -> Artefact:
-    from rlbench.core.io import sha256_file
-
     try:
         meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
         files = {name: entry / name for name in meta["summary"]["files"]}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
 
 
@@ -29,8 +30,6 @@ def to_fp16(model_bytes: bytes) -> bytes:
     """Rewrite an rlbench fp32 ONNX graph so its Linear layers run in float16."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from rlbench.compress.summary import LAYER_TENSOR
 
     model = onnx.load_from_string(model_bytes)
     g = model.graph

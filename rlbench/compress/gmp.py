@@ -49,7 +49,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlbench.compress.qat import Plan, QuantLinear, Trained, distill, rl_finetune, single_thread
+from rlbench.compress.qat import (Plan, QuantLinear, Trained, check_export, distill, qdq_onnx, quant_layers_record,
+                                  rl_finetune, single_thread)
+from rlbench.compress.quantize import check_int8
+from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
 
 #: Fractions of the pruning run (``steps``) where pruning starts and ends (Ivanov et al.).
@@ -150,8 +153,6 @@ def onnx_weights(data: bytes) -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    from rlbench.compress.summary import LAYER_TENSOR
-
     out = {}
     for init in onnx.load_from_string(data).graph.initializer:
         m = LAYER_TENSOR.match(init.name)
@@ -183,7 +184,7 @@ def storage_figures(layers: list[dict], bits: int, quantised: bool) -> dict:
 
 def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Gradual magnitude pruning while fine-tuning (then optional QAT), as an ONNX graph with exact zeros."""
-    from rlbench.compress.qat import check_export, qdq_onnx, quant_layers_record
+    # deferred: it loads onnx, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
 
     sparsity, qat = float(params["sparsity"]), bool(params["qat"])
@@ -192,8 +193,6 @@ def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
                                agent_pt=context.get("agent_pt"))
     student = trained.student
     if qat:
-        from rlbench.compress.quantize import check_int8
-
         data = qdq_onnx(student)
         check_int8("gmp", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
     else:

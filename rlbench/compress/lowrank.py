@@ -58,6 +58,7 @@ def lowrank_onnx(module, rank: float) -> tuple[bytes, list[dict]]:
     import onnx
     from onnx import helper, numpy_helper
 
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import build_onnx
 
     if not 0 < rank <= 1:

@@ -62,7 +62,9 @@ def prune_module(module, ratio: float, p: int):
 
 
 def _build(module, params: dict, p: int) -> dict[str, bytes]:
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import save_policy
 
     pruned = prune_module(module, float(params["ratio"]), p)

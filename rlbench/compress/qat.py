@@ -81,7 +81,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbench.compress.quantize import calibration_observations, check_int8
 from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes, sha256_file
+from rlbench.runtime.predictors import ReferencePredictor
+from rlbench.zoo.agents import build_model, make_vec_env
+from rlbench.zoo.policy import DeployablePolicy
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
 
 #: Distillation settings. Changing any changes the artefact bytes: bump the method versions in base.py.
 DAGGER_ROUNDS = 4
@@ -284,8 +290,6 @@ class QuantPolicy(nn.Module):
     def to_deployable(self):
         """A :class:`~rlbench.zoo.policy.DeployablePolicy` holding the weights this one computes with
         (masked, and rounded to int8 steps if quantising; activation rounding is not included)."""
-        from rlbench.zoo.policy import DeployablePolicy
-
         dep = DeployablePolicy(self.spec)
         with torch.no_grad():
             for dst, src in zip(dep.linears(), self.layers, strict=True):
@@ -366,10 +370,6 @@ class Trained:
 # ------------------------------------------------------------------------------ distillation
 def distill(policy, env_id: str, plan: Plan, lr: float, seed: int) -> Trained:
     """Distil ``policy`` (the fp32 teacher) into a :class:`QuantPolicy` student following ``plan``."""
-    from rlbench.compress.quantize import calibration_observations
-    from rlbench.core.io import sha256_bytes
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
-
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     teacher = QuantPolicy(policy).eval()
@@ -500,9 +500,6 @@ def _student_of(policy, wrappers: list[QuantLinear], states: np.ndarray) -> tupl
 
 def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed: int, method: str = "qat") -> Trained:
     """Fine-tune the actor of ``agent_pt`` with its algorithm's loss for ``plan.total`` env steps."""
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
-    from rlbench.zoo.agents import build_model, make_vec_env
-
     agent = load_agent(agent_pt)
     algo = str(agent.get("algo", "")).upper()
     if algo in ON_POLICY:
@@ -593,9 +590,6 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
     by the saved return statistics, as the critic was trained on them. ``learn`` collects whole
     rollouts of ``n_steps``, so the env steps taken are ``steps`` rounded up to a rollout (recorded).
     """
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, get_config
-    from rlbench.zoo.agents import build_model, make_vec_env
-
     cfg = get_config(algo, env_id)
     vn = agent.get("vecnormalize")
     if cfg.normalize != (vn is not None):
@@ -662,6 +656,7 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    # deferred: it loads onnx, which importing this module does not
     from rlbench.zoo.onnx_graph import INPUT, OPSET, OUTPUT
 
     spec = student.spec
@@ -761,8 +756,6 @@ def check_export(name: str, data: bytes, student: QuantPolicy, states: np.ndarra
     (:mod:`rlbench.measure.int8kernel`), which is a fact about the machine, measured by the grid,
     not a fault of the artefact.
     """
-    from rlbench.runtime.predictors import ReferencePredictor
-
     states = np.ascontiguousarray(states[:2000], dtype=np.float32)
     if states.shape[0] == 0:
         return {}
@@ -786,8 +779,6 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     Both signals roll the policy out in its environment; ``rl`` also needs the SB3 agent
     (``agent.pt`` of a shipped policy), whose sha256 goes into the cache key.
     """
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
-
     if env_id is None:
         raise CompressionError(f"{method}: training rolls the policy out in its environment: compress a shipped "
                                "policy, or pass env_id= with a bare DeployablePolicy")
@@ -797,8 +788,6 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
                                           "batch_size": BATCH_SIZE}}
     if params.get("signal") == "rl":
         from importlib.metadata import version
-
-        from rlbench.core.io import sha256_file
 
         agent = getattr(source, "agent_pt", None)
         if agent is None or not Path(agent).is_file():
@@ -823,8 +812,6 @@ def train_qat(policy, env_id: str, *, signal: str = "distill", steps: int = 2000
 
 def build_qat(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Fake-quantised fine-tuning, written as a QDQ int8 ONNX graph."""
-    from rlbench.compress.quantize import check_int8
-
     trained = train_qat(module, context["env_id"], signal=params["signal"], steps=params["steps"], lr=params["lr"],
                         seed=params["seed"], agent_pt=context.get("agent_pt"))
     data = qdq_onnx(trained.student)

@@ -49,7 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rlbench.compress.summary import onnx_stats
 from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 log = logging.getLogger("rlbench.compress")
 
@@ -84,8 +87,6 @@ def _quiet_ort():
 
 def check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
     """The quantized graph must hold an int8 weight for every layer and the expected int8 ops."""
-    from rlbench.compress.summary import onnx_stats
-
     st = onnx_stats(data)
     if st["weight_tensors"] == 0 or st["int8_weight_tensors"] != st["weight_tensors"]:
         raise CompressionError(f"{name}: onnxruntime left {st['weight_tensors'] - st['int8_weight_tensors']} of "
@@ -130,9 +131,8 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
     """
     import torch
 
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
-    from rlbench.core.io import sha256_bytes
-    from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
     if n < 1:
         raise CompressionError(f"calibration needs at least 1 observation; n_calib={n}")
@@ -192,6 +192,7 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import INPUT
 
     n = int(params["n_calib"])
@@ -203,7 +204,6 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
         record = {"source": "rollouts", "env_id": context["env_id"], **record}
     if obs.shape[0] < 1:
         raise CompressionError("ptsq: calibration needs at least 1 observation")
-    from rlbench.core.io import sha256_bytes
 
     record.update(n=int(obs.shape[0]), sha256=sha256_bytes(obs.tobytes()))
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

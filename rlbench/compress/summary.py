@@ -16,14 +16,13 @@ from collections import Counter
 
 import numpy as np
 
+from rlbench.compress.names import MODEL_ONNX, MODEL_PT
+from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes
+
 LAYER_TENSOR = re.compile(r"^(?P<layer>body_\d+|head)_(?P<kind>weight_t|bias|lr_a_t|lr_b_t)(?P<q>_quantized)?$")
 WEIGHT_KINDS = ("weight_t", "lr_a_t", "lr_b_t")
 INT8_TYPES = ("INT8", "UINT8")
-
-#: The artefact file every method writes: the ONNX graph, which every variant can run in.
-MODEL_ONNX = "model.onnx"
-#: The torch module of a method measured in torch (pruning, low rank).
-MODEL_PT = "model.pt"
 
 
 def onnx_stats(model_bytes: bytes) -> dict:
@@ -58,9 +57,8 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     bytes: like for like, since every artefact has an ONNX graph (pruned ones also ship
     ``model.pt``, counted in ``bytes`` but not in the factor).
     """
-    from rlbench.core.io import sha256_bytes
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import num_params
-
 
     stats = onnx_stats(files[MODEL_ONNX])
     fp32_params = num_params(original)
@@ -90,13 +88,12 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     if MODEL_PT in files:
         import io
 
+        # deferred: it loads torch, which importing this module does not
         from rlbench.zoo.policy import load_policy
 
         pruned = load_policy(io.BytesIO(files[MODEL_PT]))
         torch_params = num_params(pruned)
         if torch_params != stats["params"]:
-            from rlbench.core.errors import CompressionError
-
             raise CompressionError(f"{info.name}: model.pt has {torch_params} parameters but model.onnx "
                                    f"{stats['params']} (internal error)")
         hidden_after = list(pruned.current_spec().hidden)

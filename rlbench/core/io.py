@@ -26,6 +26,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from rlbench.core.errors import BaselineError
+
 JOURNAL = ".update-journal.json"
 """In the root: which staged files an interrupted commit was renaming into place."""
 UPDATE_LOCK = ".update.lock"
@@ -86,8 +88,6 @@ def read_stored_json(path: Path, record: str):
     A file that does not parse raises a :class:`~rlbench.core.errors.BaselineError` naming it, with how
     to restore it (:func:`repair_hint`) and ``record``, the command that writes it again.
     """
-    from rlbench.core.errors import BaselineError
-
     source = staged_path(path)
     if not source.exists():
         return None
@@ -341,8 +341,6 @@ def recover(root: Path) -> list[str]:
                 entry = json.loads(journal.read_text())
                 staging, files = root / entry["staging"], [Path(f) for f in entry["files"]]
             except (ValueError, KeyError, TypeError) as exc:
-                from rlbench.core.errors import BaselineError
-
                 raise BaselineError(f"{journal} (the journal of an interrupted update) is unreadable ({exc}); the "
                                     f"files it names may be half updated: check them with `git status {root}`, "
                                     f"restore them with `git checkout -- {root}`, then `rm {journal}`") from None

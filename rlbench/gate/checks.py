@@ -16,6 +16,7 @@ from enum import StrEnum
 import numpy as np
 
 from rlbench.gate.tolerances import LatencyTolerance, ReturnTolerance, Tolerances
+from rlbench.measure.stats import bootstrap_ci, diff_ci
 
 
 class Status(StrEnum):
@@ -116,8 +117,6 @@ def mann_whitney_p(a, b) -> float:
 
 def idle_bar(idle: Mapping[int, float] | None, seeds) -> tuple[float, float, float] | None:
     """Doing nothing's mean return and 95% CI on ``seeds``, or None where ``idle`` lacks one of them."""
-    from rlbench.measure.stats import bootstrap_ci
-
     if not idle or not seeds or any(int(s) not in idle for s in seeds):
         return None
     x = np.asarray([idle[int(s)] for s in seeds], dtype=float)
@@ -137,8 +136,6 @@ def check_return(cell: str, new, stored, tol: ReturnTolerance, idle: Mapping[int
       nothing from a policy whose returns are bimodal (falls and runs), nor in 10 episodes from a
       wide sample; the doing-nothing test does, in every cell that beats doing nothing.
     """
-    from rlbench.measure.stats import bootstrap_ci, diff_ci
-
     new_a, old_a = np.asarray(new, float), np.asarray(stored, float)
     diff, lo, hi = diff_ci(new_a, old_a)
     allowed = max(tol.rel_drop * abs(old_a.mean()), tol.abs_floor)
@@ -380,8 +377,6 @@ def check_run_shift(what: str, rel: list[float], tol: LatencyTolerance, limit_re
     ratio drifts by 20% and more with the VM's phases, but the median over a run's cells resolves
     a few percent. Fewer than ``runtime_min_cells`` cells are ``UNJUDGED``, said in the verdict.
     """
-    from rlbench.measure.stats import bootstrap_ci
-
     limit_rel = tol.runtime_rel if limit_rel is None else limit_rel
     if len(rel) < tol.runtime_min_cells:
         return Verdict(Metric.LATENCY, Status.UNJUDGED,

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import BaselineError
+from rlbench.core.io import atomic_write_json, read_stored_json
+from rlbench.gate.store import locked
+from rlbench.measure.returns import eval_seeds, evaluate_returns
 from rlbench.runtime.predictors import ZeroPredictor
 
 SCHEMA = 1
@@ -32,8 +35,8 @@ def idle_path(root: Path) -> Path:
 
 def measure(env_id: str, episodes: int = EPISODES, lock=None):
     """The zero-action policy's returns on the first ``episodes`` evaluation seeds."""
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
-    from rlbench.measure.returns import eval_seeds, evaluate_returns
 
     env = make_env(env_id)
     dim = int(np.prod(env.action_space.shape))
@@ -43,8 +46,6 @@ def measure(env_id: str, episodes: int = EPISODES, lock=None):
 
 def read(root: Path) -> dict[str, dict]:
     """The stored idle returns by environment ({} if the file is absent); a broken file names itself."""
-    from rlbench.core.io import read_stored_json
-
     path = idle_path(root)
     data = read_stored_json(path, "pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines")
     if data is None:
@@ -66,9 +67,6 @@ def read(root: Path) -> dict[str, dict]:
 
 def record(root: Path, env_id: str, rec) -> None:
     """Store one environment's idle returns, atomically, under the baseline files' lock."""
-    from rlbench.gate.store import locked
-    from rlbench.core.io import atomic_write_json
-
     path = idle_path(root)
     with locked(path):
         envs = read(root)

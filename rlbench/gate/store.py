@@ -38,7 +38,9 @@ from pathlib import Path
 
 from rlbench.core import io
 from rlbench.core.errors import BaselineError
+from rlbench.core.paths import home_dir
 from rlbench.gate.tolerances import Tolerances
+from rlbench.measure.int8kernel import uses_int8_kernels
 
 SCHEMA = 1
 UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
@@ -191,8 +193,6 @@ class Recording:
 def unsaved_dir() -> Path:
     """Where recordings that could not be written wait: outside the baselines, so a broken baselines
     directory cannot take them with it."""
-    from rlbench.core.paths import home_dir
-
     return home_dir() / "unsaved"
 
 
@@ -439,8 +439,6 @@ class BaselineStore:
         staging.stage_bytes(target, io.dump_json(merged))
 
     def _payloads(self, rec: Recording) -> list[tuple[Path, dict]]:
-        from rlbench.measure.int8kernel import uses_int8_kernels
-
         figures, kernel = dict(rec.figures), {}
         if self.kernel_path is not None:
             for cell, fig in rec.figures.items():

@@ -26,8 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
+from rlbench.compress.base import compress
+from rlbench.core.errors import BaselineError
+from rlbench.gate import idle
+from rlbench.gate.checks import (CELL_METRICS, IDENTITY_METRICS, CellFigures, Metric, check_methods, check_runtimes,
+                                 judge_cell, pair_of, pool_yardsticks)
 from rlbench.grid.matrix import Cell
+from rlbench.measure.energy import detect_meter, measure_energy_per_inference
+from rlbench.measure.int8kernel import uses_int8_kernels
+from rlbench.measure.latency import paired_ratio, time_interleaved
+from rlbench.measure.memory import measure_memory
+from rlbench.measure.quiet import quiet_lock
+from rlbench.measure.returns import evaluate_returns
+from rlbench.measure.stats import bootstrap_ci
+from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
 from rlbench.zoo.registry import EVAL_SEED_BASE
+from rlbench.zoo.shipped import load_shipped
 
 MIN_EPISODES = 10
 MAX_EPISODES = 50
@@ -72,6 +86,7 @@ def _seeds_for(cell: Cell, store, shipped) -> list[int]:
 
 
 def _first_obs(env_id: str, seed: int) -> np.ndarray:
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import pooled_envs
 
     with pooled_envs(env_id, 1) as (env,):
@@ -83,7 +98,6 @@ def build_variant(cell: Cell, shipped):
     """The cell's artefact (cached) or None for the uncompressed baseline."""
     if cell.variant.method == "baseline":
         return None
-    from rlbench.compress.base import compress
 
     return compress(shipped, cell.variant.method, cell.variant.params())
 
@@ -94,13 +108,10 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     ``reuse``: an earlier result of this cell whose returns and memory are kept; only latency is
     measured again (the confirmation run of a latency verdict).
     """
-    from rlbench.measure.latency import paired_ratio, time_interleaved
-    from rlbench.measure.quiet import quiet_lock
-    from rlbench.measure.returns import evaluate_returns
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import num_params
-    from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
-    from rlbench.zoo.shipped import load_shipped
 
     import time
 
@@ -227,8 +238,6 @@ class _Phases:
 
 def cell_memory(shipped, art) -> dict:
     """Peak-RSS deltas (model minus stand-in) in fresh subprocesses; one repeat per setting."""
-    from rlbench.measure.memory import measure_memory
-
     onnx_path = Path(art.files["model.onnx"]) if art is not None else shipped.policy_onnx
     out = {}
     if isinstance(onnx_path, Path):
@@ -247,8 +256,6 @@ def pool_latency(first: CellResult, second: CellResult) -> CellResult:
     """A confirmation run's latency ratios pooled with the first run's: the per-round ratios of
     both are one sample (twice the rounds, a narrower CI), so a verdict that one run could not
     settle is settled by more data rather than by a second coin toss."""
-    from rlbench.measure.stats import bootstrap_ci
-
     a, b = first.extra["ratio_samples"], second.extra["ratio_samples"]
     ratios, cis, samples = {}, {}, {}
     for key in second.machine["ratios"]:
@@ -284,8 +291,6 @@ def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True
     """The stored side of a grid cell's judgement: its figures, and this machine's with each
     yardstick replaced by its pair's pooled figure (:func:`rlbench.gate.checks.pool_yardsticks`;
     ``pooled``: the pools of this machine's stored cells, where the caller has them already)."""
-    from rlbench.gate.checks import CellFigures, pair_of, pool_yardsticks
-
     fig = store.require(cell_id, int8=int8, returns=returns)
     machine_cells = store.machine_cells()
     stored = CellFigures.from_dicts(cell_id, fig, machine_cells.get(cell_id), machine_id=store.machine_id)
@@ -299,8 +304,6 @@ def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True
 
 def idle_by_seed(store, env_id: str) -> dict[int, float] | None:
     """Doing nothing's return per evaluation seed in ``env_id`` (``idle.json``), or None if unrecorded."""
-    from rlbench.gate import idle
-
     entry = idle.read(store.root).get(env_id)
     if entry is None or "seeds" not in entry:
         return None
@@ -311,9 +314,6 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
     """Run-level latency gates over the run's cells against the stored (pooled) figures: per
     runtime yardstick (:func:`rlbench.gate.checks.check_runtimes`) and per compression method and
     runtime (:func:`rlbench.gate.checks.check_methods`)."""
-    from rlbench.gate.checks import check_methods, check_runtimes, pool_yardsticks
-    from rlbench.core.errors import BaselineError
-
     pooled = pool_yardsticks({c: m.get("ratios") or {} for c, m in store.machine_cells().items()})  # once a run
     stored, kernels = {}, {}
     for cell_id in machine_by_cell:
@@ -336,9 +336,6 @@ def check_recording(result: CellResult, store) -> list:
     parameters, the policy). A broken build must fail, not become the bar. On a machine whose int8
     kernels are not exact, an int8 cell's returns are what the recording writes, so only its
     bytes, parameters and policy are checked."""
-    from rlbench.gate.checks import IDENTITY_METRICS, Metric
-    from rlbench.measure.int8kernel import uses_int8_kernels
-
     scope = IDENTITY_METRICS
     if store.kernel_path is not None and uses_int8_kernels(result.figures):
         scope = scope - {Metric.RETURN, Metric.SEEDS}
@@ -350,9 +347,6 @@ def check_cell(result: CellResult, store, gate_latency: bool = True, memory: boo
     :class:`~rlbench.core.errors.BaselineError` if none are stored). ``scope``: the metrics judged
     (default: all but energy; without ``gate_latency`` not latency, without ``memory`` not RSS:
     the run's summary says so)."""
-    from rlbench.gate.checks import CELL_METRICS, CellFigures, Metric, judge_cell
-    from rlbench.measure.int8kernel import uses_int8_kernels
-
     if scope is None:
         scope = CELL_METRICS - ({Metric.LATENCY} if not gate_latency else set()) - ({Metric.MEMORY} if not memory else set())
     returns = Metric.RETURN in scope
@@ -364,8 +358,6 @@ def check_cell(result: CellResult, store, gate_latency: bool = True, memory: boo
 
 
 def _env_of(cell_id: str) -> str:
-    from rlbench.gate.checks import pair_of
-
     return pair_of(cell_id).split("-", 1)[1]
 
 
@@ -374,10 +366,6 @@ def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:
 
     Returns ``{"available": False, "reason": ...}`` where no meter exists: never a number.
     """
-    from rlbench.measure.energy import detect_meter, measure_energy_per_inference
-    from rlbench.measure.quiet import quiet_lock
-    from rlbench.zoo.shipped import load_shipped
-
     factory = meter_factory or detect_meter
     probe = factory()
     reason = probe.probe() if hasattr(probe, "probe") else None
@@ -386,8 +374,6 @@ def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:
     shipped = load_shipped(cell.algo, cell.env_id)
     art = build_variant(cell, shipped)
     if art is None:
-        from rlbench.runtime.predictors import TorchPredictor
-
         pred = TorchPredictor(shipped.module())
     else:
         pred = art.predictor()

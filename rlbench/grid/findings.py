@@ -22,7 +22,12 @@ from enum import Enum
 
 import numpy as np
 
-from rlbench.measure.stats import BOOTSTRAP_SEED
+from rlbench.core.errors import BaselineError, RLBenchError
+from rlbench.core.io import atomic_write_json, read_stored_json
+from rlbench.gate import idle, idle as idle_mod
+from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
+from rlbench.measure.int8kernel import uses_int8_kernels
+from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
 
 KEEP = 0.90  # "keeps at least 90% of baseline return"
 
@@ -73,8 +78,6 @@ def _untrained(pairs: dict) -> list[str]:
 
 def _resolved_ge(a, b) -> str:
     """'win' if a's mean is above b's and the CIs do not overlap, 'loss' the reverse, else 'tie'."""
-    from rlbench.measure.stats import bootstrap_ci
-
     la, ha = bootstrap_ci(a["returns"])
     lb, hb = bootstrap_ci(b["returns"])
     if la > hb:
@@ -87,8 +90,6 @@ def _resolved_ge(a, b) -> str:
 def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
     """Pairs whose baseline return is resolvably below their environment's zero-action return, and
     the environments with no stored idle return."""
-    from rlbench.gate import idle as idle_mod
-
     if idle is None:
         return [], []
     below, unknown = [], set()
@@ -290,9 +291,6 @@ def findings_path(store):
 
 def current(store) -> dict[str, Finding]:
     """Findings over the store's figures (machine-independent) and this machine's figures."""
-    from rlbench.gate.store import read_record_file
-
-    from rlbench.gate import idle
 
     figures = read_record_file(store.figures_path)["cells"]
     machine = read_record_file(store.machine_path)["cells"]
@@ -301,9 +299,6 @@ def current(store) -> dict[str, Finding]:
 
 def read_stored(store) -> dict:
     """``baselines/findings.json`` ({} if absent); a corrupt file names itself and how to restore it."""
-    from rlbench.core.errors import BaselineError
-    from rlbench.core.io import read_stored_json
-
     path = findings_path(store)
     data = read_stored_json(path, "pytest bench --rlbench-update-baselines")
     if data is None:
@@ -327,9 +322,6 @@ def record(store) -> list[str]:
     Under the same advisory lock as the baseline files: two recording sessions on different
     machines each add their own RSS finding instead of dropping the other's.
     """
-    from rlbench.gate.store import locked
-    from rlbench.core.io import atomic_write_json
-
     path = findings_path(store)
     written = []
     with locked(path):
@@ -493,9 +485,6 @@ def _usable_fresh(stored: dict, fresh: dict, int8_exact: bool) -> tuple[dict, li
     cell's returns describe those kernels, while figures.json holds the exact kernels' returns:
     laying one over the other would judge the kernel, not the finding, so only its bytes count.
     """
-    from rlbench.gate.store import RETURN_KEYS
-    from rlbench.measure.int8kernel import uses_int8_kernels
-
     usable, notes = {}, []
     unstored = sorted(c for c in fresh if c not in stored)
     if unstored:
@@ -609,8 +598,6 @@ def _judge_bytes(stored: dict, over: dict) -> Outcome:
 def _judge_rss(stored_rows: dict, fresh_rows: dict, level: float) -> list[Outcome]:
     """Per method and arena setting, the sign of the median RSS delta, resolved where the bootstrap
     CI of the median (over the pairs' deltas) excludes zero (``Rule.SIGN``)."""
-    from rlbench.measure.stats import bootstrap_ci
-
     def ci(rows):
         return bootstrap_ci(rows, level=level, statistic=np.median, resamples=RESAMPLES)
 
@@ -725,9 +712,6 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
 def check_run(store, results: dict[str, dict]) -> list[FreshFinding]:
     """:func:`check_fresh` for a pytest session: ``results`` is the plugin's ``rs.results`` (per cell
     id, a payload with the cell's ``figures`` and ``machine`` figures), laid over the store's figures."""
-    from rlbench.gate.store import read_record_file
-
-    from rlbench.gate import idle
 
     return check_fresh(read_record_file(store.figures_path)["cells"], {c: r["figures"] for c, r in results.items()},
                        machine=read_record_file(store.machine_path)["cells"],
@@ -777,8 +761,6 @@ def changes(old: dict, new: dict, machine_id: str) -> list[FindingChange]:
 def update_lines(store, before: dict) -> list[str]:
     """What an update run changed in ``findings.json`` (``before``: its content before the run), a
     line per finding, or that none changed: an update never changes a finding silently."""
-    from rlbench.core.errors import RLBenchError
-
     try:
         changed = changes(before, read_stored(store), store.machine_id)
     except RLBenchError as exc:
@@ -813,8 +795,6 @@ def resampled(figures: dict, seed: int) -> dict:
     """Every cell's per-episode returns resampled with replacement (its bootstrap twin): the same
     policies measured again, as far as the stored episodes can tell. A baseline's mean and CI follow
     its returns, since the pairs that beat doing nothing are judged by them."""
-    from rlbench.measure.stats import bootstrap_ci
-
     out = {}
     for cid, fig in figures.items():
         if "returns" not in fig:

@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlbench.core.errors import BaselineError
+from rlbench.grid.cell import build_variant, cell_memory
+from rlbench.grid.matrix import parse_cell
+from rlbench.zoo.shipped import load_shipped
 
 COMMAND = "rlbench rss-noise [--cells A,B] [--from RESULTS.json ...] --write"
 
@@ -44,10 +47,6 @@ def measure(store, cells: list[str] | None = None, progress=print, moves=None) -
     """``cells`` measured now (default :func:`default_cells`; none when ``moves`` are given), with the
     ``moves`` of checking runs' cells (:func:`rlbench.report.rss_moves.moves_in_results`), against
     this machine's stored deltas."""
-    from rlbench.grid.cell import cell_memory, build_variant
-    from rlbench.grid.matrix import parse_cell
-    from rlbench.zoo.shipped import load_shipped
-
     cells = cells if cells is not None else ([] if moves is not None else default_cells(store))
     moves = dict(moves or {})
     if not cells and not moves:

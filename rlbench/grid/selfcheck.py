@@ -18,6 +18,12 @@ import time
 
 import numpy as np
 
+from rlbench.compress.base import build_artefact
+from rlbench.core.versions import library_versions
+from rlbench.measure.latency import paired_ratio, time_interleaved
+from rlbench.measure.machine import machine_info
+from rlbench.runtime.predictors import OrtPredictor, pin_threads
+
 
 def _burn(stop_at: float) -> None:
     a = np.random.default_rng(0).random((256, 256))
@@ -28,6 +34,7 @@ def _burn(stop_at: float) -> None:
 def _policy(seed: int = 0):
     import torch
 
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import DeployablePolicy, PolicySpec
 
     torch.manual_seed(seed)
@@ -39,8 +46,6 @@ def _policy(seed: int = 0):
 
 
 def harness_overhead(rounds: int = 30) -> dict:
-    from rlbench.measure.latency import time_interleaved
-
     rec = time_interleaved({"noop": lambda: None}, rounds=rounds, min_round_time=0.005)["noop"]
     return {"noop_min_s": rec.min, "noop_median_s": rec.median, "iterations_per_round": rec.iterations,
             "target_s": 1e-6, "ok": rec.min < 1e-6}
@@ -48,10 +53,8 @@ def harness_overhead(rounds: int = 30) -> dict:
 
 def ratio_spread(runs: int = 10, rounds: int = 40, busy: bool = False) -> dict:
     """CV of the PTDQ/fp32 ONNX latency ratio over ``runs`` independent measurements."""
-    from rlbench.compress.base import build_artefact
-    from rlbench.measure.latency import paired_ratio, time_interleaved
+    # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
-    from rlbench.runtime.predictors import OrtPredictor
 
     m = _policy()
     fp32 = OrtPredictor(onnx_bytes(m), name="onnx-fp32")
@@ -85,10 +88,6 @@ def ratio_spread(runs: int = 10, rounds: int = 40, busy: bool = False) -> dict:
 
 
 def selfcheck(runs: int = 10) -> dict:
-    from rlbench.runtime.predictors import pin_threads
-    from rlbench.core.versions import library_versions
-    from rlbench.measure.machine import machine_info
-
     pin_threads(1)
     return {"overhead": harness_overhead(), "serial": ratio_spread(runs), "busy": ratio_spread(runs, busy=True),
             "machine": machine_info(), "versions": library_versions(), "schema": 1}

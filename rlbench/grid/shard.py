@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import heapq
 
-from rlbench.core.errors import RLBenchError
+from rlbench.core.errors import BaselineError, RLBenchError
+from rlbench.gate.idle import EPISODES
+from rlbench.gate.store import read_record_file
 
 #: Seconds per environment step: the bare ``env.step`` cost on the 2-core reference VM
 #: (``rlbench.measure.envsteps.bare_step_costs``, 10th percentile, nothing else training).
@@ -115,8 +117,6 @@ def order_by_cost(items, stored: dict[str, dict]) -> list:
         if getattr(item, "originalname", "") == "test_idle_return_reproduces":
             import gymnasium
 
-            from rlbench.gate.idle import EPISODES
-
             env_id = params["env_id"]  # at most every episode to the step limit (a standing ant)
             return _stepping_seconds(EPISODES * (gymnasium.spec(env_id).max_episode_steps or 1000), env_id)
         return 0.0
@@ -128,9 +128,6 @@ def order_by_cost(items, stored: dict[str, dict]) -> list:
 def stored_figures(store) -> dict[str, dict]:
     """The machine-independent figures, read once. A broken file is reported by the cells that read
     it (naming the file); the order and the shards then fall back to the step-limit estimate."""
-    from rlbench.gate.store import read_record_file
-    from rlbench.core.errors import BaselineError
-
     if store is None or getattr(store, "figures_path", None) is None:
         return {}
     try:

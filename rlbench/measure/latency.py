@@ -20,6 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from rlbench.core.versions import library_versions
+from rlbench.measure.machine import machine_info
+from rlbench.measure.stats import bootstrap_ci
+
 SCHEMA = 1
 #: Relative IQR (IQR / median) above which a measurement warns that it is noisy.
 NOISY_RIQR = 0.25
@@ -98,9 +102,6 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 6
     ``rounds`` rounds of each function; round ``r`` visits the functions in an order rotated by
     ``r`` so that none always runs first. GC is disabled during timing (pyperf does the same).
     """
-    from rlbench.core.versions import library_versions
-    from rlbench.measure.machine import machine_info
-
     names = list(fns)
     if not names:
         raise ValueError("time_interleaved needs at least one function")
@@ -156,8 +157,6 @@ def paired_ratio(num: LatencyRecord, den: LatencyRecord, level: float = 0.95, cl
     was descheduled, which lands on whichever function happened to run; CPU time does not.
     Runtimes are pinned to one thread, so all of their work is on the calling thread's clock.
     """
-    from rlbench.measure.stats import bootstrap_ci
-
     if clock not in ("cpu", "wall"):
         raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
     a, b = (num.cpu_samples, den.cpu_samples) if clock == "cpu" else (num.samples, den.samples)

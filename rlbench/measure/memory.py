@@ -67,6 +67,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rlbench.core.io import atomic_write_bytes
+from rlbench.core.versions import library_versions
+from rlbench.measure.machine import machine_info
+
 SCHEMA = 1
 RUNTIMES = ("torch", "onnxruntime", "numpy")
 #: Characters of a crashed child's stderr quoted in the error.
@@ -223,6 +227,7 @@ def _load_onnx(path: Path):
 def _load_pt(path: Path) -> dict:
     import torch
 
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import FORMAT
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -276,8 +281,6 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rlbench.core.io import atomic_write_bytes
-
     w = numpy_helper.from_array(np.zeros((obs_dim, act_dim), dtype=np.float32), "w")
     b = numpy_helper.from_array(np.zeros(act_dim, dtype=np.float32), "b")
     graph = helper.make_graph(
@@ -294,6 +297,7 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
 
 
 def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import DeployablePolicy, PolicySpec, save_policy
 
     spec = PolicySpec.from_json({**spec_json, "hidden": []})
@@ -428,9 +432,6 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     ``fresh``: a new interpreter per child; otherwise (the default, unless the environment sets
     ``RLBENCH_MEMORY_FRESH=1``) children are forked from a server that imported the runtime once.
     """
-    from rlbench.core.versions import library_versions
-    from rlbench.measure.machine import machine_info
-
     path = Path(artefact)
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")

@@ -21,7 +21,22 @@ from pathlib import Path
 import pytest
 
 from rlbench.core.errors import RLBenchError
+from rlbench.core.io import Staging
+from rlbench.core.paths import baselines_dir
+from rlbench.core.versions import library_versions, machine_id
+from rlbench.gate import idle
+from rlbench.gate.checks import Status, outcome
+from rlbench.gate.store import BaselineStore, Recording, is_record_file, recover, write_run
+from rlbench.grid import findings
+from rlbench.grid.cell import check_runtime_yardsticks
+from rlbench.grid.matrix import METHOD_PARAM, parse_list
+from rlbench.grid.shard import order_by_cost, parse_shard, select_shard, stored_figures
+from rlbench.measure.int8kernel import probe
+from rlbench.measure.machine import machine_info
+from rlbench.measure.quiet import quiet_lock
 from rlbench.plugin.benchmark import benchmark_stats
+from rlbench.runtime.predictors import pin_threads
+from rlbench.zoo.registry import canonical_algo, canonical_env
 
 RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
@@ -110,11 +125,6 @@ class RLBenchSession:
 
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
-        from rlbench.gate.store import BaselineStore
-        from rlbench.measure.int8kernel import probe
-        from rlbench.core.paths import baselines_dir
-        from rlbench.core.versions import machine_id
-
         root = Path(config.getoption("rlbench_baselines") or baselines_dir())
         machine_only = config.getoption("rlbench_record_machine")
         return cls(update=config.getoption("rlbench_update_baselines") or machine_only,
@@ -130,8 +140,8 @@ def _is_worker(config) -> bool:
 
 
 def pytest_configure(config):
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import quiet_mujoco
-    from rlbench.runtime.predictors import pin_threads
 
     pin_threads(1)
     quiet_mujoco()
@@ -142,9 +152,6 @@ def pytest_configure(config):
         _open_baselines(config)
         config.pluginmanager.register(_Collector(config), "rlbench-collector")
     elif config.workerinput.get("rlbench_staging"):
-        from rlbench.gate.store import is_record_file
-        from rlbench.core.io import Staging
-
         Staging.join(config._rlbench.store.root, Path(config.workerinput["rlbench_staging"]), is_record_file).activate()
 
 
@@ -152,10 +159,6 @@ def _open_baselines(config) -> None:
     """Before any test: complete or discard an interrupted update, refuse a stored file or tolerance
     that does not read (a usage error of one line, not a traceback from a hook), and for an update
     run check that the baselines can be written and open the transaction its figures are staged in."""
-    from rlbench.grid import findings
-    from rlbench.gate import idle
-    from rlbench.gate.store import recover
-
     rs: RLBenchSession = config._rlbench
     try:
         config._rlbench_notes = recover(rs.store.root)
@@ -254,10 +257,6 @@ def _add_to_timeline(timeline: dict, report) -> None:
 def pytest_collection_modifyitems(session, config, items):
     """``--rlbench-algo/env/method`` filters and ``--rlbench-shard`` on cells (other tests untouched),
     then the most expensive tests first (:func:`rlbench.grid.shard.order_by_cost`)."""
-    from rlbench.grid.matrix import METHOD_PARAM, parse_list
-    from rlbench.zoo.registry import canonical_algo, canonical_env
-    from rlbench.grid.shard import order_by_cost, stored_figures
-
     def as_set(values):
         return None if values is None else set(values)
 
@@ -284,8 +283,6 @@ def pytest_collection_modifyitems(session, config, items):
         (keep if ok else drop).append(item)
     stored = stored_figures(config._rlbench.store)  # read once: the shard and the order both weigh by it
     if shard:
-        from rlbench.grid.shard import parse_shard, select_shard
-
         try:
             k, n = parse_shard(shard)
         except RLBenchError as exc:  # a usage error, not an INTERNALERROR from a collection hook
@@ -307,9 +304,6 @@ def record_cell(request):
     """Attach a :class:`~rlbench.grid.cell.CellResult` to the report (crosses xdist to the controller)."""
 
     def _record(result) -> None:
-        from rlbench.core.versions import library_versions, machine_id
-        from rlbench.measure.machine import machine_info
-
         payload = {"cell": result.cell, "figures": result.figures, "machine": result.machine,
                    "benchmark": benchmark_stats(result.benchmark), "nodeid": request.node.nodeid, "name": request.node.name,
                    "context": {"machine_id": machine_id(), "machine": machine_info(), "versions": library_versions(),
@@ -325,8 +319,6 @@ def record_outcome(request):
     unsettled cell as such, and ``--benchmark-json`` holds it."""
 
     def _record(cell_id: str, verdicts) -> None:
-        from rlbench.gate.checks import Status, outcome
-
         notes = [v.message for v in verdicts if v.status in (Status.UNGATED, Status.UNSETTLED)]
         request.node.user_properties.append(
             (OUTCOME_KEY, json.dumps({"cell": cell_id, "outcome": str(outcome(verdicts)), "notes": notes})))
@@ -408,8 +400,6 @@ class _ForwardedBenchmark:
 
 def _quiet_lock_info() -> dict:
     """How timing shared the machine: ``rlbench floor`` counts idle cores only where it ran alone."""
-    from rlbench.measure.quiet import quiet_lock
-
     lock = quiet_lock()
     return {"slots": lock.slots, "timing": lock.timing_policy}
 
@@ -447,8 +437,6 @@ def pytest_sessionfinish_judge_runtimes(session, exitstatus):
     config = session.config
     rs: RLBenchSession | None = None if _is_worker(config) else config._rlbench
     if rs is not None and not rs.update and rs.gate_latency and rs.results:
-        from rlbench.grid.cell import check_runtime_yardsticks
-
         rs.runtime_verdicts = check_runtime_yardsticks({c: r["machine"] for c, r in rs.results.items()}, rs.store)
         if any(v.failed for v in rs.runtime_verdicts) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -469,10 +457,6 @@ def _write_baselines(session, exitstatus) -> None:
     """The update's one transaction (:func:`rlbench.gate.store.write_run`): the cells' figures, what
     the tests staged (``idle.json``) and the findings over them, or nothing and one line saying
     where the measured figures were saved instead."""
-    from rlbench.grid import findings
-    from rlbench.gate.store import Recording, write_run
-    from rlbench.measure.machine import machine_info
-
     config = session.config
     rs: RLBenchSession = config._rlbench
     machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
@@ -504,8 +488,6 @@ def pytest_sessionfinish_findings(session, exitstatus):
     config = session.config
     rs: RLBenchSession | None = None if _is_worker(config) else config._rlbench
     if rs is not None:
-        from rlbench.grid import findings
-
         try:
             if rs.update:
                 rs.findings_before = findings.read_stored(rs.store)
@@ -523,7 +505,6 @@ def pytest_sessionfinish_findings(session, exitstatus):
 def pytest_terminal_summary_findings(terminalreporter, exitstatus, config):
     if _is_worker(config):
         return
-    from rlbench.grid import findings
 
     rs: RLBenchSession = config._rlbench
     if rs.finding_checks or rs.finding_errors:

@@ -24,21 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlbench.gate.tolerances import Tolerances
-from rlbench.gate.checks import (
-    CELL_METRICS,
-    CellFigures,
-    Metric,
-    Status,
-    Verdict,
-    check_methods,
-    check_runtimes,
-    judge_cell,
-    kernel_class,
-    outcome,
-    pool_yardsticks,
-)
 from rlbench.core.errors import ResultsError
+from rlbench.core.paths import baselines_dir
+from rlbench.gate import idle
+from rlbench.gate.checks import (CELL_METRICS, CellFigures, Metric, Status, Verdict, check_methods, check_runtimes,
+                                 judge_cell, kernel_class, outcome, pair_of, pool_yardsticks)
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
 from rlbench.report.results import CellRecord, ResultsFile, load_results, parse_cell_id
 
 MIB = 1024 * 1024
@@ -46,8 +38,6 @@ _RANK = {Status.REGRESSED: 0, Status.UNGATED: 1, Status.UNSETTLED: 2, Status.IMP
 
 
 def default_tolerances_path() -> Path:
-    from rlbench.core.paths import baselines_dir
-
     return baselines_dir() / "tolerances.toml"
 
 
@@ -265,8 +255,6 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
 
     ``idle``: doing nothing's return per seed, per environment (``baselines/idle.json``);
     ``rss_noise``: OLD's machine's measured RSS noise per RSS key."""
-    from rlbench.gate.checks import pair_of
-
     tol = apply_thresholds(tolerances or Tolerances(), thresholds or {})
     a, b = old.by_cell(), new.by_cell()
     common = [c for c in b if c in a]
@@ -305,14 +293,10 @@ def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | Non
 
 def _idle(root: Path) -> dict[str, dict[int, float]]:
     """Doing nothing's return per seed and environment, from the baselines beside the tolerances."""
-    from rlbench.gate import idle
-
     return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
             for env, e in idle.read(root).items() if "seeds" in e}
 
 
 def _rss_noise(root: Path, machine_ids: list[str]) -> dict[str, float] | None:
     """OLD's machine's measured RSS noise, where OLD ran on one machine whose figures are stored."""
-    from rlbench.gate.store import BaselineStore
-
     return BaselineStore(root, machine_ids[0]).machine_rss_noise() if len(machine_ids) == 1 else None

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.errors import ResultsError
+from rlbench.grid.cell import PHASES
+from rlbench.grid.matrix import parse_cell
 from rlbench.measure import envsteps
 
 
@@ -75,8 +77,6 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None,
                 median_cost: dict[str, float] | None = None) -> list[CellFloor]:
     """Per-cell floor components; ``step_cost`` maps env id to seconds per step (measured if absent;
     ``median_cost`` then gets the median step cost of the same measurement)."""
-    from rlbench.grid.matrix import parse_cell
-
     step_cost = step_cost if step_cost is not None else {}  # filled in place: the caller reports it
     out = []
     for entry in data["benchmarks"]:
@@ -189,8 +189,6 @@ def _overhead(floors: list[CellFloor], cores: int, alone: bool) -> dict:
     stepping and batching cost in the harness over bare ``env.step`` and batch-64 inference. The
     rest (worker start-up, imports, pytest, the memory children's own CPU) is left unattributed.
     """
-    from rlbench.grid.cell import PHASES
-
     if not floors or any(not f.phases or not f.phases_cpu for f in floors):
         return {}
     wall = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1) for k in PHASES}

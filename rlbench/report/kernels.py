@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.errors import BaselineError
+from rlbench.gate.checks import check_return
+from rlbench.gate.store import read_record_file
+from rlbench.gate.tolerances import Tolerances
+from rlbench.grid.matrix import parse_cell
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,6 @@ class KernelRow:
 
 
 def kernel_rows(root: Path) -> list[KernelRow]:
-    from rlbench.gate.store import read_record_file
-    from rlbench.gate.tolerances import Tolerances
-    from rlbench.gate.checks import check_return
-    from rlbench.grid.matrix import parse_cell
-
     exact = read_record_file(root / "figures.json")["cells"]
     tol = Tolerances.load(root / "tolerances.toml").returns
     rows = []

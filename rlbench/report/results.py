@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rlbench.core.errors import ResultsError
+from rlbench.measure.stats import bootstrap_ci
 from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
 #: Top-level key that ``rlbench merge`` adds (pytest-benchmark ignores unknown top-level keys).
@@ -216,7 +217,6 @@ class CellRecord:
             return ReturnStat(self.return_mean, self.return_ci[0], self.return_ci[1], len(self.returns))
         if not self.returns:
             return None
-        from rlbench.measure.stats import bootstrap_ci
 
         mean = self.return_mean if self.return_mean is not None else sum(self.returns) / len(self.returns)
         lo, hi = self.return_ci if self.return_ci is not None else bootstrap_ci(self.returns)

@@ -109,6 +109,7 @@ class NumpyPredictor:
     runtime = "numpy"
 
     def __init__(self, module, name: str = "numpy"):
+        # deferred: it loads torch, which importing this module does not
         from rlbench.zoo.policy import policy_weights_numpy
 
         spec = module.current_spec()

@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 import time
 
+from rlbench.compress import base
+from rlbench.runtime.predictors import OrtPredictor
+
 
 def _slow(factor: float) -> None:
-    from rlbench.runtime.predictors import OrtPredictor
-
     original = OrtPredictor.predict
 
     def predict(self, obs):
@@ -50,8 +51,6 @@ def _has_int8_weights(model) -> bool:
 
 
 def _extra(fraction: float, only_int8: bool = False) -> None:
-    from rlbench.runtime.predictors import OrtPredictor
-
     original, init = OrtPredictor.predict, OrtPredictor.__init__
     credit = [0.0]
 
@@ -102,8 +101,6 @@ def corrupted_build(*args, **kwargs):
 
 def _corrupt(method: str) -> None:
     import dataclasses
-
-    from rlbench.compress import base
 
     info = base.METHODS[method]
     _ORIGINAL["builder"] = info.builder

@@ -17,9 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import RLBenchError
+from rlbench.core.paths import policies_dir
+from rlbench.core.versions import TRACKED, library_versions
+from rlbench.measure.returns import eval_seeds, evaluate_returns
+from rlbench.runtime.predictors import TorchPredictor, ZeroPredictor, pin_threads
 from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoint, load_checkpoint, make_vec_env,
                                 run_dir, save_checkpoint, sb3_agent)
-from rlbench.zoo.registry import OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig, env_kwargs, get_config
+from rlbench.zoo.paper import PAPER_TABLES
+from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
+                                  env_kwargs, env_short, get_config)
 from rlbench.zoo.shipped import is_shipped, policy_dir
 
 TRAIN_EVAL_EPISODES = 5
@@ -28,9 +34,8 @@ TRAIN_EVAL_EPISODES = 5
 # ------------------------------------------------------------------ evaluation during training
 def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -> float:
     """Mean deterministic return of the current agent, through the export path (seeds disjoint)."""
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.export import deployable_from_sb3
-    from rlbench.measure.returns import evaluate_returns
-    from rlbench.runtime.predictors import TorchPredictor
 
     venv = model.get_env()
     vn = venv if cfg.normalize else None
@@ -43,11 +48,7 @@ def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -
 def early_stop_bar(cfg: AlgoEnvConfig) -> dict:
     """What a run's training evaluations must beat to stop before its budget: the paper's Table 1
     return and doing nothing's (on the training-evaluation seeds), both raised by the margin."""
-    from rlbench.runtime.predictors import ZeroPredictor
-    from rlbench.measure.returns import evaluate_returns
-    from rlbench.zoo.registry import EARLY_STOP_EVALS, EARLY_STOP_MARGIN, env_short
-    from rlbench.zoo.paper import PAPER_TABLES
-
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
 
     env = make_env(cfg.env_id)
@@ -101,10 +102,6 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
-    from rlbench.core.paths import policies_dir
-    from rlbench.runtime.predictors import pin_threads
-    from rlbench.core.versions import TRACKED, library_versions
-
     pin_threads(1)
     cfg = get_config(algo, env)
     target = int(timesteps or cfg.timesteps)
@@ -145,6 +142,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
     if early_stop and "early_stop_bar" not in state:
         state["early_stop_bar"] = early_stop_bar(cfg)
     if trainer == "sbx":
+        # deferred: it loads SBX (JAX) and torch, which importing this module does not
         from rlbench.zoo import sbx_convert
 
         state["versions"] = library_versions(TRACKED + sbx_convert.TRACKED)
@@ -202,11 +200,8 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
     """Export the run's latest checkpoint as a shipped policy, with its recorded evaluation."""
     from stable_baselines3.common.vec_env import VecNormalize
 
+    # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
-    from rlbench.measure.returns import eval_seeds, evaluate_returns
-    from rlbench.core.paths import policies_dir
-    from rlbench.runtime.predictors import TorchPredictor, pin_threads
-    from rlbench.core.versions import library_versions
 
     pin_threads(1)
     cfg = get_config(algo, env)
@@ -220,6 +215,7 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
     trainer = state.get("trainer", "sb3")
     departures = list(cfg.departures)
     if trainer == "sbx":
+        # deferred: it loads SBX (JAX) and torch, which importing this module does not
         from rlbench.zoo.sbx_convert import DEPARTURES
 
         departures += DEPARTURES
@@ -228,6 +224,7 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
     rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name)
     import gymnasium
 
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
 
     e = make_env(cfg.env_id)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import RLBenchError
+from rlbench.core.paths import runs_dir
 from rlbench.zoo.registry import AlgoEnvConfig
 
 #: Who runs the updates: SB3 (torch) or SBX (JAX, ``pip install -e '.[train-sbx]'``).
@@ -46,8 +47,6 @@ class RunPaths:
 
 
 def run_dir(cfg: AlgoEnvConfig, seed: int) -> RunPaths:
-    from rlbench.core.paths import runs_dir
-
     return RunPaths(runs_dir() / f"{cfg.name}-s{seed}")
 
 
@@ -82,6 +81,7 @@ def make_vec_env(cfg: AlgoEnvConfig, seed: int):
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
 
     venv = DummyVecEnv([lambda: Monitor(make_env(cfg.env_id)) for _ in range(cfg.n_envs)])
@@ -107,6 +107,7 @@ def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3")
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise_std * np.ones(n))
     model = _algo_class(cfg.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     if trainer == "sbx":
+        # deferred: it loads SBX (JAX) and torch, which importing this module does not
         from rlbench.zoo.sbx_convert import from_sb3
 
         return from_sb3(model, cfg.kwargs)
@@ -117,6 +118,7 @@ def sb3_agent(model, cfg: AlgoEnvConfig):
     """``model`` if SB3 trains it; an SBX agent's SB3 twin (what is evaluated and shipped)."""
     if getattr(model, "trainer", "sb3") == "sb3":
         return model
+    # deferred: it loads SBX (JAX) and torch, which importing this module does not
     from rlbench.zoo.sbx_convert import to_sb3
 
     return to_sb3(model, build_model(cfg, model.get_env(), seed=None))  # seed=None: no generator is reseeded

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 import gymnasium as gym
 
+from rlbench.zoo.registry import env_kwargs
+
 log = logging.getLogger("rlbench.mujoco")
 _installed = False
 
@@ -45,8 +47,6 @@ def quiet_mujoco() -> None:
 def make_env(env_id: str, **kwargs) -> gym.Env:
     """``gym.make`` with the registry's keywords for ``env_id`` (``kwargs`` override them) and
     MuJoCo's log redirected."""
-    from rlbench.zoo.registry import env_kwargs
-
     quiet_mujoco()
     return gym.make(env_id, **{**env_kwargs(env_id), **kwargs})
 

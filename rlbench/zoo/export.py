@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlbench.zoo.policy import DeployablePolicy, PolicySpec
+from rlbench.core.errors import PolicyError
+from rlbench.core.io import atomic_write_json, sha256_bytes
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, save_policy
 
 META_SCHEMA = 1
 
@@ -105,10 +107,8 @@ def write_policy_dir(dest: Path, dep: DeployablePolicy, agent: dict, meta: dict,
     An existing shipped policy is never replaced unless ``overwrite`` is given; the old folder is
     kept until the new one is in place, so an interrupted export loses nothing.
     """
-    from rlbench.core.errors import PolicyError
-    from rlbench.core.io import atomic_write_json, sha256_bytes
+    # deferred: it loads onnx, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
-    from rlbench.zoo.policy import save_policy
 
     dest = Path(dest)
     if dest.exists() and not overwrite:

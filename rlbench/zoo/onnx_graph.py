@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rlbench.core.io import atomic_write_bytes
 from rlbench.zoo.policy import DeployablePolicy, policy_weights_numpy
 
 OPSET = 17
@@ -78,8 +79,6 @@ def onnx_bytes(policy: DeployablePolicy) -> bytes:
 
 
 def save_onnx(policy: DeployablePolicy, path: Path) -> bytes:
-    from rlbench.core.io import atomic_write_bytes
-
     data = onnx_bytes(policy)
     atomic_write_bytes(path, data)
     return data

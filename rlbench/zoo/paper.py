@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlbench.core.errors import ResultsError
+
 PAPER_TABLES: dict = {'source': 'Lu, Alemi, Rawassizadeh, The Impact of Quantization and Pruning on Deep Reinforcement Learning '
            'Models, arXiv 2407.04803; environments were the -v4 versions',
  'table1_average_return': {'TRPO': {'HalfCheetah': {'baseline': 978.48,
@@ -244,7 +246,6 @@ def load_paper(path: Path | str | None = None) -> dict:
     """The paper's tables: the copy above, or a JSON file with the same keys (``--paper PATH``)."""
     if path is None:
         return PAPER_TABLES
-    from rlbench.core.errors import ResultsError
 
     try:
         data = json.loads(Path(path).read_text())

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlbench.core.io import atomic_write_bytes
+
 FORMAT = "rlbench.policy/1"
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -111,8 +113,6 @@ def save_policy(module: DeployablePolicy, path: Path) -> bytes:
     torch.save(payload, buf)
     data = buf.getvalue()
     if path is not None:
-        from rlbench.core.io import atomic_write_bytes
-
         atomic_write_bytes(path, data)
     return data
 

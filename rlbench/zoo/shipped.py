@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.errors import PolicyError
+from rlbench.core.io import git_state, sha256_file
+from rlbench.core.paths import policies_dir, runs_dir
 from rlbench.zoo.registry import get_config, pairs
 
 FILES = ("policy.pt", "policy.onnx", "agent.pt")
@@ -55,6 +57,7 @@ class ShippedPolicy:
 
     def module(self):
         """A fresh torch module each call: callers may transform it without touching the zoo."""
+        # deferred: it loads torch, which importing this module does not
         from rlbench.zoo.policy import load_policy
 
         try:
@@ -74,8 +77,6 @@ class ShippedPolicy:
 
 
 def policy_dir(algo: str, env_id: str, root: Path | None = None) -> Path:
-    from rlbench.core.paths import policies_dir
-
     cfg = get_config(algo, env_id)
     return (root or policies_dir()) / cfg.name
 
@@ -86,6 +87,7 @@ def is_shipped(algo: str, env_id: str, root: Path | None = None) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _env_obs_shape(env_id: str) -> tuple[int, ...]:
+    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
 
     env = make_env(env_id)
@@ -97,8 +99,6 @@ def _env_obs_shape(env_id: str) -> tuple[int, ...]:
 
 def load_shipped(algo: str, env_id: str, root: Path | None = None, verify: bool = True) -> ShippedPolicy:
     """Validate and return a shipped policy; raise :class:`PolicyError` naming the file otherwise."""
-    from rlbench.core.io import sha256_file
-
     cfg = get_config(algo, env_id)
     folder = policy_dir(cfg.algo, cfg.env_id, root)
     regen = train_command(cfg.algo, cfg.env_id)
@@ -137,9 +137,6 @@ def _sha_mismatch(f: Path, meta_path: Path, digest: str, recorded: str, cfg) -> 
     and the file did not: meta.json is. Otherwise (both changed, both as committed, no git) there
     is no telling, and both repairs are offered.
     """
-    from rlbench.core.io import git_state
-    from rlbench.core.paths import runs_dir
-
     file_state, meta_state = git_state(f), git_state(meta_path)
     export = (f"export it again with `rlbench export {cfg.algo} {cfg.env_id} --overwrite` (needs the run's checkpoint "
               f"under {runs_dir()}; without it: `{train_command(cfg.algo, cfg.env_id)} --overwrite`)")
