@@ -7,6 +7,7 @@ import json
 import sys
 
 from rlbench.core.errors import RLBenchError
+from rlbench.core.threads import default_thread_env
 
 
 def _cmd_train(args) -> int:
@@ -225,8 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # one thread per job: two jobs on 2 cores otherwise run 4x slower
+    default_thread_env()  # one thread per job: two jobs on 2 cores otherwise run 4x slower
     args = build_parser().parse_args(argv)
     try:
         if args.command != "baselines":  # those recover the directory they are given

@@ -45,7 +45,7 @@ from typing import Any
 
 from rlbench.compress.names import MODEL_ONNX, MODEL_PT
 from rlbench.core.errors import CompressionError, UnknownNameError
-from rlbench.core.io import sha256_bytes, sha256_file
+from rlbench.core.io import replace_dir, sha256_bytes, sha256_file
 from rlbench.core.paths import baselines_dir, cache_dir
 from rlbench.core.versions import library_versions
 from rlbench.zoo.registry import CALIBRATION_SEED_BASE
@@ -516,13 +516,7 @@ def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, 
         for f in [*art.files.values(), Path(art.path) / META_FILE]:
             shutil.copyfile(f, tmp / Path(f).name)
         os.chmod(tmp, 0o755)
-        if entry.exists():
-            old_tmp = Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=entry.parent))
-            os.rename(entry, old_tmp / "entry")
-            os.rename(tmp, entry)
-            shutil.rmtree(old_tmp, ignore_errors=True)
-        else:
-            os.rename(tmp, entry)
+        replace_dir(tmp, entry, Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=entry.parent)))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -50,10 +50,11 @@ import numpy as np
 import torch
 
 from rlbench.compress.qat import (Plan, QuantLinear, Trained, check_export, distill, qdq_onnx, quant_layers_record,
-                                  rl_finetune, single_thread)
+                                  rl_finetune)
 from rlbench.compress.quantize import check_int8
 from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
+from rlbench.core.threads import torch_threads
 
 #: Fractions of the pruning run (``steps``) where pruning starts and ends (Ivanov et al.).
 START_FRACTION = 0.2
@@ -138,7 +139,7 @@ def train_gmp(policy, env_id: str, *, sparsity: float = 0.8, steps: int = 5000, 
               ) -> tuple[Trained, dict]:
     """Prune ``policy`` (untouched) while fine-tuning; the student, its record and the schedule."""
     plan, sched = gmp_plan(int(steps), float(sparsity), bool(qat))
-    with single_thread():
+    with torch_threads(1):  # training's result must not depend on the thread count
         if signal == "rl":
             if agent_pt is None:
                 raise CompressionError("gmp: signal='rl' needs agent_pt")

@@ -68,7 +68,6 @@ rollouts; the same inputs give byte-identical ONNX (a test builds twice and comp
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -84,6 +83,7 @@ from torch import nn
 from rlbench.compress.quantize import calibration_observations, check_int8
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import sha256_bytes, sha256_file
+from rlbench.core.threads import torch_threads
 from rlbench.runtime.predictors import ReferencePredictor
 from rlbench.zoo.agents import build_model, make_vec_env
 from rlbench.zoo.policy import DeployablePolicy
@@ -343,19 +343,6 @@ class Plan:
                 l.quant, l.observe, l.keep_nonzero = True, False, self.keep_nonzero
             if not all(bool(l.in_ready) for l in layers):
                 calibrate()
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Torch single-threaded while training: results must not depend on the thread count."""
-    threads = torch.get_num_threads()
-    if threads != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads != 1:
-            torch.set_num_threads(threads)
 
 
 @dataclass
@@ -802,7 +789,7 @@ def train_qat(policy, env_id: str, *, signal: str = "distill", steps: int = 2000
               agent_pt: Path | None = None) -> Trained:
     """Fake-quantised fine-tuning of ``policy`` (untouched); the student and its record."""
     plan = Plan.qat(int(steps))
-    with single_thread():
+    with torch_threads(1):  # training's result must not depend on the thread count
         if signal == "rl":
             if agent_pt is None:
                 raise CompressionError("qat: signal='rl' needs agent_pt")

@@ -52,6 +52,7 @@ import numpy as np
 from rlbench.compress.summary import onnx_stats
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import sha256_bytes
+from rlbench.core.threads import torch_threads
 from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 log = logging.getLogger("rlbench.compress")
@@ -143,13 +144,10 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
         env.close()
         raise CompressionError(f"{env_id} observations have shape {tuple(env.observation_space.shape)}, "
                                f"the policy takes ({obs_dim},)")
-    threads = torch.get_num_threads()
     out: list[np.ndarray] = []
     episodes = 0
     try:
-        if threads != 1:
-            torch.set_num_threads(1)
-        with torch.inference_mode():
+        with torch_threads(1), torch.inference_mode():
             while len(out) < n:
                 obs, _ = env.reset(seed=base + episodes)
                 episodes += 1
@@ -165,8 +163,6 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
                     done = terminated or truncated
     finally:
         env.close()
-        if threads != 1:
-            torch.set_num_threads(threads)
     arr = np.ascontiguousarray(np.stack(out), dtype=np.float32)
     return arr, {"episodes": episodes, "seeds": [base, base + episodes - 1], "sha256": sha256_bytes(arr.tobytes()),
                  "shape": list(arr.shape)}

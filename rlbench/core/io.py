@@ -59,6 +59,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def replace_dir(tmp: Path, dest: Path, old: Path) -> None:
+    """Put the whole directory ``tmp`` in the place of ``dest`` by two renames on one file system.
+
+    An existing ``dest`` moves to ``old`` first (an ``old`` left by an interrupted swap is removed
+    before) and is removed once ``tmp`` is in place, so an interruption leaves the old directory (at
+    ``dest`` or at ``old``) or the new one at ``dest``, never half of either.
+    """
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 

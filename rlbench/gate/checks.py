@@ -15,6 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from rlbench.core.cellid import method_of, pair_of
 from rlbench.gate.tolerances import LatencyTolerance, ReturnTolerance, Tolerances
 from rlbench.measure.stats import bootstrap_ci, diff_ci
 
@@ -295,11 +296,6 @@ YARDSTICKS = ("torch-fp32/numpy-ref", "onnx-fp32/numpy-ref")
 """Each runtime's fp32 policy over the NumPy reference, which no runtime under test touches."""
 
 
-def pair_of(cell_id: str) -> str:
-    """``SAC-Hopper-v5-l1-0.20`` -> ``SAC-Hopper-v5``."""
-    return "-".join(cell_id.split("-")[:3])
-
-
 def pool_yardsticks(ratios_by_cell: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """Per pair, each yardstick's median over the pair's cells. The yardsticks time the same fp32
     model in every cell of a pair, so one lucky or unlucky recording does not become the bar for
@@ -320,11 +316,6 @@ def check_runtimes(cells, tol: LatencyTolerance) -> list[Verdict]:
     return [check_run_shift(f"runtime yardstick {key}", [new[key] / stored[key] for new, stored in cells
                                                          if new.get(key) and stored.get(key)], tol)
             for key in YARDSTICKS]
-
-
-def method_of(cell_id: str) -> str:
-    """``SAC-Hopper-v5-l1-0.20`` -> ``l1``; ``SAC-Hopper-v5-ptdq`` -> ``ptdq``."""
-    return cell_id.split("-")[3]
 
 
 #: The ratio a method-level gate reads: the variant over the fp32 policy in the variant's own runtime.

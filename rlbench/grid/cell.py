@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.compress.base import compress
+from rlbench.core.cellid import env_of
 from rlbench.core.errors import BaselineError
 from rlbench.gate import idle
 from rlbench.gate.checks import (CELL_METRICS, IDENTITY_METRICS, CellFigures, Metric, check_methods, check_runtimes,
@@ -352,13 +353,9 @@ def check_cell(result: CellResult, store, gate_latency: bool = True, memory: boo
     returns = Metric.RETURN in scope
     stored = stored_figures(store, result.cell, int8=uses_int8_kernels(result.figures), returns=returns)
     new = CellFigures.from_dicts(result.cell, result.figures, result.machine)
-    return judge_cell(new, stored, store.tolerances(), idle=idle_by_seed(store, _env_of(result.cell)), scope=scope,
+    return judge_cell(new, stored, store.tolerances(), idle=idle_by_seed(store, env_of(result.cell)), scope=scope,
                       rss_noise=store.machine_rss_noise(),
                       record_hint=f"pytest bench --rlbench-record-machine -k {result.cell}")
-
-
-def _env_of(cell_id: str) -> str:
-    return pair_of(cell_id).split("-", 1)[1]
 
 
 def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:

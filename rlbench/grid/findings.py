@@ -22,9 +22,11 @@ from enum import Enum
 
 import numpy as np
 
+from rlbench.core.cellid import split_cell_id, split_variant
 from rlbench.core.errors import BaselineError, RLBenchError
 from rlbench.core.io import atomic_write_json, read_stored_json
-from rlbench.gate import idle, idle as idle_mod
+from rlbench.gate import idle
+from rlbench.gate.idle import below_idle
 from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
@@ -46,16 +48,10 @@ class Finding:
         return f"[{self.key}] {self.claim} | paper: {self.paper} | ours (n={self.n}): {self.ours}"
 
 
-def _split(cell_id: str) -> tuple[str, str]:
-    """``SAC-Hopper-v5-l2-0.30`` -> (``SAC-Hopper-v5``, ``l2-0.30``)."""
-    parts = cell_id.split("-")
-    return "-".join(parts[:3]), "-".join(parts[3:])
-
-
 def _by_pair(figures: dict) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for cid, fig in figures.items():
-        pair, variant = _split(cid)
+        pair, variant = split_cell_id(cid)
         out[pair][variant] = fig
     return out
 
@@ -99,7 +95,7 @@ def _below_idle(pairs: dict, idle: dict | None) -> tuple[list[str], list[str]]:
             continue
         if env not in idle:
             unknown.add(env)
-        elif idle_mod.below_idle(v["baseline"]["return_ci"][1], idle[env]):
+        elif below_idle(v["baseline"]["return_ci"][1], idle[env]):
             below.append(pair)
     return sorted(below), sorted(unknown)
 
@@ -127,7 +123,7 @@ def _l2_vs_l1_counts(pairs: dict, means) -> tuple[np.ndarray, np.ndarray, int]:
         base = means(pair, "baseline")
         hi = {}
         for norm in ("l1", "l2"):
-            ratios = sorted(float(k.split("-")[1]) for k in v if k.startswith(norm + "-"))
+            ratios = sorted(split_variant(k)[1] for k in v if k.startswith(norm + "-"))
             if not ratios:
                 break
             hi[norm] = np.max([r * _kept(means, pair, f"{norm}-{r:.2f}", base) for r in ratios], axis=0)
@@ -660,7 +656,7 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     if (f_untrained, f_below) != (untrained, below):
         notes.append(f"partition moved (kept the stored one for judging): untrained {untrained} -> {f_untrained}, "
                      f"below idle {below} -> {f_below}")
-    changed_pairs = {_split(c)[0] for c in changed}
+    changed_pairs = {split_cell_id(c)[0] for c in changed}
     ms = _BootMeans(stored, 0, resamples)
     mf = _BootMeans(over, 1, resamples, shared=ms, changed=changed)
 
@@ -701,7 +697,7 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     for key, f in after.items():
         measured_key = "memory" if key == "rss" else "bytes_total" if key == "bytes" else "returns"
         source = (fresh_machine or {}) if key == "rss" else fresh
-        reads = [c for c in (machine if key == "rss" else stored) if _reads(key, _split(c)[1])]
+        reads = [c for c in (machine if key == "rss" else stored) if _reads(key, split_cell_id(c)[1])]
         remeasured = sum(1 for c in reads if measured_key in source.get(c, {}))
         stored_f = before.get(key)
         out.append(FreshFinding(key, f.claim, f.paper, stored_f, f, remeasured, len(reads),

@@ -7,9 +7,9 @@ options.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import UnknownNameError
 from rlbench.zoo.registry import ALGOS, ENVS
 
@@ -71,8 +71,6 @@ def cells(algos=ALGOS, envs=ENVS, methods=None) -> list[Cell]:
             if methods is None or v.method in methods]
 
 
-_CELL_RE = re.compile(r"^(?P<algo>[A-Z0-9]+)-(?P<env>[A-Za-z]+-v\d+)-(?P<method>[a-z0-9]+)(?:-(?P<ratio>\d+\.\d+))?$")
-
 
 def parse_list(value: str | None, canon) -> list | None:
     """A comma-separated option (``--algo SAC,td3``), each value canonicalised; None when not given."""
@@ -81,8 +79,9 @@ def parse_list(value: str | None, canon) -> list | None:
 
 def parse_cell(cell_id: str) -> Cell:
     """``SAC-HalfCheetah-v5-l2-0.30`` -> Cell. Raises naming the id if it does not parse."""
-    m = _CELL_RE.match(cell_id)
-    if not m or m["algo"] not in ALGOS or m["env"] not in ENVS or m["method"] not in METHOD_PARAM:
+    m = match_cell_id(cell_id)
+    if (not m or m["algo"] not in ALGOS or m["env"] not in ENVS or m["method"] not in METHOD_PARAM
+            or (m["ratio"] is not None and "." not in m["ratio"])):
         raise UnknownNameError(f"not a cell id: {cell_id!r} (expected ALGO-ENV-METHOD[-RATIO], e.g. "
                                f"SAC-HalfCheetah-v5-l2-0.30; methods: {', '.join(METHOD_PARAM)})")
     return Cell(m["algo"], m["env"], Variant(m["method"], float(m["ratio"]) if m["ratio"] else None))

@@ -22,7 +22,8 @@ from rlbench.compress.base import build_artefact
 from rlbench.core.versions import library_versions
 from rlbench.measure.latency import paired_ratio, time_interleaved
 from rlbench.measure.machine import machine_info
-from rlbench.runtime.predictors import OrtPredictor, pin_threads
+from rlbench.core.threads import pin_threads
+from rlbench.runtime.predictors import OrtPredictor
 
 
 def _burn(stop_at: float) -> None:

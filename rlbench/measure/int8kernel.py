@@ -21,6 +21,8 @@ import functools
 
 import numpy as np
 
+from rlbench.core.threads import ort_threads
+
 EXACT = "exact"
 SATURATING = "u8s8-saturating"
 CLASSES = (EXACT, SATURATING)
@@ -47,7 +49,7 @@ def run_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    ort_threads(opts, 1)
     opts.log_severity_level = 3
     sess = ort.InferenceSession(matmul_integer_model(b, a.shape[0]), sess_options=opts,
                                 providers=["CPUExecutionProvider"])

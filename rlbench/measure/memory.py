@@ -68,6 +68,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rlbench.core.io import atomic_write_bytes
+from rlbench.core.threads import thread_env
 from rlbench.core.versions import library_versions
 from rlbench.measure.machine import machine_info
 
@@ -91,7 +92,8 @@ def _measure(args):
     else:
         import torch
         from rlbench.zoo.policy import load_policy
-        from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor, pin_threads
+        from rlbench.core.threads import pin_threads
+        from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor
         pin_threads(threads)
         module = load_policy(path)
         obs_dim = int(module.spec.obs_dim)
@@ -137,7 +139,8 @@ if json.loads(sys.argv[1])["runtime"] == "onnxruntime":
 else:
     import torch
     from rlbench.zoo.policy import load_policy
-    from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor, pin_threads
+    from rlbench.core.threads import pin_threads
+    from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor
 import numpy
 sys.stdout.write("ready\n")
 sys.stdout.flush()
@@ -310,10 +313,7 @@ def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
 
 
 def _child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
-    return env
+    return {**os.environ, **thread_env(threads)}
 
 
 def _tail(text: str | bytes | None) -> str:
@@ -493,6 +493,5 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
                   "peak_source": "VmHWM", "obs_dim": obs_dim, "act_dim": act_dim,
                   "children": "fresh interpreter" if fresh else "forked from a server that imported the runtime",
                   "stand_in": {"hidden": [], "param_bytes": stand_in_bytes},
-                  "child_env": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                                "OPENBLAS_NUM_THREADS": str(threads)}},
+                  "child_env": thread_env(threads)},
         machine=machine_info(), versions=library_versions())

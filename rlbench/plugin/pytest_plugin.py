@@ -35,7 +35,7 @@ from rlbench.measure.int8kernel import probe
 from rlbench.measure.machine import machine_info
 from rlbench.measure.quiet import quiet_lock
 from rlbench.plugin.benchmark import benchmark_stats
-from rlbench.runtime.predictors import pin_threads
+from rlbench.core.threads import pin_threads
 from rlbench.zoo.registry import canonical_algo, canonical_env
 
 RESULT_KEY = "rlbench_result"

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import ResultsError
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.zoo.registry import ALGOS, ENVS, env_short
@@ -35,10 +35,6 @@ QUANT_METHODS: tuple[str, ...] = ("ptdq", "ptsq", "qat")
 """The paper's quantization methods (Table 1), in its column order."""
 PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
 """The paper's pruning norms (Tables 2-3)."""
-
-_CELL_RE = re.compile(
-    r"^(?P<algo>" + "|".join(ALGOS) + r")-(?P<env>[A-Za-z][A-Za-z0-9]*-v\d+)"
-    r"-(?P<method>[a-z][a-z0-9_]*)(?:-(?P<ratio>\d+(?:\.\d+)?))?$")
 
 
 # ----------------------------------------------------------------------------------------- cell ids
@@ -101,15 +97,16 @@ def variant_sort_key(method: str, ratio: float | None) -> tuple:
 
 
 def parse_cell_id(cell: Any, source: str | Path | None = None) -> CellId:
-    """Parse ``ALGO-Env-vN-method[-ratio]``. The one parser every report module uses.
+    """Parse ``ALGO-Env-vN-method[-ratio]`` (:func:`rlbench.core.cellid.match_cell_id`, ALGO one of the
+    registry's) for every report module; any environment and method are read.
 
     Raises :class:`ResultsError` naming ``source`` (the file) and the cell for anything else.
     """
     where = f"{source}: " if source is not None else ""
     if not isinstance(cell, str):
         raise ResultsError(f"{where}cell id {cell!r} is not a string")
-    m = _CELL_RE.match(cell)
-    if m is None:
+    m = match_cell_id(cell)
+    if m is None or m["algo"] not in ALGOS:
         raise ResultsError(
             f"{where}cell {cell!r} is not an rlbench cell id; expected ALGO-ENV-vN-METHOD[-RATIO] with ALGO one of "
             f"{', '.join(ALGOS)}, e.g. SAC-HalfCheetah-v5-baseline or SAC-HalfCheetah-v5-l2-0.30")

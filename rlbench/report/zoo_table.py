@@ -3,7 +3,7 @@ what doing nothing scores."""
 
 from __future__ import annotations
 
-from rlbench.gate import idle as idle_mod
+from rlbench.gate.idle import below_idle
 from rlbench.zoo.reference import PAPER, RL_ZOO
 
 
@@ -36,7 +36,7 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
         else:
             verdict = "tie (CI includes it)"
         at_or_above += r["ci_high"] >= paper
-        if still and idle_mod.below_idle(r["ci_high"], still):
+        if still and below_idle(r["ci_high"], still):
             below += 1
             still_txt += " (**ours below**)"
         out.append(f"| {r['algo']} | {r['env']} | {ours} | {budget} | {paper:.0f} | {zoo_txt} | {verdict} | {still_txt} |")

@@ -11,8 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-DEFAULT_THREADS = 1
-
+from rlbench.core.threads import DEFAULT_THREADS, ort_threads, pin_threads
 
 @runtime_checkable
 class Predictor(Protocol):
@@ -21,18 +20,6 @@ class Predictor(Protocol):
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, obs_dim] float32 -> actions [B, act_dim] float32."""
-
-
-def pin_threads(n: int = DEFAULT_THREADS) -> None:
-    """Pin torch's intra- and inter-op pools. Two jobs at default threads on 2 cores run 4x slower."""
-    import torch
-
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(n)
-    except RuntimeError:
-        pass  # may only be set once per process, before any inter-op work
 
 
 class TorchPredictor:
@@ -60,8 +47,7 @@ class OrtPredictor:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = threads
+        ort_threads(opts, threads)
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.enable_cpu_mem_arena = arena
         opts.log_severity_level = 3

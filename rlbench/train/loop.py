@@ -18,9 +18,10 @@ import numpy as np
 
 from rlbench.core.errors import RLBenchError
 from rlbench.core.paths import policies_dir
+from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
 from rlbench.measure.returns import eval_seeds, evaluate_returns
-from rlbench.runtime.predictors import TorchPredictor, ZeroPredictor, pin_threads
+from rlbench.runtime.predictors import TorchPredictor, ZeroPredictor
 from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoint, load_checkpoint, make_vec_env,
                                 run_dir, save_checkpoint, sb3_agent)
 from rlbench.zoo.paper import PAPER_TABLES

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import RLBenchError
+from rlbench.core.io import replace_dir
 from rlbench.core.paths import runs_dir
 from rlbench.zoo.registry import AlgoEnvConfig
 
@@ -163,12 +164,7 @@ def save_checkpoint(paths: RunPaths, model, state: dict) -> None:
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    old = paths.root / "ckpt.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if paths.ckpt.exists():
-        paths.ckpt.rename(old)
-    tmp.rename(paths.ckpt)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, paths.ckpt, paths.root / "ckpt.old")  # latest_checkpoint reads ckpt.old between the renames
 
 
 def latest_checkpoint(paths: RunPaths) -> Path | None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rlbench.core.errors import PolicyError
-from rlbench.core.io import atomic_write_json, sha256_bytes
+from rlbench.core.io import atomic_write_json, replace_dir, sha256_bytes
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, save_policy
 
 META_SCHEMA = 1
@@ -128,13 +128,7 @@ def write_policy_dir(dest: Path, dep: DeployablePolicy, agent: dict, meta: dict,
         meta["files"] = {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()}
         meta["spec"] = dep.current_spec().to_json()
         atomic_write_json(tmp / "meta.json", meta)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{int(time.time())}")
-            dest.rename(old)
-        tmp.rename(dest)
-        if old is not None:
-            shutil.rmtree(old)
+        replace_dir(tmp, dest, dest.with_name(f".{dest.name}.old-{int(time.time())}"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
