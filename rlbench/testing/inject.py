@@ -24,11 +24,13 @@ from __future__ import annotations
 import os
 import time
 
-from rlbench.compress import base
-from rlbench.runtime.predictors import OrtPredictor
+# Imports of rlbench sit in the functions: ``-p`` loads this plugin before the root conftest pins
+# the native thread pools (rlbench.core.threads), so it must not load NumPy at import.
 
 
 def _slow(factor: float) -> None:
+    from rlbench.runtime.predictors import OrtPredictor
+
     original = OrtPredictor.predict
 
     def predict(self, obs):
@@ -51,6 +53,8 @@ def _has_int8_weights(model) -> bool:
 
 
 def _extra(fraction: float, only_int8: bool = False) -> None:
+    from rlbench.runtime.predictors import OrtPredictor
+
     original, init = OrtPredictor.predict, OrtPredictor.__init__
     credit = [0.0]
 
@@ -101,6 +105,8 @@ def corrupted_build(*args, **kwargs):
 
 def _corrupt(method: str) -> None:
     import dataclasses
+
+    from rlbench.compress import base
 
     info = base.METHODS[method]
     _ORIGINAL["builder"] = info.builder
