@@ -28,8 +28,8 @@ def test_parse_cache_reuses_a_parse_sees_every_write_and_hands_out_copies(tmp_pa
 
     store = BaselineStore(tmp_path, "m1")
     store.update({"A": {"returns": [1.0]}}, {"A": {"ratios": {"x": 1.0}}})
-    first = baselines.read_stored(store.figures_path)
-    assert baselines.read_stored(store.figures_path) is first  # one parse while the file is unchanged
+    first = baselines.read_record_file(store.figures_path)
+    assert baselines.read_record_file(store.figures_path) is first  # one parse while the file is unchanged
     got = store.figures("A")
     got["returns"].append(99.0)  # a caller's edit never reaches the cache
     assert store.figures("A") == {"returns": [1.0]}
