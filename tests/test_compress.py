@@ -333,7 +333,7 @@ def test_pruning_refuses_to_empty_a_layer():
 
 # ---------------------------------------------------------------------- determinism and cache
 DETERMINISM = [("ptdq", {}, {}), ("int8pc", {}, {}), ("fp16", {}, {}), ("l1", {"ratio": 0.3}, {}),
-               ("l2", {"ratio": 0.7}, {}), ("lowrank", {"rank": 0.5}, {}),
+               ("l2", {"ratio": 0.7}, {}), ("lowrank", {"rank": 0.5}, {}), ("int4", {}, {}),
                ("ptsq", {"calibration": "percentile"}, {"calib": True}),
                ("ptsq", {"n_calib": 150, "format": "qoperator"}, {"env_id": ENV}),
                ("qat", {"steps": 20}, {"env_id": ENV}), ("gmp", {"steps": 20}, {"env_id": ENV})]
@@ -354,7 +354,7 @@ def test_same_inputs_give_identical_bytes(policy, tmp_path, method, params, kw):
 
 
 def test_every_method_is_covered():
-    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank", "qat", "gmp"}
+    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank", "int4", "qat", "gmp"}
     assert {m for m, _, _ in DETERMINISM} == set(METHODS)
 
 
@@ -429,9 +429,9 @@ def test_bad_parameters_name_the_valid_range_and_write_nothing(policy, cache, me
 
 
 def test_unknown_method_lists_valid_methods(policy, cache):
-    with pytest.raises(UnknownNameError, match="unknown compression method 'int4'; valid methods: ptdq, int8pc, "
-                                               "ptsq, l1, l2, fp16, lowrank"):
-        compress(policy, "int4", cache_root=cache)
+    with pytest.raises(UnknownNameError, match="unknown compression method 'int2'; valid methods: ptdq, int8pc, "
+                                               "ptsq, l1, l2, fp16, lowrank, int4, qat, gmp"):
+        compress(policy, "int2", cache_root=cache)
     assert not cache.exists()
 
 

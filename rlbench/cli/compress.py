@@ -48,6 +48,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="ptdq/int8pc: 7-bit weights, exact on x86 without VNNI (see docs/int8-kernels.md)")
     c.add_argument("--rank", type=float, default=None, metavar="F",
                    help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
+    c.add_argument("--block-size", type=int, default=None, metavar="N",
+                   help="int4: weights per block, 16, 32 (default), 64, 128 or 256")
+    c.add_argument("--symmetric", action="store_true", default=None, help="int4: no zero points")
+    c.add_argument("--accuracy-level", type=int, default=None, metavar="L",
+                   help="int4: MatMulNBits accuracy_level, 0 (default: float32 on CPU) to 4 (int8 activations)")
+    c.add_argument("--float-layers", default=None, metavar="L",
+                   help="int4: layers left float32: none (default), first, first+head")
     c.add_argument("--signal", default=None, metavar="S", help="qat/gmp: distill (default) or rl")
     c.add_argument("--steps", type=int, default=None, metavar="N", help="qat/gmp: training steps")
     c.add_argument("--lr", type=float, default=None, metavar="LR", help="qat/gmp: learning rate")
@@ -145,7 +152,9 @@ def run_ship(args) -> int:
 _OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
                   "activation_type": "activation_type", "weight_type": "weight_type",
                   "per_channel": "per_channel", "rank": "rank", "signal": "signal", "steps": "steps", "lr": "lr",
-                  "seed": "seed", "sparsity": "sparsity", "qat": "qat", "reduce_range": "reduce_range"}
+                  "seed": "seed", "sparsity": "sparsity", "qat": "qat", "reduce_range": "reduce_range",
+                  "block_size": "block_size", "symmetric": "symmetric", "accuracy_level": "accuracy_level",
+                  "float_layers": "float_layers"}
 
 
 def params_from_args(args) -> dict:

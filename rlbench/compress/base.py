@@ -134,6 +134,8 @@ class MethodInfo:
     doc: str = ""
     version: str = "1"
     """Bumped when the implementation changes the bytes it writes: part of the cache key."""
+    libraries: tuple[str, ...] = ()
+    """Libraries beyond :data:`KEY_LIBRARIES` that write this method's bytes: their versions join its key."""
 
     @property
     def build(self) -> Callable[..., dict[str, bytes]]:
@@ -206,6 +208,17 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
         Param("rank", "float", REQUIRED, low=0.0, high=1.0, low_open=True,
               doc="kept singular values as a fraction of min(in, out) per hidden layer"),),
                doc="truncated SVD of each hidden Linear layer where it reduces parameters"),
+    MethodInfo("int4", "onnxruntime", "rlbench.compress.int4:build_int4", libraries=("onnx-ir",), params=(
+        Param("block_size", "int", 32, low=16, high=256,
+              doc="weights per block along K, each with its own scale: 16, 32, 64, 128 or 256"),
+        Param("symmetric", "bool", False, doc="no zero points (codes -8..7 around 0); default: a 4-bit zero "
+                                              "point per block"),
+        Param("accuracy_level", "int", 0, low=0, high=4,
+              doc="MatMulNBits' lowest compute precision: 0 unset (float32 on CPU), 4 int8 activations"),
+        Param("float_layers", "choice", "none", choices=("none", "first", "first+head"),
+              doc="Linear layers left float32: none, the input layer, or the input layer and the head")),
+               doc="4-bit block-wise weights: onnxruntime's MatMulNBits quantizer (round to nearest), "
+                   "float32 activations by default"),
     MethodInfo("qat", "onnxruntime", "rlbench.compress.qat:build_qat", params=(
         _SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX,
                        doc="distill: gradient steps; rl: environment steps"), _LR, _SEED),
@@ -412,7 +425,7 @@ def _prepare(source, method, params, env_id, calibration_obs):
 def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict) -> dict:
     return {"format": ARTEFACT_FORMAT, "policy_sha256": src.sha256, "method": info.name,
             "method_version": info.version, "params": dict(sorted(params.items())),
-            "versions": library_versions(KEY_LIBRARIES), **key_extra}
+            "versions": library_versions(KEY_LIBRARIES + info.libraries), **key_extra}
 
 
 def _hash(material: dict) -> str:

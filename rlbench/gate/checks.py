@@ -324,11 +324,13 @@ METHOD_RATIO = "variant/fp32"
 
 def kernel_class(figures: Mapping) -> str:
     """The kind of kernels a variant runs on: its runtime, with ``-int8`` where int8 weights sit
-    in the graph and ``-fp16`` for half precision (``onnxruntime-int8``, ``torch``, ...)."""
+    in the graph, ``-fp16`` for half precision and ``-int4`` for MatMulNBits' 4-bit blocks
+    (``onnxruntime-int8``, ``torch``, ...)."""
     runtime = str(figures.get("runtime") or "torch")
     if figures.get("int8_weight_tensors"):
         return f"{runtime}-int8"
-    return f"{runtime}-fp16" if figures.get("method") == "fp16" else runtime
+    method = figures.get("method")
+    return f"{runtime}-{method}" if method in ("fp16", "int4") else runtime
 
 
 def check_methods(cells: Mapping[str, tuple[Mapping, Mapping]], tol: LatencyTolerance,

@@ -19,7 +19,7 @@ GMP_SPARSITIES: tuple[float, ...] = (0.90,)
 
 #: Method name -> name of its single numeric parameter (None: no parameter).
 METHOD_PARAM: dict[str, str | None] = {
-    "baseline": None, "ptdq": None, "ptsq": None, "int8pc": None, "fp16": None,
+    "baseline": None, "ptdq": None, "ptsq": None, "int8pc": None, "fp16": None, "int4": None,
     "l1": "ratio", "l2": "ratio", "lowrank": "rank", "qat": None, "gmp": "sparsity",
 }
 
@@ -59,7 +59,8 @@ class Cell:
 
 def variants() -> list[Variant]:
     """Every variant the grid runs, in report order."""
-    out = [Variant("baseline"), Variant("ptdq"), Variant("ptsq"), Variant("qat"), Variant("int8pc"), Variant("fp16")]
+    out = [Variant("baseline"), Variant("ptdq"), Variant("ptsq"), Variant("qat"), Variant("int8pc"), Variant("fp16"),
+           Variant("int4")]
     out += [Variant(m, r) for m in ("l1", "l2") for r in PRUNE_RATIOS]
     out += [Variant("lowrank", r) for r in LOWRANK_FRACTIONS]
     out += [Variant("gmp", s) for s in GMP_SPARSITIES]
