@@ -138,6 +138,10 @@ def add_parsers(subparsers) -> None:
     k.add_argument("--baselines", metavar="DIR", default=None, help="default: the repository's baselines/")
     k.set_defaults(func=cmd_int8_kernels)
 
+    from rlbench.report.recommend import add_parser as add_recommend_parser
+
+    add_recommend_parser(subparsers)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlbench", description="rlbench report commands")
