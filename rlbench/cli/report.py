@@ -1,4 +1,5 @@
-"""The commands on results files: ``report``, ``compare``, ``merge``, ``export-gab``, ``floor``, ``int8-kernels``.
+"""The commands on results files: ``report``, ``recommend``, ``compare``, ``merge``, ``export-gab``, ``floor``,
+``int8-kernels``.
 
 :func:`add_parsers` adds them to ``rlbench``'s subcommands (:mod:`rlbench.cli.main`); each handler
 is ``args.func(args) -> int`` and raises :class:`~rlbench.core.errors.RLBenchError` subclasses for
@@ -7,6 +8,7 @@ bad input, which :func:`rlbench.cli.main.main` prints as one line with exit stat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -78,6 +80,16 @@ _THRESHOLD_HELP = ("override a tolerance of baselines/tolerances.toml for this c
                    "repeatable, e.g. --threshold return=0.2 --threshold latency=0.3")
 
 
+def cmd_recommend(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
+    from rlbench.report.recommend import KEEP, markdown, recommend_file, to_json
+
+    keep = KEEP if args.keep is None else args.keep
+    recs = recommend_file(args.results, machine=args.machine, keep=keep, baselines=args.baselines)
+    print(json.dumps(to_json(recs), indent=1) if args.json else markdown(recs), end="" if not args.json else "\n")
+    return 0
+
+
 def add_parsers(subparsers) -> None:
     """Register ``report``, ``compare``, ``merge`` and ``export-gab`` on an argparse subparsers object."""
     r = subparsers.add_parser("report", help="tables (the paper's Tables 1-3 beside ours), plots, report.md/html",
@@ -138,3 +150,20 @@ def add_parsers(subparsers) -> None:
                     "check and print a table per method, then the cells that moved.")
     k.add_argument("--baselines", metavar="DIR", default=None, help="default: the repository's baselines/")
     k.set_defaults(func=cmd_int8_kernels)
+    r = subparsers.add_parser(
+        "recommend", help="per pair, the smallest and the fastest variant whose return keeps --keep of fp32",
+        description="For each algorithm x environment pair of a results file (or of a machine's stored figures), "
+                    "the variant with the smallest deployed model and the one with the lowest latency among those "
+                    "whose return is not resolved below KEEP of the fp32 return by the grid's return gate. "
+                    "Pairs whose fp32 policy scores no better than doing nothing are flagged. Markdown on stdout, "
+                    "or JSON with --json; exit 2 on bad input.")
+    r.add_argument("results", metavar="OUT.json", nargs="?", default=None,
+                   help="a results file (pytest bench --benchmark-json, rlbench merge); default: the stored figures")
+    r.add_argument("--machine", metavar="ID", default=None,
+                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
+    r.add_argument("--keep", metavar="FRACTION", type=float, default=None,
+                   help="the fraction of the fp32 return a variant must not be resolved below. Default: 0.95")
+    r.add_argument("--baselines", metavar="DIR", default=None,
+                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
+    r.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    r.set_defaults(func=cmd_recommend)
