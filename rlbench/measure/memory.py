@@ -18,6 +18,8 @@ or a ``policy.onnx``) and one runtime:
   same number of inference calls) on a *stand-in* artefact of the same input and output width
   and no hidden layers (a single ``obs_dim x act_dim`` layer, a few KiB);
 * ``delta_bytes``: model minus empty, the memory that the model itself costs in that runtime.
+  Each child's peak counts from its start: a forked child's RSS at the fork (what it inherited
+  from the server) is taken off its VmHWM (:func:`_growth`), a fresh interpreter's peak is its own.
 
 Why a stand-in rather than no model at all: creating a torch module or an ONNX Runtime session,
 its allocator and its thread pool, and running the first inference, all allocate memory that
@@ -130,7 +132,8 @@ print(json.dumps(_measure(json.loads(sys.argv[1]))))
 
 #: The fork server: imports the runtime once, then forks one child per measurement. The child
 #: resets its peak (``/proc/self/clear_refs``: 5), so its VmHWM is its own from the fork on,
-#: with the imported libraries resident as in a fresh child after its imports.
+#: with the imported libraries resident as in a fresh child after its imports, and reports its RSS
+#: at the fork (``vm_rss_at_fork_bytes``): what it inherited, which :func:`measure_memory` takes off.
 SERVER_CODE = CHILD_FUNC + r"""
 import json, os, sys, traceback
 if json.loads(sys.argv[1])["runtime"] == "onnxruntime":
@@ -153,7 +156,9 @@ for line in sys.stdin:
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
-            out = {"ok": True, "report": _measure(args)}
+            with open("/proc/self/status", encoding="ascii") as fh:
+                at_fork = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmRSS:"))
+            out = {"ok": True, "report": {**_measure(args), "vm_rss_at_fork_bytes": at_fork}}
         except BaseException:
             out = {"ok": False, "error": traceback.format_exc()[-3000:]}
         os.write(w, (json.dumps(out) + "\n").encode())
@@ -186,10 +191,12 @@ class MemoryRecord:
     peak_rss_empty_bytes: int
     """Median peak RSS of the same child on the stand-in artefact."""
     delta_bytes: int
-    """Median over repeats of (model - empty), each pair measured back to back."""
+    """Median over repeats of (model - empty), each pair measured back to back; a forked child's
+    peak less its RSS at the fork (see :func:`_growth`)."""
     samples: dict = field(default_factory=dict)
-    """Every repeat: ``peak_rss_model``, ``peak_rss_empty``, ``delta``, and the reference
-    ``ru_maxrss_*`` (inherited across exec on Linux, not used) and final ``vm_rss_*``."""
+    """Every repeat: ``peak_rss_model``, ``peak_rss_empty``, ``delta``, ``rss_at_fork_*`` (a forked
+    child's RSS at the fork, 0 for a fresh interpreter), and the reference ``ru_maxrss_*``
+    (inherited across exec on Linux, not used) and final ``vm_rss_*``."""
     unit: str = "bytes"
     settings: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
@@ -415,6 +422,18 @@ def _checked(report: dict, args: dict, label: str) -> dict:
     return report
 
 
+def _growth(report: dict) -> int:
+    """A child's peak above what it started with: its VmHWM, less the RSS it inherited at the fork
+    (0 for a fresh interpreter, whose VmHWM starts at exec).
+
+    Both children of a pair fork from one server, but not at one instant: whatever the server holds
+    resident at each fork is already in the child's VmHWM once ``clear_refs`` resets it. Taking
+    each child's own RSS at its fork off its peak makes the delta what the two children did, not
+    what the server held between the two forks (``test_memory``'s growing-server test plants 8 MiB
+    there; model minus empty peaks would carry all of it)."""
+    return int(report["vm_hwm_bytes"]) - int(report.get("vm_rss_at_fork_bytes", 0))
+
+
 def _median_int(values: list[int]) -> int:
     return int(round(statistics.median(values)))
 
@@ -456,7 +475,7 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     param_bytes = param_bytes_of(path)
     samples: dict[str, list[int]] = {k: [] for k in (
         "peak_rss_model", "peak_rss_empty", "delta", "ru_maxrss_model", "ru_maxrss_empty",
-        "vm_rss_model", "vm_rss_empty")}
+        "vm_rss_model", "vm_rss_empty", "rss_at_fork_model", "rss_at_fork_empty")}
     with tempfile.TemporaryDirectory(prefix="rlbench-mem-") as tmp:
         if runtime == "onnxruntime":
             obs_dim, act_dim = _onnx_dims(path)
@@ -480,7 +499,8 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
                 samples[f"peak_rss_{label}"].append(int(got[label]["vm_hwm_bytes"]))
                 samples[f"ru_maxrss_{label}"].append(int(got[label]["ru_maxrss_bytes"]))
                 samples[f"vm_rss_{label}"].append(int(got[label]["vm_rss_bytes"]))
-            samples["delta"].append(samples["peak_rss_model"][-1] - samples["peak_rss_empty"][-1])
+                samples[f"rss_at_fork_{label}"].append(int(got[label].get("vm_rss_at_fork_bytes", 0)))
+            samples["delta"].append(_growth(got["model"]) - _growth(got["empty"]))
 
     return MemoryRecord(
         artefact=str(path), runtime=runtime, arena=arena, bytes_on_disk=int(bytes_on_disk),
