@@ -35,7 +35,7 @@ def test_recorded_return_reproduces(pair, rlbench_session, record_env_steps):
 
 
 @pytest.mark.parametrize("env_id", ENVS)
-def test_idle_return_reproduces(env_id, rlbench_session, record_env_steps):
+def test_idle_return_reproduces(env_id, rlbench_session, record_env_steps, record_idle):
     from rlbench.gate import idle
     from rlbench.gate.checks import check_return
     from rlbench.core.errors import BaselineError
@@ -50,9 +50,8 @@ def test_idle_return_reproduces(env_id, rlbench_session, record_env_steps):
     record_env_steps(env_id, sum(rec.lengths))
     print(f"\nidle-{env_id}: zero actions return {rec.mean:.1f} [{rec.ci_low:.1f}, {rec.ci_high:.1f}] "
           f"over {len(rec.returns)} episodes")
-    if rlbench_session.update:
-        idle.record(root, env_id, rec)
-        assert idle.read(root)[env_id]["returns"] == list(rec.returns)
+    if rlbench_session.update:  # the controller writes it into idle.json at the end of the run
+        assert record_idle(env_id, rec)["returns"] == list(rec.returns)
         return
     if stored is None:
         pytest.fail(f"idle-{env_id}: no zero-action return stored in {idle.idle_path(root)}; record it with: "

@@ -8,7 +8,8 @@ pairs whose baseline beats this return as well, and name the ones that do not.
 
 The returns are machine-independent (no network runs; MuJoCo alone), stored per environment in
 ``baselines/idle.json`` and recorded like every other figure: ``bench/test_zoo_returns.py``
-checks them and ``--rlbench-update-baselines`` writes them.
+checks them, and on ``--rlbench-update-baselines`` hands them to the plugin's controller, which
+writes them with the run's other figures.
 """
 
 from __future__ import annotations
@@ -65,13 +66,25 @@ def read(root: Path) -> dict[str, dict]:
     return envs
 
 
+def entry(rec) -> dict:
+    """One environment's stored form of its idle returns (a :class:`~rlbench.measure.returns.ReturnRecord`)."""
+    return {"returns": [float(r) for r in rec.returns], "lengths": [int(n) for n in rec.lengths],
+            "seeds": [int(s) for s in rec.seeds], "mean": float(rec.mean), "ci": [float(rec.ci_low), float(rec.ci_high)]}
+
+
 def record(root: Path, env_id: str, rec) -> None:
     """Store one environment's idle returns, atomically, under the baseline files' lock."""
+    record_entries(root, {env_id: entry(rec)})
+
+
+def record_entries(root: Path, entries: dict[str, dict]) -> None:
+    """Store idle entries (:func:`entry`) by environment, keeping the others' (nothing if there are none)."""
+    if not entries:
+        return
     path = idle_path(root)
     with locked(path):
         envs = read(root)
-        envs[env_id] = {"returns": list(rec.returns), "lengths": list(rec.lengths), "seeds": list(rec.seeds),
-                        "mean": rec.mean, "ci": [rec.ci_low, rec.ci_high]}
+        envs.update(entries)
         atomic_write_json(path, {"schema": SCHEMA, "envs": dict(sorted(envs.items()))})
 
 

@@ -240,19 +240,27 @@ def _json_or_none(text: str | None, where: Path):
 
 
 def write_run(store: BaselineStore, rec: Recording, staging: io.Staging,
+              stage: Iterable[Callable[[], None]] = (),
               derived: Iterable[Callable[[BaselineStore], list[str]]] = (),
               interrupted: bool = False) -> tuple[list[str], str | None]:
-    """End an update run: write ``rec`` with what its tests staged and ``derived``, as one transaction.
+    """End an update run: write ``rec``, the files ``stage`` writes and ``derived``, as one transaction.
 
+    ``stage``: writes of the run's other measured figures (``idle.json``), made into ``staging``
+    first, so that they are kept with the cells' figures when the update cannot be written.
     Returns what was written and None; or, when the run was ``interrupted`` or writing failed,
     nothing and one line saying why, where the measured figures were saved (:func:`save_unsaved`)
     and the command that applies them.
     """
+    why = "the run was interrupted" if interrupted else None
+    try:
+        with staging.active():
+            for fn in stage:
+                fn()
+    except BaselineError as exc:  # a stored file broken during the run: nothing is written
+        why = why or str(exc)
     rec = replace(rec, staged=store.staged_files(staging))
     head = f"nothing written to {store.root}"
-    if interrupted:
-        why = "the run was interrupted"
-    else:
+    if why is None:
         try:
             return store.record(rec, staging, derived), None
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - whatever the cause, the figures are kept

@@ -7,7 +7,8 @@ pytest-benchmark's own ``Stats``, and attach them to the test report. The contro
 only process under xdist that writes files) turns each into an entry of pytest-benchmark's
 session, so pytest-benchmark itself writes ``--benchmark-json``, ``--benchmark-save`` and its
 table, in its own schema, with or without xdist. Stored baselines are likewise written only
-by the controller, once, at the end of the session.
+by the controller, once, at the end of the session: tests hand their figures to it through the
+report (``record_cell``, ``record_energy``, ``record_idle``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rlbench.gate import idle
 from rlbench.gate.checks import Status, outcome
 from rlbench.gate.store import BaselineStore, Recording, is_record_file, recover, write_run
 from rlbench.grid import findings
-from rlbench.grid.cell import check_runtime_yardsticks
+from rlbench.grid.cell import CellOptions, Mode, check_runtime_yardsticks
 from rlbench.grid.matrix import METHOD_PARAM, parse_list
 from rlbench.grid.shard import order_by_cost, parse_shard, select_shard, stored_figures
 from rlbench.measure.int8kernel import probe
@@ -42,6 +43,7 @@ RESULT_KEY = "rlbench_result"
 ENERGY_KEY = "rlbench_energy"
 STEPS_KEY = "rlbench_env_steps"
 OUTCOME_KEY = "rlbench_outcome"
+IDLE_KEY = "rlbench_idle"
 #: Passing outcomes reported as themselves, with pytest's one-letter progress mark.
 OWN_OUTCOMES = {"ungated": "G", "unsettled": "S"}
 
@@ -103,6 +105,8 @@ class RLBenchSession:
     """``--rlbench-record-machine``: a recording run (``update``) that leaves figures.json alone."""
     results: dict = field(default_factory=dict)
     energy: dict = field(default_factory=dict)
+    idle: dict = field(default_factory=dict)
+    """Per env id: the zero-action returns an update run measured (``idle.json`` entries)."""
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
@@ -118,6 +122,15 @@ class RLBenchSession:
     """An update run's ``findings.json`` before it records the findings: the summary prints what changed."""
     finding_errors: list = field(default_factory=list)
     """Why the findings could not be checked (a stored file that does not read): the run fails."""
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.RECORD_MACHINE if self.machine_only else Mode.UPDATE if self.update else Mode.CHECK
+
+    def cell_options(self) -> CellOptions:
+        """How this run measures and judges a cell (:func:`rlbench.grid.cell.measure_and_judge`)."""
+        return CellOptions(mode=self.mode, rounds=self.rounds, memory=self.memory, gate_latency=self.gate_latency,
+                           strict=self.strict)
 
     def with_outcome(self, status: str) -> list[str]:
         """Cells of this run whose outcome was ``status`` (e.g. ``ungated``: a figure went unchecked)."""
@@ -178,12 +191,13 @@ def _open_baselines(config) -> None:
             config._rlbench_staging.close()
         raise pytest.UsageError(str(exc)) from None
     if rs.update:
-        config._rlbench_staging.activate()  # the tests' own writes (idle.json) join the update
+        config._rlbench_staging.activate()  # the controller's writes at the end join the update
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    """xdist: workers stage into the controller's transaction."""
+    """xdist: workers join the controller's transaction, so a write of theirs could not bypass it
+    (they write none: their figures travel to the controller in the reports)."""
     staging = getattr(node.config, "_rlbench_staging", None)
     if staging is not None:
         node.workerinput["rlbench_staging"] = str(staging.path)
@@ -228,6 +242,9 @@ class _Collector:
             elif key == OUTCOME_KEY:
                 payload = json.loads(value)
                 rs.outcomes[payload["cell"]] = payload
+            elif key == IDLE_KEY:
+                payload = json.loads(value)
+                rs.idle[payload["env_id"]] = payload["entry"]
             elif key == STEPS_KEY:
                 payload = json.loads(value)
                 rs.other_env_steps[payload["env_id"]] = rs.other_env_steps.get(payload["env_id"], 0) + payload["steps"]
@@ -349,6 +366,19 @@ def record_env_steps(request):
 
 
 @pytest.fixture
+def record_idle(request):
+    """Hand an environment's measured zero-action returns to the controller, which writes them into
+    ``idle.json`` at the end of an update run, with the other stored figures. Returns the entry."""
+
+    def _record(env_id: str, rec) -> dict:
+        entry = idle.entry(rec)
+        request.node.user_properties.append((IDLE_KEY, json.dumps({"env_id": env_id, "entry": entry})))
+        return entry
+
+    return _record
+
+
+@pytest.fixture
 def record_energy(request):
     """Attach an energy figure of a cell to the report (merged into its machine figures)."""
 
@@ -454,9 +484,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _write_baselines(session, exitstatus) -> None:
-    """The update's one transaction (:func:`rlbench.gate.store.write_run`): the cells' figures, what
-    the tests staged (``idle.json``) and the findings over them, or nothing and one line saying
-    where the measured figures were saved instead."""
+    """The update's one transaction (:func:`rlbench.gate.store.write_run`): the cells' figures, the
+    zero-action returns the run measured (``idle.json``) and the findings over them, or nothing and
+    one line saying where the measured figures were saved instead."""
     config = session.config
     rs: RLBenchSession = config._rlbench
     machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
@@ -466,7 +496,8 @@ def _write_baselines(session, exitstatus) -> None:
                     machine, machine_info(), rs.machine_only)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     rs.written, config._rlbench_unsaved = write_run(
-        rs.store, rec, config._rlbench_staging, derived=[lambda s: [f"finding:{k}" for k in findings.record(s)]],
+        rs.store, rec, config._rlbench_staging, stage=[lambda: idle.record_entries(rs.store.root, rs.idle)],
+        derived=[lambda s: [f"finding:{k}" for k in findings.record(s)]],
         interrupted=interrupted)
     if config._rlbench_unsaved and not interrupted:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
