@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.grid.cell import measure_and_judge, run_energy
-from rlbench.gate.checks import Metric, Status
+from rlbench.grid.cell import check_energy, measure_and_judge, run_energy
 from rlbench.core.errors import BaselineError
 from rlbench.grid.matrix import cells, is_smoke
 from rlbench.measure.energy import MeterError
@@ -44,30 +43,15 @@ def test_energy(cell, rlbench_session, record_energy):
     error = None
     try:
         energy = run_energy(cell)
-        stored = (rlbench_session.store.machine_figures(cell.id) or {}).get("energy")
+        check = check_energy(cell.id, energy, rlbench_session.store, update=rlbench_session.update)
     except MeterError as exc:  # a meter that is present but fails: not a machine without one
         error = f"{cell.id}: {exc}"
     except BaselineError as exc:
         error = str(exc)
     if error:  # outside the except: one line, without the exception it replaces
         pytest.fail(error, pytrace=False)
-    if not energy["available"]:
-        if stored and stored.get("joules_per_1000") is not None and not rlbench_session.update:
-            # this machine had a meter when its figure was recorded: losing it is a failure, not a skip
-            pytest.fail(f"{cell.id}: energy stored for this machine ({stored['joules_per_1000']:.4g} J/1000 "
-                        f"inferences) but no meter now: {energy['reason']}", pytrace=False)
-        pytest.skip(f"no meter on this machine: {energy['reason']}")
-    record_energy(cell.id, energy)
-    if rlbench_session.update:
-        return
-    from rlbench.gate.checks import CellFigures, judge_cell
-
-    store = rlbench_session.store
-    new = CellFigures(cell.id, energy=energy["joules_per_1000"])
-    old = CellFigures(cell.id, energy=(stored or {}).get("joules_per_1000"), machine_id=store.machine_id)
-    verdicts = judge_cell(new, old, store.tolerances(), scope=frozenset({Metric.ENERGY}),
-                          record_hint=f"pytest bench --rlbench-record-machine -k {cell.id}")
-    failures = [v.message for v in verdicts if v.failed]
-    if verdicts and verdicts[0].status is Status.UNGATED:  # a meter and no stored figure: record one
-        failures.append(verdicts[0].message)
-    assert not failures, "\n".join(failures)
+    if check.skip:
+        pytest.skip(check.skip)
+    if energy["available"]:
+        record_energy(cell.id, energy)
+    assert not check.failures, "\n".join(check.failures)

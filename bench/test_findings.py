@@ -30,25 +30,13 @@ def current(rlbench_session):
 @pytest.mark.smoke
 @pytest.mark.parametrize("key", KEYS)
 def test_finding(key, current, rlbench_session, capsys):
-    store = rlbench_session.store
-    path = findings.findings_path(store)
     try:
-        stored = findings.stored_finding(store, key)
+        check = findings.check_stored(rlbench_session.store, key, current, update=rlbench_session.update)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
-    f = current.get(key)
-    if f is None or f.n == 0:
-        if stored is not None and stored.get("n", 0) > 0:
-            pytest.fail(f"finding {key}: {path} holds it over n={stored['n']} cells, but the stored figures give "
-                        f"it over none now (cells lost from the baselines, or the computation broke); test {key}",
-                        pytrace=False)
-        pytest.skip(f"finding {key}: no cells with the figures it needs are stored yet")
-    with capsys.disabled():
-        print(f"\n{f.line()}")
-    if rlbench_session.update:
-        pytest.skip(f"finding {key}: recorded at the end of this --rlbench-update-baselines session")
-    if stored is None:
-        pytest.fail(f"finding {key}: no stored figure in {path}; record it with: "
-                    f"pytest bench --rlbench-update-baselines", pytrace=False)
-    msg = findings.moved(key, f, stored)
-    assert msg is None, f"{msg}; test {key}"
+    if check.line is not None:
+        with capsys.disabled():
+            print(f"\n{check.line}")
+    if check.check is findings.Check.SKIP:
+        pytest.skip(check.message)
+    assert check.check is findings.Check.PASS, check.message

@@ -224,3 +224,24 @@ def test_idle_checks_are_ordered_by_their_step_limit():
     items = [item("test_finding"), item("test_idle_return_reproduces", env_id="Hopper-v5"),
              item("test_idle_return_reproduces", env_id="HumanoidStandup-v5")]
     assert [items.index(i) for i in order_by_cost(items, {})] == [2, 1, 0]
+
+
+@pytest.mark.parametrize(("n", "stored", "update", "check", "message"), [
+    (3, {"ours": {"a": 1}, "n": 3}, False, "pass", None),
+    (3, {"ours": {"a": 2}, "n": 3}, False, "fail", "finding k moved: ours {'a': 1} (n=3) vs stored {'a': 2} (n=3); "
+                                                  "tolerance: exact; test k"),
+    (3, None, False, "fail", "finding k: no stored figure in F; record it with: pytest bench --rlbench-update-baselines"),
+    (3, None, True, "skip", "finding k: recorded at the end of this --rlbench-update-baselines session"),
+    (0, None, False, "skip", "finding k: no cells with the figures it needs are stored yet"),
+    (0, {"ours": {}, "n": 4}, True, "fail", "finding k: F holds it over n=4 cells, but the stored figures give it over "
+                                            "none now (cells lost from the baselines, or the computation broke); test k"),
+])
+def test_a_finding_is_checked_against_its_stored_figure(monkeypatch, n, stored, update, check, message):
+    from rlbench.grid import findings
+
+    monkeypatch.setattr(findings, "findings_path", lambda store: "F")
+    monkeypatch.setattr(findings, "stored_finding", lambda store, key: stored)
+    f = findings.Finding("k", "claim", "paper", {"a": 1}, n)
+    got = findings.check_stored(None, "k", {"k": f}, update=update)
+    assert (got.check.value, got.message) == (check, message)
+    assert got.line == (f.line() if n else None)

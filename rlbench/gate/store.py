@@ -160,7 +160,7 @@ class Recording:
     machine_only: bool = False
     """``--rlbench-record-machine``: nothing goes into ``figures.json``."""
     staged: dict = field(default_factory=dict)
-    """Files other code staged during the run (``idle.json``): relative path -> ``{"base": text of
+    """Files the run staged besides the cells' (``idle.json``): relative path -> ``{"base": text of
     the file when first staged, or None; "new": the staged content}``, merged into the file as it is
     when applied."""
     schema: int = SCHEMA
@@ -401,7 +401,7 @@ class BaselineStore:
                derived: Iterable[Callable[[BaselineStore], list[str]]] = ()) -> list[str]:
         """Write ``rec``, then ``derived`` (e.g. the findings over the updated figures), as one transaction.
 
-        ``staging``: the update run's own, holding what its tests staged (``idle.json``; then
+        ``staging``: the update run's own, holding what the run staged (``idle.json``; then
         ``rec.staged`` only describes it); else a new one, into which ``rec.staged`` is merged.
         Every payload is checked before anything is staged, and nothing reaches the stored files
         unless all of it does. Returns the cells written and what ``derived`` returned.
@@ -413,7 +413,7 @@ class BaselineStore:
             if not (payloads or rec.staged or derived):
                 return []
             staging, pending = self.begin_update(), rec.staged
-        else:  # what the run's tests staged, against the files as they were then
+        else:  # what the run staged, against the files as they were then
             pending = self.staged_files(staging)
         try:
             self._require_writable([self.root, *(p.parent for p, _ in payloads),
@@ -432,7 +432,7 @@ class BaselineStore:
         return written
 
     def staged_files(self, staging: io.Staging) -> dict:
-        """What a run's tests staged, as :attr:`Recording.staged` (kept when the update cannot be written)."""
+        """What a run staged, as :attr:`Recording.staged` (kept when the update cannot be written)."""
         return {str(rel): {"base": staging.base_text(rel), "new": json.loads((staging.path / rel).read_text())}
                 for rel in staging.files()}
 

@@ -438,6 +438,40 @@ def measure_and_judge(cell: Cell, store, options: CellOptions = CellOptions(),
     return CellRun(result, verdicts, failures, judged=True)
 
 
+@dataclass(frozen=True)
+class EnergyCheck:
+    """What :func:`check_energy` made of a cell's energy figure."""
+
+    skip: str | None = None
+    """Why there is nothing to judge or record (no meter on this machine)."""
+    failures: list[str] = field(default_factory=list)
+
+
+def check_energy(cell_id: str, energy: dict, store, update: bool = False) -> EnergyCheck:
+    """Judge a cell's energy figure (:func:`run_energy`) against this machine's stored one.
+
+    A machine that had a meter when its figure was recorded and has none now fails rather than
+    skips; a meter without a stored figure fails until one is recorded. An ``update`` run judges
+    nothing. Raises :class:`~rlbench.core.errors.BaselineError` if the machine's file does not read.
+    """
+    stored = (store.machine_figures(cell_id) or {}).get("energy")
+    if not energy["available"]:
+        if stored and stored.get("joules_per_1000") is not None and not update:
+            return EnergyCheck(failures=[f"{cell_id}: energy stored for this machine ({stored['joules_per_1000']:.4g} "
+                                         f"J/1000 inferences) but no meter now: {energy['reason']}"])
+        return EnergyCheck(skip=f"no meter on this machine: {energy['reason']}")
+    if update:
+        return EnergyCheck()
+    new = CellFigures(cell_id, energy=energy["joules_per_1000"])
+    old = CellFigures(cell_id, energy=(stored or {}).get("joules_per_1000"), machine_id=store.machine_id)
+    verdicts = judge_cell(new, old, store.tolerances(), scope=frozenset({Metric.ENERGY}),
+                          record_hint=f"pytest bench --rlbench-record-machine -k {cell_id}")
+    failures = [v.message for v in verdicts if v.failed]
+    if verdicts and verdicts[0].status is Status.UNGATED:  # a meter and no stored figure: record one
+        failures.append(verdicts[0].message)
+    return EnergyCheck(failures=failures)
+
+
 def run_energy(cell: Cell, meter_factory=None, window: float = 1.0) -> dict:
     """Joules per 1000 single-observation inferences of the cell's variant, idle subtracted.
 

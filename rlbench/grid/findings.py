@@ -346,6 +346,49 @@ def moved(key: str, f: Finding, stored: dict) -> str | None:
             f"tolerance: exact")
 
 
+class Check(Enum):
+    """What a finding's check over the stored figures comes to (:func:`check_stored`)."""
+
+    PASS = "pass"
+    SKIP = "skip"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    """A finding's figure over the stored figures against its own stored figure."""
+
+    check: Check
+    message: str | None = None
+    """Why it skips or fails."""
+    line: str | None = None
+    """Our figure beside the paper's, where it could be computed (:meth:`Finding.line`)."""
+
+
+def check_stored(store, key: str, current: dict[str, Finding], update: bool = False) -> StoredCheck:
+    """Check finding ``key`` of ``current`` (:func:`current`) against its stored figure: it fails
+    when our figure moved, or when it is stored over cells the stored figures no longer give. On
+    an ``update`` run it skips: the plugin's controller records the findings at the end. Raises
+    :class:`~rlbench.core.errors.BaselineError` if ``findings.json`` does not read."""
+    path = findings_path(store)
+    stored = stored_finding(store, key)
+    f = current.get(key)
+    if f is None or f.n == 0:
+        if stored is not None and stored.get("n", 0) > 0:
+            return StoredCheck(Check.FAIL, f"finding {key}: {path} holds it over n={stored['n']} cells, but the stored "
+                                           f"figures give it over none now (cells lost from the baselines, or the "
+                                           f"computation broke); test {key}")
+        return StoredCheck(Check.SKIP, f"finding {key}: no cells with the figures it needs are stored yet")
+    if update:
+        return StoredCheck(Check.SKIP, f"finding {key}: recorded at the end of this --rlbench-update-baselines session",
+                           f.line())
+    if stored is None:
+        return StoredCheck(Check.FAIL, f"finding {key}: no stored figure in {path}; record it with: "
+                                       f"pytest bench --rlbench-update-baselines", f.line())
+    msg = moved(key, f, stored)
+    return StoredCheck(Check.PASS if msg is None else Check.FAIL, None if msg is None else f"{msg}; test {key}", f.line())
+
+
 # ----------------------------------------------------------------------------- fresh figures
 
 #: Bootstrap resamples of each cell's per-episode returns behind a finding's resolution.
