@@ -5,9 +5,8 @@ multi-threaded BLAS call (an SVD in a compression build, say) leaves worker thre
 on the cores the latency harness is timing. CleanRL's benchmarks pin OMP_NUM_THREADS=1 too.
 """
 
-import os
+from rlbench.core.threads import default_thread_env
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+default_thread_env()
 
-pytest_plugins = ["rlbench.pytest_plugin"]
+pytest_plugins = ["rlbench.plugin.pytest_plugin"]

@@ -1,18 +1,18 @@
 """The grid: one test per algorithm x environment x compression variant.
 
-This file only parametrizes and asserts; the measuring lives in :mod:`rlbench.cell`.
+This file only parametrizes and asserts; the measuring, the re-time policy and the recording modes
+live in :func:`rlbench.grid.cell.measure_and_judge`, and the plugin's controller writes the figures.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from rlbench.cell import check_cell, check_recording, pool_latency, run_cell, run_energy
-from rlbench.checks import Metric, Status
-from rlbench.errors import BaselineError
-from rlbench.matrix import cells, is_smoke
+from rlbench.grid.cell import check_energy, measure_and_judge, run_energy
+from rlbench.core.errors import BaselineError
+from rlbench.grid.matrix import cells, is_smoke
 from rlbench.measure.energy import MeterError
-from rlbench.zoo import is_shipped, train_command
+from rlbench.zoo.shipped import is_shipped, train_command
 
 CELLS = [pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if is_smoke(c) else []) for c in cells()]
 
@@ -28,40 +28,13 @@ def _require_policy(cell, session):
 @pytest.mark.parametrize("cell", CELLS)
 def test_cell(cell, rlbench_session, record_cell, record_outcome):
     _require_policy(cell, rlbench_session)
-    result = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory)
-    if rlbench_session.machine_only:
-        try:
-            failures = [v.message for v in check_recording(result, rlbench_session.store) if v.failed]
-        except BaselineError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        assert not failures, "\n".join(failures) + "\n(nothing recorded for this cell)"
-    if rlbench_session.update:
-        # A stored figure is the bar for every later run, so it is timed twice, before and after
-        # the cell's memory subprocesses, and the rounds pooled: one timing caught in a lucky
-        # phase of this VM can store 0.709 where its neighbours read 0.83-0.94.
-        result = pool_latency(result, run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds,
-                                               memory=rlbench_session.memory, reuse=result))
-        record_cell(result)
-        return  # recording run: the controller writes the figures at the end
-    record_cell(result)
-    judge = dict(gate_latency=rlbench_session.gate_latency, memory=rlbench_session.memory)
     try:
-        verdicts = check_cell(result, rlbench_session.store, **judge)
+        run = measure_and_judge(cell, rlbench_session.store, rlbench_session.cell_options(), record=record_cell)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
-    if any(v.metric is Metric.LATENCY and v.status in (Status.REGRESSED, Status.UNSETTLED) for v in verdicts):
-        # Settle a latency verdict with more data before failing: re-time (returns and memory are
-        # kept) and pool the rounds of both timings. A real slowdown persists; noise averages out.
-        again = run_cell(cell, rlbench_session.store, rounds=rlbench_session.rounds, memory=rlbench_session.memory,
-                         reuse=result)
-        result = pool_latency(result, again)
-        record_cell(result)
-        verdicts = check_cell(result, rlbench_session.store, **judge)
-    record_outcome(cell.id, verdicts)
-    failures = [v.message for v in verdicts if v.failed]
-    if rlbench_session.strict:
-        failures += [f"{v.message} (--rlbench-strict)" for v in verdicts if v.status is Status.UNGATED]
-    assert not failures, "\n".join(failures)
+    if run.judged:
+        record_outcome(cell.id, run.verdicts)
+    assert not run.failures, "\n".join(run.failures)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -70,30 +43,15 @@ def test_energy(cell, rlbench_session, record_energy):
     error = None
     try:
         energy = run_energy(cell)
-        stored = (rlbench_session.store.machine_figures(cell.id) or {}).get("energy")
+        check = check_energy(cell.id, energy, rlbench_session.store, update=rlbench_session.update)
     except MeterError as exc:  # a meter that is present but fails: not a machine without one
         error = f"{cell.id}: {exc}"
     except BaselineError as exc:
         error = str(exc)
     if error:  # outside the except: one line, without the exception it replaces
         pytest.fail(error, pytrace=False)
-    if not energy["available"]:
-        if stored and stored.get("joules_per_1000") is not None and not rlbench_session.update:
-            # this machine had a meter when its figure was recorded: losing it is a failure, not a skip
-            pytest.fail(f"{cell.id}: energy stored for this machine ({stored['joules_per_1000']:.4g} J/1000 "
-                        f"inferences) but no meter now: {energy['reason']}", pytrace=False)
-        pytest.skip(f"no meter on this machine: {energy['reason']}")
-    record_energy(cell.id, energy)
-    if rlbench_session.update:
-        return
-    from rlbench.checks import CellFigures, judge_cell
-
-    store = rlbench_session.store
-    new = CellFigures(cell.id, energy=energy["joules_per_1000"])
-    old = CellFigures(cell.id, energy=(stored or {}).get("joules_per_1000"), machine_id=store.machine_id)
-    verdicts = judge_cell(new, old, store.tolerances(), scope=frozenset({Metric.ENERGY}),
-                          record_hint=f"pytest bench --rlbench-record-machine -k {cell.id}")
-    failures = [v.message for v in verdicts if v.failed]
-    if verdicts and verdicts[0].status is Status.UNGATED:  # a meter and no stored figure: record one
-        failures.append(verdicts[0].message)
-    assert not failures, "\n".join(failures)
+    if check.skip:
+        pytest.skip(check.skip)
+    if energy["available"]:
+        record_energy(cell.id, energy)
+    assert not check.failures, "\n".join(check.failures)

@@ -8,7 +8,7 @@ prints which findings changed.
 
 These checks see only stored files: a worker cannot see the run's other cells. The run's own
 figures reach the findings in the controller at the end of a checking run
-(:func:`rlbench.findings.check_fresh`, called by the plugin), which fails the run when they
+(:func:`rlbench.grid.findings.check_fresh`, called by the plugin), which fails the run when they
 overturn a finding.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench import findings
-from rlbench.errors import BaselineError
+from rlbench.grid import findings
+from rlbench.core.errors import BaselineError
 
 KEYS = ["bytes", "ptdq_vs_ptsq", "l2_vs_l1", "keep90_at_0.05", "keep90_at_0.50", "rss"]
 
@@ -30,25 +30,13 @@ def current(rlbench_session):
 @pytest.mark.smoke
 @pytest.mark.parametrize("key", KEYS)
 def test_finding(key, current, rlbench_session, capsys):
-    store = rlbench_session.store
-    path = findings.findings_path(store)
     try:
-        stored = findings.stored_finding(store, key)
+        check = findings.check_stored(rlbench_session.store, key, current, update=rlbench_session.update)
     except BaselineError as exc:
         pytest.fail(str(exc), pytrace=False)
-    f = current.get(key)
-    if f is None or f.n == 0:
-        if stored is not None and stored.get("n", 0) > 0:
-            pytest.fail(f"finding {key}: {path} holds it over n={stored['n']} cells, but the stored figures give "
-                        f"it over none now (cells lost from the baselines, or the computation broke); test {key}",
-                        pytrace=False)
-        pytest.skip(f"finding {key}: no cells with the figures it needs are stored yet")
-    with capsys.disabled():
-        print(f"\n{f.line()}")
-    if rlbench_session.update:
-        pytest.skip(f"finding {key}: recorded at the end of this --rlbench-update-baselines session")
-    if stored is None:
-        pytest.fail(f"finding {key}: no stored figure in {path}; record it with: "
-                    f"pytest bench --rlbench-update-baselines", pytrace=False)
-    msg = findings.moved(key, f, stored)
-    assert msg is None, f"{msg}; test {key}"
+    if check.line is not None:
+        with capsys.disabled():
+            print(f"\n{check.line}")
+    if check.check is findings.Check.SKIP:
+        pytest.skip(check.message)
+    assert check.check is findings.Check.PASS, check.message

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from rlbench.export import agent_state, deployable_from_sb3, write_policy_dir
-from rlbench.registry import get_config
-from rlbench.train import build_model, make_vec_env
+from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
+from rlbench.zoo.registry import get_config
+from rlbench.zoo.agents import build_model, make_vec_env
 
 
 def ship_fake(root, algo: str = "PPO", env_id: str = "Hopper-v5", returns=(100.0, 110.0, 90.0)):
     """Write an untrained agent as a shipped policy under ``root/policies`` (real export path)."""
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     cfg = get_config(algo, env_id)
     venv = make_vec_env(cfg, seed=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.runtime import pin_threads
+from rlbench.core.threads import pin_threads
 
 pin_threads(1)
 

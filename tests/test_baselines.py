@@ -6,9 +6,10 @@ import numpy as np
 
 import pytest
 
-from rlbench.baselines import BaselineStore, Tolerances
-from rlbench.checks import check_exact, check_ratio, check_return
-from rlbench.errors import BaselineError
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
+from rlbench.gate.checks import check_exact, check_ratio, check_return
+from rlbench.core.errors import BaselineError
 
 
 def test_update_writes_only_given_cells_atomically(tmp_path):
@@ -23,12 +24,12 @@ def test_update_writes_only_given_cells_atomically(tmp_path):
 
 
 def test_parse_cache_reuses_a_parse_sees_every_write_and_hands_out_copies(tmp_path):
-    from rlbench import baselines
+    from rlbench.gate import store as baselines
 
     store = BaselineStore(tmp_path, "m1")
     store.update({"A": {"returns": [1.0]}}, {"A": {"ratios": {"x": 1.0}}})
-    first = baselines._read_json(store.figures_path)
-    assert baselines._read_json(store.figures_path) is first  # one parse while the file is unchanged
+    first = baselines.read_record_file(store.figures_path)
+    assert baselines.read_record_file(store.figures_path) is first  # one parse while the file is unchanged
     got = store.figures("A")
     got["returns"].append(99.0)  # a caller's edit never reaches the cache
     assert store.figures("A") == {"returns": [1.0]}
@@ -75,7 +76,7 @@ def test_tolerances_parse_and_reject_unknown_keys(tmp_path):
 
 
 def test_repository_tolerances_file_parses():
-    from rlbench.paths import REPO_ROOT
+    from rlbench.core.paths import REPO_ROOT
 
     tol = Tolerances.load(REPO_ROOT / "baselines" / "tolerances.toml")
     assert 0 < tol.returns.rel_drop < 1 and 0 < tol.returns.alpha < 0.1
@@ -103,7 +104,7 @@ def test_ratio_and_exact_checks():
 
 
 def _yardstick_store(tmp_path, n=10):
-    from rlbench.baselines import BaselineStore
+    from rlbench.gate.store import BaselineStore
 
     store = BaselineStore(tmp_path, "m1")
     rng = np.random.default_rng(0)
@@ -115,7 +116,7 @@ def _yardstick_store(tmp_path, n=10):
 
 
 def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp_path):
-    from rlbench.cell import check_runtime_yardsticks
+    from rlbench.grid.cell import check_runtime_yardsticks
 
     store, cells = _yardstick_store(tmp_path)
     rng = np.random.default_rng(1)
@@ -137,7 +138,7 @@ def test_run_level_yardstick_gate_catches_a_runtime_wide_15_percent_slowdown(tmp
 
 
 def test_a_ratio_across_runtimes_gets_the_wide_per_cell_bar_and_one_within_a_runtime_the_tight_one():
-    from rlbench.baselines import LatencyTolerance
+    from rlbench.gate.tolerances import LatencyTolerance
 
     tol = LatencyTolerance(ratio_rel=0.25, cross_rel=1.0)
     # +40%, resolved: a regression within a runtime, the VM's drift across runtimes

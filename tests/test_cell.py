@@ -1,4 +1,4 @@
-"""rlbench.cell pieces that run without a shipped policy."""
+"""rlbench.grid.cell pieces that run without a shipped policy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rlbench.cell import _Phases, choose_episodes
+from rlbench.grid.cell import _Phases, choose_episodes
 
 
 def test_phases_split_wall_and_cpu_time_between_marks():
@@ -36,7 +36,7 @@ def test_a_phase_rlbench_floor_does_not_know_is_refused():
 
 
 def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_samples():
-    from rlbench.cell import CellResult, pool_latency
+    from rlbench.grid.cell import CellResult, pool_latency
 
     def run(cell_s, timed, returns_s, samples):
         machine = {"cell_seconds": cell_s, "timed_seconds": timed, "ratios": {"variant/fp32": 0.0},
@@ -57,7 +57,7 @@ def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_sam
 def _stored_row(tmp_path, cell, figures, ratios):
     import json
 
-    from rlbench.baselines import BaselineStore
+    from rlbench.gate.store import BaselineStore
 
     (tmp_path / "machines").mkdir(exist_ok=True)
     (tmp_path / "figures.json").write_text(json.dumps({"schema": 1, "cells": {cell: figures}}))
@@ -67,7 +67,7 @@ def _stored_row(tmp_path, cell, figures, ratios):
 
 
 def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_path):
-    from rlbench.cell import CellResult, check_cell
+    from rlbench.grid.cell import CellResult, check_cell
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"model.onnx": 10}, "params": 5,
             "policy_sha256": "a" * 64, "method": "ptdq"}
@@ -84,7 +84,7 @@ def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_p
 
 
 def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
-    from rlbench.cell import CellResult, check_cell
+    from rlbench.grid.cell import CellResult, check_cell
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"policy.onnx": 10}, "params": 5,
             "method": "baseline"}
@@ -97,8 +97,8 @@ def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
 
 
 def test_a_machine_recording_checks_the_machine_independent_figures_first(tmp_path):
-    from rlbench.baselines import BaselineStore
-    from rlbench.cell import CellResult, check_recording
+    from rlbench.gate.store import BaselineStore
+    from rlbench.grid.cell import CellResult, check_recording
 
     good = [100.0 + (i % 5) for i in range(20)]
     figs = {"returns": good, "seeds": list(range(20)), "model_bytes": {"model.onnx": 10}, "params": 5,
@@ -112,3 +112,85 @@ def test_a_machine_recording_checks_the_machine_independent_figures_first(tmp_pa
     assert not any(v.failed for v in check_recording(broken, saturating))
     rebuilt = CellResult("PPO-Hopper-v5-ptdq", {**figs, "model_bytes": {"model.onnx": 11}}, {"ratios": {}}, {})
     assert [v.metric for v in check_recording(rebuilt, saturating) if v.failed] == ["model bytes"]
+
+
+class _FakeGrid:
+    """``run_cell``, ``pool_latency``, ``check_cell`` and ``check_recording`` stand-ins that log their calls."""
+
+    def __init__(self, monkeypatch, verdicts, recording=()):
+        from rlbench.grid import cell as cell_mod
+
+        self.calls, self.recorded, self._verdicts, self._recording = [], [], list(verdicts), list(recording)
+        monkeypatch.setattr(cell_mod, "run_cell", self.run_cell)
+        monkeypatch.setattr(cell_mod, "pool_latency", self.pool_latency)
+        monkeypatch.setattr(cell_mod, "check_cell", self.check_cell)
+        monkeypatch.setattr(cell_mod, "check_recording", self.check_recording)
+
+    def run_cell(self, cell, store, rounds, memory, reuse=None):
+        self.calls.append(("run", rounds, memory, reuse))
+        return f"timing{len([c for c in self.calls if c[0] == 'run'])}"
+
+    def pool_latency(self, first, second):
+        self.calls.append(("pool", first, second))
+        return f"{first}+{second}"
+
+    def check_cell(self, result, store, gate_latency=True, memory=True):
+        self.calls.append(("check", result, gate_latency, memory))
+        return self._verdicts.pop(0)
+
+    def check_recording(self, result, store):
+        self.calls.append(("check_recording", result))
+        return self._recording
+
+
+def _verdict(metric, status, failed=False, message="m"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(metric=metric, status=status, failed=failed, message=message)
+
+
+def test_a_regressed_or_unsettled_latency_is_timed_again_and_judged_over_both_timings(monkeypatch):
+    from rlbench.gate.checks import Metric, Status
+    from rlbench.grid.cell import CellOptions, measure_and_judge
+
+    first = [_verdict(Metric.LATENCY, Status.UNSETTLED)]
+    second = [_verdict(Metric.LATENCY, Status.REGRESSED, failed=True, message="slower"),
+              _verdict(Metric.MEMORY, Status.UNGATED, message="no RSS stored")]
+    grid = _FakeGrid(monkeypatch, [first, second])
+    run = measure_and_judge("cell", None, CellOptions(rounds=7, memory=False, strict=True), record=grid.recorded.append)
+    assert grid.calls == [("run", 7, False, None), ("check", "timing1", True, False), ("run", 7, False, "timing1"),
+                          ("pool", "timing1", "timing2"), ("check", "timing1+timing2", True, False)]
+    assert grid.recorded == ["timing1", "timing1+timing2"]  # the pooled result replaces the first
+    assert run.judged and run.verdicts == second and run.result == "timing1+timing2"
+    assert run.failures == ["slower", "no RSS stored (--rlbench-strict)"]
+
+
+def test_a_settled_latency_verdict_is_not_timed_again(monkeypatch):
+    from rlbench.gate.checks import Metric, Status
+    from rlbench.grid.cell import CellOptions, measure_and_judge
+
+    grid = _FakeGrid(monkeypatch, [[_verdict(Metric.LATENCY, Status.UNCHANGED), _verdict(Metric.RETURN, Status.REGRESSED)]])
+    run = measure_and_judge("cell", None, CellOptions(gate_latency=False), record=grid.recorded.append)
+    assert [c[0] for c in grid.calls] == ["run", "check"] and grid.calls[1][2] is False
+    assert grid.recorded == ["timing1"] and run.failures == [] and run.judged
+
+
+@pytest.mark.parametrize("mode", ["update", "record-machine"])
+def test_a_recording_is_timed_twice_and_pooled_and_judged_by_no_gate(monkeypatch, mode):
+    from rlbench.grid.cell import CellOptions, Mode, measure_and_judge
+
+    grid = _FakeGrid(monkeypatch, [])
+    run = measure_and_judge("cell", None, CellOptions(mode=Mode(mode)), record=grid.recorded.append)
+    checks = [("check_recording", "timing1")] if mode == "record-machine" else []
+    assert grid.calls == [("run", 40, True, None), *checks, ("run", 40, True, "timing1"), ("pool", "timing1", "timing2")]
+    assert grid.recorded == ["timing1+timing2"] and not run.judged and run.verdicts == [] and run.failures == []
+
+
+def test_a_machine_recording_that_disagrees_records_nothing_and_says_so(monkeypatch):
+    from rlbench.grid.cell import CellOptions, Mode, measure_and_judge
+
+    grid = _FakeGrid(monkeypatch, [], recording=[_verdict("return", "regressed", failed=True, message="returns moved"),
+                                                 _verdict("bytes", "unchanged")])
+    run = measure_and_judge("cell", None, CellOptions(mode=Mode.RECORD_MACHINE), record=grid.recorded.append)
+    assert [c[0] for c in grid.calls] == ["run", "check_recording"] and grid.recorded == []
+    assert run.failures == ["returns moved", "(nothing recorded for this cell)"] and not run.judged

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from rlbench.baselines import Tolerances
-from rlbench.report.cli import main
+from rlbench.gate.tolerances import Tolerances
+from rlbench.cli.main import main
 from rlbench.report.compare import compare_files, compare_results, parse_thresholds
-from rlbench.report.results import ResultsError, load_results
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import load_results
 from tests.data.results_factory import edit, make_results
 
 CELLS = ["SAC-HalfCheetah-v5-baseline", "SAC-HalfCheetah-v5-ptdq", "SAC-HalfCheetah-v5-l2-0.20",

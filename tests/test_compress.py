@@ -18,11 +18,11 @@ import torch
 from rlbench.compress import METHODS, build_artefact, compress, get_method
 from rlbench.compress.lowrank import factorise, layer_rank
 from rlbench.compress.prune import kept_width, prune_module
-from rlbench.errors import CompressionError, UnknownNameError
-from rlbench.onnx_export import onnx_bytes
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params
+from rlbench.core.errors import CompressionError, UnknownNameError
+from rlbench.zoo.onnx_graph import onnx_bytes
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.measure.int8kernel import EXACT, probe
-from rlbench.runtime import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
+from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (64, 64), 3
@@ -34,7 +34,7 @@ KEPT_OF_64 = (60, 57, 54, 51, 48, 44, 41, 38, 35, 32, 28, 25, 22, 19)
 
 def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
     """Real Hopper states from random-action rollouts (seeds far from calibration/evaluation)."""
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     env = make_env(ENV)
     rng = np.random.default_rng(seed)
@@ -196,7 +196,7 @@ def test_ptsq_entropy_differs_from_minmax(policy):
 
 def test_ptsq_calibrates_on_rollouts_with_calibration_seeds(policy):
     from rlbench.compress.quantize import calibration_observations
-    from rlbench.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
 
     art = build_artefact(policy, "ptsq", {"n_calib": 200}, env_id=ENV)
     cal = art.summary["calibration"]
@@ -333,7 +333,7 @@ def test_pruning_refuses_to_empty_a_layer():
 
 # ---------------------------------------------------------------------- determinism and cache
 DETERMINISM = [("ptdq", {}, {}), ("int8pc", {}, {}), ("fp16", {}, {}), ("l1", {"ratio": 0.3}, {}),
-               ("l2", {"ratio": 0.7}, {}), ("lowrank", {"rank": 0.5}, {}),
+               ("l2", {"ratio": 0.7}, {}), ("lowrank", {"rank": 0.5}, {}), ("int4", {}, {}),
                ("ptsq", {"calibration": "percentile"}, {"calib": True}),
                ("ptsq", {"n_calib": 150, "format": "qoperator"}, {"env_id": ENV}),
                ("qat", {"steps": 20}, {"env_id": ENV}), ("gmp", {"steps": 20}, {"env_id": ENV})]
@@ -354,7 +354,7 @@ def test_same_inputs_give_identical_bytes(policy, tmp_path, method, params, kw):
 
 
 def test_every_method_is_covered():
-    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank", "qat", "gmp"}
+    assert set(METHODS) == {"ptdq", "int8pc", "ptsq", "l1", "l2", "fp16", "lowrank", "int4", "qat", "gmp"}
     assert {m for m, _, _ in DETERMINISM} == set(METHODS)
 
 
@@ -429,9 +429,9 @@ def test_bad_parameters_name_the_valid_range_and_write_nothing(policy, cache, me
 
 
 def test_unknown_method_lists_valid_methods(policy, cache):
-    with pytest.raises(UnknownNameError, match="unknown compression method 'int4'; valid methods: ptdq, int8pc, "
-                                               "ptsq, l1, l2, fp16, lowrank"):
-        compress(policy, "int4", cache_root=cache)
+    with pytest.raises(UnknownNameError, match="unknown compression method 'int2'; valid methods: ptdq, int8pc, "
+                                               "ptsq, l1, l2, fp16, lowrank, int4, qat, gmp"):
+        compress(policy, "int2", cache_root=cache)
     assert not cache.exists()
 
 

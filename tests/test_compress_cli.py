@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from rlbench.compress.cli import add_parser
-from rlbench.errors import CompressionError, UnknownNameError
+from rlbench.cli.compress import add_parser
+from rlbench.core.errors import CompressionError, UnknownNameError
 from tests._fakes import ship_fake
 
 
@@ -49,7 +49,7 @@ def test_compress_cli_writes_files_and_one_json_line(tmp_baselines, tmp_path, ca
     with pytest.raises(CompressionError, match="ptdq: unknown parameter"):
         _run(["compress", "PPO", "Hopper-v5", "ptdq", "--ratio", "0.3", "--out", str(tmp_path / "x")])
     with pytest.raises(UnknownNameError, match="valid methods: ptdq"):
-        _run(["compress", "PPO", "Hopper-v5", "int4", "--out", str(tmp_path / "x")])
+        _run(["compress", "PPO", "Hopper-v5", "int2", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from rlbench.compress.base import PRUNE_RATIO_MAX
 from rlbench.compress.prune import kept_width, prune_module
-from rlbench.errors import CompressionError
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params
+from rlbench.core.errors import CompressionError
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 
 
 @settings(max_examples=20, deadline=None, database=None)  # no .hypothesis/ in the repository

@@ -337,6 +337,7 @@ METER_CONFTEST = '''
 import itertools, os
 from pathlib import Path
 import pytest
+import rlbench.grid.cell as cell
 import rlbench.measure.energy as energy
 
 @pytest.fixture(autouse=True)
@@ -361,7 +362,7 @@ def meter(monkeypatch, tmp_path):
         def read(path):
             return str(5000000 - 1000 * next(counts)) if path.name == "energy_uj" else path.read_text()
         factory = lambda: energy.RaplMeter(root, read=read)
-    monkeypatch.setattr(energy, "detect_meter", factory)
+    monkeypatch.setattr(cell, "detect_meter", factory)
 '''
 
 
@@ -381,7 +382,7 @@ def test_an_energy_cell_fails_on_a_failing_meter_and_skips_only_without_one(pyte
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("METER", kind)
     monkeypatch.delenv("RLBENCH_BASELINES", raising=False)  # the shipped zoo; no stored figures below
-    res = pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider", "-rsf",
+    res = pytester.runpytest_subprocess("-p", "rlbench.plugin.pytest_plugin", "-p", "no:cacheprovider", "-rsf",
                                         f"--rlbench-baselines={tmp_path / 'bl'}", "-k", "PPO-Hopper-v5-baseline")
     res.assert_outcomes(**{outcome: 1})
     res.stdout.fnmatch_lines([line])  # the failure's whole report: one line

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlbench.export import deployable_from_sb3
-from rlbench.onnx_export import onnx_bytes
-from rlbench.registry import ALGOS, get_config
-from rlbench.runtime import NumpyPredictor, OrtPredictor, TorchPredictor
-from rlbench.train import build_model, make_vec_env
+from rlbench.zoo.export import deployable_from_sb3
+from rlbench.zoo.onnx_graph import onnx_bytes
+from rlbench.zoo.registry import ALGOS, get_config
+from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
+from rlbench.zoo.agents import build_model, make_vec_env
 
 ENV = "Hopper-v5"
 TOL = 1e-5
@@ -18,7 +18,7 @@ TOL = 1e-5
 
 def _real_observations(env_id: str, n: int, seed: int = 123) -> np.ndarray:
     """States a moving policy visits: random actions from several seeded resets."""
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     env = make_env(env_id)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""The findings over a run's fresh figures laid over the stored ones (``rlbench.findings.check_fresh``).
+"""The findings over a run's fresh figures laid over the stored ones (``rlbench.grid.findings.check_fresh``).
 
 Every test starts from the repository's stored figures (``baselines/figures.json``, the whole
 grid) and plants its fault in copies of them: no figure here is written by hand.
@@ -13,9 +13,11 @@ import os
 import numpy as np
 import pytest
 
-from rlbench import findings, idle
-from rlbench.findings import LEVEL, Status, check_fresh
-from rlbench.paths import REPO_ROOT
+from rlbench.grid import findings
+
+from rlbench.gate import idle
+from rlbench.grid.findings import LEVEL, Status, check_fresh
+from rlbench.core.paths import REPO_ROOT
 
 pytest_plugins = ["pytester"]
 
@@ -243,17 +245,13 @@ def test_an_update_names_each_finding_it_changes_old_and_new():
 FAKE_CELLS = '''
 import json, os
 import pytest
-from rlbench.cell import CellResult
+from rlbench.grid.cell import CellResult
 
 FRESH = json.loads(open(os.environ["RLBENCH_TEST_FRESH"]).read())
 
 @pytest.mark.parametrize("cell", sorted(FRESH))
 def test_cell(cell, record_cell):
-    from pytest_benchmark.stats import Stats
-    st = Stats()
-    for s in (1e-4, 1.1e-4):
-        st.update(s)
-    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, dict(st.as_dict(), data=[1e-4, 1.1e-4], iterations=1)))
+    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, {"data": [1e-4, 1.1e-4], "iterations": 1}))
 '''
 
 
@@ -273,7 +271,7 @@ def plugin_run(pytester, tmp_path, monkeypatch, stored):
         path = tmp_path / "fresh.json"
         path.write_text(json.dumps(fresh))
         monkeypatch.setenv("RLBENCH_TEST_FRESH", str(path))
-        return pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider",
+        return pytester.runpytest_subprocess("-p", "rlbench.plugin.pytest_plugin", "-p", "no:cacheprovider",
                                              f"--rlbench-baselines={base}", "--rlbench-no-latency-gate", *args)
     return _run, base
 
@@ -309,8 +307,8 @@ def test_an_unchanged_run_passes_and_prints_each_finding_beside_the_paper(plugin
 
 
 def test_an_update_run_prints_each_finding_it_changes(plugin_run, stored):
-    from rlbench.baselines import BaselineStore
-    from rlbench.versions import machine_id
+    from rlbench.gate.store import BaselineStore
+    from rlbench.core.versions import machine_id
 
     _run, base = plugin_run
     findings.record(BaselineStore(base, machine_id()))

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from rlbench.report.cli import main
-from rlbench.report.floor import bare_step_costs, cell_floors, floor_summary
-from rlbench.report.results import ResultsError
+from rlbench.cli.main import main
+from rlbench.measure.envsteps import bare_step_costs
+from rlbench.report.floor import cell_floors, floor_summary
+from rlbench.core.errors import ResultsError
 from tests.data.results_factory import make_results
 
 CELLS = ["PPO-Hopper-v5-baseline", "PPO-Hopper-v5-ptdq"]
@@ -26,7 +27,7 @@ def _doc(wall=100.0, timed=0.5, thr=20_000.0):
 
 
 def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
+    monkeypatch.setattr("rlbench.measure.envsteps.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     p = tmp_path / "out.json"
     p.write_text(json.dumps(_doc()))
     s = floor_summary(p)
@@ -47,7 +48,7 @@ def test_floor_adds_env_steps_inferences_and_timing_then_divides_by_cores(tmp_pa
 
 
 def test_missing_session_time_and_old_cells_are_named(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
+    monkeypatch.setattr("rlbench.measure.envsteps.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     del doc["rlbench"]
     p = tmp_path / "nowall.json"
@@ -68,7 +69,7 @@ def test_bare_step_cost_is_measured_and_plausible():
 
 
 def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
+    monkeypatch.setattr("rlbench.measure.envsteps.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     for e in doc["benchmarks"]:
         m = e["extra_info"]["machine_figures"]
@@ -102,7 +103,7 @@ def test_overhead_is_attributed_from_the_recorded_phases(tmp_path, monkeypatch):
 
 
 def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
+    monkeypatch.setattr("rlbench.measure.envsteps.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc()
     doc["rlbench"]["other_env_steps"] = {"Hopper-v5": 20_000, "Ant-v5": 10_000}  # the zoo's return checks
     p = tmp_path / "out.json"
@@ -114,7 +115,7 @@ def test_steps_of_checks_that_are_not_cells_count_in_the_floor(tmp_path, monkeyp
 
 
 def test_each_workers_time_is_split_into_start_up_tests_gaps_and_the_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlbench.report.floor.bare_step_costs", lambda env_id: (50e-6, 60e-6))
+    monkeypatch.setattr("rlbench.measure.envsteps.bare_step_costs", lambda env_id: (50e-6, 60e-6))
     doc = _doc(wall=100.0)
     doc["rlbench"]["timeline"] = {"session_start_unix": 1000.0, "session_end_unix": 1100.0, "workers": {
         # 6 s to start, 80 s in cells and 4 in other tests over 86 s of tests, done 8 s early

@@ -10,9 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from rlbench.baselines import BaselineStore, Tolerances
-from rlbench.cell import CellResult, check_cell, idle_by_seed
-from rlbench.checks import (
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
+from rlbench.grid.cell import CellResult, check_cell, idle_by_seed
+from rlbench.gate.checks import (
     CELL_METRICS,
     CellFigures,
     Metric,
@@ -22,7 +23,7 @@ from rlbench.checks import (
     judge_cell,
     rss_limit,
 )
-from rlbench.paths import baselines_dir
+from rlbench.core.paths import baselines_dir
 
 #: The stored machine whose figures these tests plant faults in (the most complete one).
 MACHINE = "x86_64-2cpu-3b5c9dc18c"
@@ -124,8 +125,8 @@ def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_pat
 def test_doing_nothing_fails_every_stored_cell_whose_return_beats_doing_nothing(stored, tol):
     """Every cell with stored returns, its new returns replaced by the zero-action returns on its own
     seeds: every cell whose stored CI lies above doing nothing's fails, 10-episode cells included."""
-    from rlbench import idle
-    from rlbench.checks import idle_bar
+    from rlbench.gate import idle
+    from rlbench.gate.checks import idle_bar
 
     figures, _ = stored
     idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
@@ -149,7 +150,7 @@ def test_doing_nothing_fails_every_stored_cell_whose_return_beats_doing_nothing(
 def test_a_resampled_grid_fails_the_return_check_in_about_half_a_cell_at_most(stored, tol):
     """Every stored cell's returns resampled (a bootstrap draw: a fresh sample of the same policy, as
     after a library upgrade): the return gate's false failures over the whole grid, 3 draws."""
-    from rlbench import idle
+    from rlbench.gate import idle
 
     figures, _ = stored
     idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
@@ -190,7 +191,7 @@ def test_an_int8_slowdown_alone_fails_a_row_of_int8_cells_naming_the_kernels(sto
     """The method-level gate on one environment's row of int8 ONNX Runtime cells (the stored ratios,
     each cell jittered as in a clean run): 15% slower int8 sessions fail, naming the kernel class;
     the same row clean passes."""
-    from rlbench.checks import kernel_class
+    from rlbench.gate.checks import kernel_class
 
     figures, machine = stored
     rng = np.random.default_rng(11)
@@ -212,7 +213,8 @@ def test_an_int8_slowdown_alone_fails_a_row_of_int8_cells_naming_the_kernels(sto
 
 
 def test_idle_is_stored_on_every_seed_a_cell_uses():
-    from rlbench import cell, idle
+    from rlbench.grid import cell
+    from rlbench.gate import idle
 
     assert idle.EPISODES == cell.MAX_EPISODES
     for env, e in idle.read(baselines_dir()).items():
@@ -224,9 +226,7 @@ def test_every_cell_metric_is_judged_somewhere():
 
 
 def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_path, stored, monkeypatch):
-    from rlbench import cell as cell_mod
-    from rlbench import zoo
-    from rlbench.measure import rss_noise
+    from rlbench.grid import rss_noise
 
     figures, machine = stored
     cells = [f"{ROW}-baseline", f"{ROW}-l1-0.30"]
@@ -238,9 +238,9 @@ def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_
         c = next(current)
         return {k: v + moves[c] for k, v in machine[c]["memory"].items()}
 
-    monkeypatch.setattr(cell_mod, "_memory", memory)
-    monkeypatch.setattr(cell_mod, "build_variant", lambda c, s: None)
-    monkeypatch.setattr(zoo, "load_shipped", lambda a, e: None)
+    monkeypatch.setattr(rss_noise, "cell_memory", memory)
+    monkeypatch.setattr(rss_noise, "build_variant", lambda c, s: None)
+    monkeypatch.setattr(rss_noise, "load_shipped", lambda a, e: None)
     rec = rss_noise.measure(store, cells, progress=lambda line: None)
     assert rec.bytes == {k: 122_880 for k in machine[cells[0]]["memory"] if k.startswith("rss_delta")}
     store.record_rss_noise(rec.to_json())

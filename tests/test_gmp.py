@@ -16,9 +16,9 @@ from rlbench.compress import compress
 from rlbench.compress.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
                                   train_gmp)
 from rlbench.compress.qat import QuantLinear, qdq_onnx
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
-from rlbench.runtime import ReferencePredictor
+from rlbench.runtime.predictors import ReferencePredictor
 from tests.test_qat import ENV, held_out, make_policy, ship_tiny, student_actions
 
 STEPS = 300

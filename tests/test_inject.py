@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench import runtime
+from rlbench.runtime import predictors as runtime
 from rlbench.testing import inject
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlbench.baselines import BaselineStore
-from rlbench.errors import BaselineError
+from rlbench.gate.store import BaselineStore
+from rlbench.core.errors import BaselineError
 from rlbench.measure.int8kernel import (CLASSES, EXACT, SATURATING, classify, expected, probe,
                                         run_matmul_integer, uses_int8_kernels)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.matrix import METHOD_PARAM, cells, is_smoke, parse_cell
-from rlbench.registry import ALGOS
+from rlbench.grid.matrix import METHOD_PARAM, cells, is_smoke, parse_cell
+from rlbench.zoo.registry import ALGOS
 
 
 def test_grid_has_every_variant_of_every_pair_with_readable_ids():
     grid = cells()
-    assert len(grid) == 25 * 37 == len({c.id for c in grid})
+    assert len(grid) == 25 * 38 == len({c.id for c in grid})
     assert parse_cell("SAC-HalfCheetah-v5-l2-0.30").id == "SAC-HalfCheetah-v5-l2-0.30"
     assert all(parse_cell(c.id) == c for c in grid)
 
@@ -20,8 +20,9 @@ def test_smoke_tier_covers_every_method_and_every_algorithm_baseline():
     assert {c.variant.method for c in smoke} == set(METHOD_PARAM)
     assert {c.algo for c in smoke if c.variant.method == "baseline"} == set(ALGOS)
     assert {c.env_id for c in smoke} == {"Hopper-v5"}
-    # baselines of all five, then PPO and SAC: ptdq, ptsq, int8pc, fp16, qat, l1/l2 at 0.10 and 0.50, lowrank, gmp
-    assert len(smoke) == 5 + 2 * 11
+    # baselines of all five, then PPO and SAC: ptdq, ptsq, int8pc, fp16, int4, qat, l1/l2 at 0.10 and 0.50,
+    # lowrank, gmp
+    assert len(smoke) == 5 + 2 * 12
     assert sum(c.variant.method in ("l1", "l2") for c in smoke) == 8
 
 
@@ -29,7 +30,7 @@ def test_smoke_tier_covers_every_method_and_every_algorithm_baseline():
                          ids=lambda c: c.id)
 def test_smoke_fine_tuned_artefacts_are_shipped_so_ci_never_fine_tunes(cell):
     from rlbench.compress.base import shipped_entry_for
-    from rlbench.zoo import is_shipped, load_shipped
+    from rlbench.zoo.shipped import is_shipped, load_shipped
 
     if not is_shipped(cell.algo, cell.env_id):
         pytest.skip(f"{cell.pair} is not shipped (its cells skip too)")

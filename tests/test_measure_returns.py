@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlbench.errors import MeasurementError
+from rlbench.core.errors import MeasurementError
 from rlbench.measure.returns import ReturnRecord, evaluate_returns
 from rlbench.measure.stats import bootstrap_ci
-from rlbench.policy import DeployablePolicy, PolicySpec
-from rlbench.runtime import OrtPredictor, TorchPredictor
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec
+from rlbench.runtime.predictors import OrtPredictor, TorchPredictor
 
 
 def _policy(seed=0):
@@ -38,7 +38,7 @@ def test_batched_evaluation_matches_one_episode_at_a_time():
 
 
 def test_torch_and_onnx_give_the_same_returns_for_a_fixed_policy():
-    from rlbench.onnx_export import onnx_bytes
+    from rlbench.zoo.onnx_graph import onnx_bytes
 
     m = _policy(3)
     a = evaluate_returns(TorchPredictor(m), "Hopper-v5", [11, 12])
@@ -76,7 +76,7 @@ def test_bootstrap_ci_is_deterministic_and_covers_the_mean():
 def test_reused_environments_give_the_returns_of_new_ones(monkeypatch):
     """A cell takes its environments from the process's pool; a seeded reset must erase whatever
     the last user left, including an episode cut short or abandoned by an error."""
-    from rlbench import envs as envs_mod
+    from rlbench.zoo import envs as envs_mod
 
     monkeypatch.setattr(envs_mod, "_pool", {})
     p = TorchPredictor(_policy(1))
@@ -92,7 +92,7 @@ def test_reused_environments_give_the_returns_of_new_ones(monkeypatch):
 
 
 def test_env_pool_keeps_at_most_its_limit(monkeypatch):
-    from rlbench import envs as envs_mod
+    from rlbench.zoo import envs as envs_mod
 
     monkeypatch.setattr(envs_mod, "_pool", {})
     monkeypatch.setattr(envs_mod, "POOL_LIMIT", 2)

@@ -9,8 +9,8 @@ import torch
 
 from rlbench.measure import memory
 from rlbench.measure.memory import MemoryRecord, measure_memory, param_bytes_of
-from rlbench.onnx_export import save_onnx
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params, save_policy
+from rlbench.zoo.onnx_graph import save_onnx
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params, save_policy
 
 MiB = 1 << 20
 
@@ -69,7 +69,8 @@ def test_onnx_delta_grows_with_the_model_and_excludes_the_runtime(artefacts):
         assert rec.runtime == "onnxruntime" and rec.arena is False and rec.unit == "bytes"
         assert rec.bytes_on_disk == files["onnx"].stat().st_size
         assert rec.param_bytes == param_bytes_of(files["onnx"])
-        assert rec.delta_bytes == rec.peak_rss_model_bytes - rec.peak_rss_empty_bytes  # one repeat
+        assert rec.delta_bytes == ((rec.peak_rss_model_bytes - rec.samples["rss_at_fork_model"][0])
+                                   - (rec.peak_rss_empty_bytes - rec.samples["rss_at_fork_empty"][0]))  # one repeat
         assert {k: len(v) for k, v in rec.samples.items()} == {k: 1 for k in rec.samples}
         assert rec.settings["calls"] == 20 and rec.settings["threads"] == 1 and rec.settings["batch"] == 1
         assert rec.settings["peak_source"] == "VmHWM"
@@ -121,6 +122,29 @@ def test_forked_children_measure_the_delta_of_fresh_ones(artefacts, runtime, suf
     pid = server.proc.pid
     measure_memory(big[suffix], runtime, repeats=1, calls=1, fresh=False)
     assert server.proc.pid == pid and server.alive()  # one server per process and runtime family
+
+
+def test_a_server_that_grows_between_the_forks_of_a_pair_does_not_move_the_delta(artefacts, monkeypatch):
+    """The two children of a pair fork from one server at two instants. A server whose RSS grows
+    in between (here by a planted 8 MiB before each fork) hands the later child a higher start,
+    which its VmHWM includes once ``clear_refs`` resets it: model minus empty peaks would move by
+    the planted 8 MiB. Each child's RSS at its fork is taken off its peak, so the delta stays."""
+    _, tiny = artefacts["tiny"]
+    grow = "_hold = []\n" + memory.SERVER_CODE.replace(
+        "    pid = os.fork()\n", "    _hold.append(b'\\x01' * (8 << 20))\n    pid = os.fork()\n")
+    assert grow.count("_hold.append") == 1
+    plain = measure_memory(tiny["onnx"], "onnxruntime", arena=False, repeats=2, calls=5, fresh=False)
+    monkeypatch.setattr(memory, "_SERVERS", {})
+    monkeypatch.setattr(memory, "SERVER_CODE", grow)
+    grown = measure_memory(tiny["onnx"], "onnxruntime", arena=False, repeats=1, calls=5, fresh=False)
+    memory._SERVERS[("onnxruntime", 1)].close()
+
+    s = grown.samples
+    assert s["rss_at_fork_model"][0] - s["rss_at_fork_empty"][0] > 7 * MiB  # the plant: empty forks first
+    assert grown.peak_rss_model_bytes - grown.peak_rss_empty_bytes > 7 * MiB  # what peaks alone would say
+    assert abs(grown.delta_bytes - plain.delta_bytes) < 1 * MiB
+    assert all(v == 0 for v in measure_memory(tiny["onnx"], "onnxruntime", arena=False, repeats=1, calls=5,
+                                              fresh=True).samples["rss_at_fork_model"])
 
 
 def test_a_failing_forked_child_raises_with_its_traceback_and_the_server_survives(artefacts, tmp_path):

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from rlbench.report.cli import main
+from rlbench.cli.main import main
 from rlbench.report.merge import merge_results, write_merged
-from rlbench.report.results import MERGE_KEY, ResultsError, load_results
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import MERGE_KEY, load_results
 from tests.data.results_factory import edit, make_results
 
 SHARD_A = ["SAC-HalfCheetah-v5-baseline", "SAC-HalfCheetah-v5-ptdq", "SAC-HalfCheetah-v5-l1-0.05"]

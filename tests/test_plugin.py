@@ -11,7 +11,7 @@ pytest_plugins = ["pytester"]
 
 FAKE_CELLS = '''
 import pytest
-from rlbench.cell import CellResult
+from rlbench.grid.cell import CellResult
 
 @pytest.mark.parametrize("cell", ["A-baseline", "B-baseline", "C-baseline"])
 def test_cell(cell, record_cell, record_outcome, rlbench_session):
@@ -26,7 +26,7 @@ def test_cell(cell, record_cell, record_outcome, rlbench_session):
     record_cell(result)
     if rlbench_session.update or rlbench_session.store.figures(cell) is None:
         return
-    from rlbench.cell import check_cell
+    from rlbench.grid.cell import check_cell
     verdicts = check_cell(result, rlbench_session.store, memory=False)
     record_outcome(cell, verdicts)
     assert not [v for v in verdicts if v.failed or (rlbench_session.strict and v.status == "ungated")]
@@ -39,7 +39,7 @@ def run(pytester, tmp_path):
     base = tmp_path / "bl"
 
     def _run(*args):
-        return pytester.runpytest_subprocess("-p", "rlbench.pytest_plugin", "-p", "no:cacheprovider",
+        return pytester.runpytest_subprocess("-p", "rlbench.plugin.pytest_plugin", "-p", "no:cacheprovider",
                                              f"--rlbench-baselines={base}", *args)
     return _run, base
 

@@ -18,10 +18,10 @@ import torch
 from rlbench.compress import compress
 from rlbench.compress.qat import QuantPolicy, qdq_onnx, train_qat
 from rlbench.compress.quantize import calibration_observations
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
-from rlbench.policy import DeployablePolicy, PolicySpec, num_params
-from rlbench.runtime import OrtPredictor, ReferencePredictor, TorchPredictor
+from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
+from rlbench.runtime.predictors import OrtPredictor, ReferencePredictor, TorchPredictor
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (32, 32), 3
@@ -32,7 +32,7 @@ HELD_OUT_SEED_BASE = 5_000
 
 def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
     """Real Hopper states from random-action rollouts."""
-    from rlbench.envs import make_env
+    from rlbench.zoo.envs import make_env
 
     env = make_env(ENV)
     rng = np.random.default_rng(seed)
@@ -149,7 +149,7 @@ def test_onnxruntime_equals_the_trained_student(relu_policy, relu_art, relu_trai
 
 
 def test_summary_records_the_training(relu_art):
-    from rlbench.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
+    from rlbench.zoo.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
 
     tr = relu_art.summary["training"]
     assert (tr["signal"], tr["gradient_steps"], tr["lr"], tr["seed"], tr["env_id"]) == ("distill", STEPS, 1e-3, 0, ENV)
@@ -224,10 +224,10 @@ def test_bad_parameters_name_the_valid_range_and_write_nothing(relu_policy, tmp_
 # ----------------------------------------------------------------------------------- signal rl
 def ship_tiny(root, algo: str, net_arch) -> object:
     """An untrained agent with a small network, shipped through the real export path."""
-    from rlbench.export import agent_state, deployable_from_sb3, write_policy_dir
-    from rlbench.registry import get_config
-    from rlbench.train import build_model, make_vec_env
-    from rlbench.zoo import load_shipped
+    from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
+    from rlbench.zoo.registry import get_config
+    from rlbench.zoo.agents import build_model, make_vec_env
+    from rlbench.zoo.shipped import load_shipped
 
     cfg = get_config(algo, ENV)
     kwargs = dict(cfg.kwargs, policy_kwargs={**(cfg.kwargs.get("policy_kwargs") or {}), "net_arch": net_arch})

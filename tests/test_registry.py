@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.errors import UnknownNameError
-from rlbench.registry import ALGOS, ENVS, REGISTRY, canonical_algo, canonical_env, get_config
+from rlbench.core.errors import UnknownNameError
+from rlbench.zoo.registry import ALGOS, ENVS, REGISTRY, canonical_algo, canonical_env, get_config
 
 
 def test_grid_is_five_by_five_with_sources():

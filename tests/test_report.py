@@ -7,10 +7,11 @@ import json
 import pytest
 
 from rlbench.report.build import PLOTS, write_report
-from rlbench.report.cli import main
+from rlbench.cli.main import main
 from rlbench.report.gab import export_gab
-from rlbench.report.paper import PAPER_TABLES
-from rlbench.report.results import ResultsError, ReturnStat, load_results, parse_cell_id
+from rlbench.zoo.paper import PAPER_TABLES
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import ReturnStat, load_results, parse_cell_id
 from rlbench.report.tables import (MISSING, best_pruning, highest_surviving_ratio, keeps, pick_best, prune_choice,
                                    table1, table2, table3)
 from tests.data.results_factory import SAMPLE, SAMPLE_CELLS, make_entry, make_results, write_results

@@ -14,13 +14,14 @@ from stable_baselines3.common.logger import configure
 if importlib.util.find_spec("sbx") is None:
     pytest.skip("sbx-rl is not installed (pip install -e '.[train-sbx]')", allow_module_level=True)
 
-from rlbench import sbx_convert  # noqa: E402  (after the skip: it imports sbx and jax)
-from rlbench.cli import build_parser  # noqa: E402
-from rlbench.envs import make_env  # noqa: E402
-from rlbench.errors import RLBenchError  # noqa: E402
-from rlbench.export import agent_state, deployable_from_sb3  # noqa: E402
-from rlbench.registry import get_config  # noqa: E402
-from rlbench.train import build_model, latest_checkpoint, load_checkpoint, make_vec_env, run_dir, sb3_agent, train  # noqa: E402
+from rlbench.zoo import sbx_convert  # noqa: E402  (after the skip: it imports sbx and jax)
+from rlbench.cli.main import build_parser  # noqa: E402
+from rlbench.zoo.envs import make_env  # noqa: E402
+from rlbench.core.errors import RLBenchError  # noqa: E402
+from rlbench.zoo.export import agent_state, deployable_from_sb3  # noqa: E402
+from rlbench.zoo.registry import get_config  # noqa: E402
+from rlbench.zoo.agents import build_model, latest_checkpoint, load_checkpoint, make_vec_env, run_dir, sb3_agent  # noqa: E402
+from rlbench.train.loop import train  # noqa: E402
 
 ENV = "Hopper-v5"
 #: float32 through two frameworks: torch and XLA round sums in other orders.
@@ -204,7 +205,7 @@ def test_chunked_sbx_run_resumes_and_ships_sb3_files(tmp_baselines, sac):
     assert meta["trainer"] == "sbx" and meta["timesteps"] == 600 and meta["training_versions"]["jax"]
     assert set(sbx_convert.DEPARTURES) <= set(meta["hyperparameters"]["departures"])
     assert meta["regenerate"].endswith("--trainer sbx")
-    from rlbench.zoo import load_shipped
+    from rlbench.zoo.shipped import load_shipped
 
     shipped = load_shipped("SAC", ENV)  # checks every file's sha256 and the spaces
     agent = torch.load(out / "agent.pt", weights_only=False)
@@ -220,7 +221,7 @@ def test_sbx_refuses_on_policy_algorithms(tmp_baselines):
 
 
 def test_zoo_trainer_applies_to_the_algorithms_sbx_trains(monkeypatch):
-    from rlbench.train import _default_trainer
+    from rlbench.train.loop import _default_trainer
 
     monkeypatch.setenv("RLBENCH_TRAINER", "sbx")  # what `rlbench zoo train --trainer sbx` sets
     assert [_default_trainer(a) for a in ("SAC", "TD3", "DDPG", "PPO", "TRPO")] == ["sbx"] * 3 + ["sb3"] * 2

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from rlbench.errors import RLBenchError
-from rlbench.findings import compute
-from rlbench.matrix import cells, parse_cell
-from rlbench.shard import CELL_FIXED_S, STEP_S, cell_cost, parse_shard, partition
+from rlbench.core.errors import RLBenchError
+from rlbench.grid.findings import compute
+from rlbench.grid.matrix import cells, parse_cell
+from rlbench.grid.shard import CELL_FIXED_S, STEP_S, cell_cost, parse_shard, partition
 
 
 def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
@@ -24,7 +24,7 @@ def test_shards_are_stable_disjoint_complete_and_balanced_by_cost():
 
 
 def test_a_cells_cost_is_its_stored_episode_steps_then_its_pairs_then_the_step_limit():
-    from rlbench.matrix import parse_cell
+    from rlbench.grid.matrix import parse_cell
 
     stored = {"SAC-Hopper-v5-ptdq": {"lengths": [100, 300]}, "SAC-Hopper-v5-baseline": {"lengths": [1000] * 3}}
     hop = STEP_S["Hopper-v5"]
@@ -41,7 +41,7 @@ def test_every_runner_gets_the_same_partition_whatever_its_machine(tmp_path, mon
     disagree (different CPUs, different ``cell_seconds``) still split the grid the same way."""
     from types import SimpleNamespace
 
-    from rlbench.shard import select_shard, stored_figures
+    from rlbench.grid.shard import select_shard, stored_figures
 
     figures = tmp_path / "figures.json"
     figures.write_text(json.dumps({"schema": 1, "cells": {
@@ -125,9 +125,9 @@ def test_pairs_with_a_non_positive_baseline_are_left_out_of_the_share_findings_a
 def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
     from types import SimpleNamespace
 
-    from rlbench.matrix import parse_cell
-    from rlbench.registry import pairs
-    from rlbench.shard import order_by_cost
+    from rlbench.grid.matrix import parse_cell
+    from rlbench.zoo.registry import pairs
+    from rlbench.grid.shard import order_by_cost
 
     def item(name, **params):
         return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
@@ -145,8 +145,8 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
 def test_stored_findings_are_read_by_name_and_compared_exactly(tmp_path):
     from types import SimpleNamespace
 
-    from rlbench.errors import BaselineError
-    from rlbench.findings import Finding, moved, read_stored, record, stored_finding
+    from rlbench.core.errors import BaselineError
+    from rlbench.grid.findings import Finding, moved, read_stored, record, stored_finding
 
     store = SimpleNamespace(root=tmp_path, machine_id="m1", figures_path=tmp_path / "figures.json",
                             machine_path=tmp_path / "machines" / "m1.json")
@@ -191,8 +191,9 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
 
     import numpy as np
 
-    from rlbench import idle
-    from rlbench.errors import BaselineError
+    from rlbench.core.errors import BaselineError
+    from rlbench.gate import idle
+    from rlbench.runtime.predictors import ZeroPredictor
 
     assert idle.read(tmp_path) == {}
     rec = SimpleNamespace(returns=(1.0, 2.0), lengths=(10, 20), seeds=(1000000, 1000001), mean=1.5,
@@ -202,7 +203,7 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
     assert sorted(idle.read(tmp_path)) == ["Ant-v5", "Hopper-v5"]
     assert idle.read(tmp_path)["Hopper-v5"]["returns"] == [1.0, 2.0]
     assert not list(tmp_path.glob("*.tmp"))
-    assert idle.ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
+    assert ZeroPredictor(3).predict(np.ones((4, 11), np.float32)).tolist() == [[0.0] * 3] * 4
     for text, what in (("{ nope", "corrupt"), ('{"schema": 7, "envs": {}}', "schema 7"),
                        ('{"schema": 1, "envs": {"Ant-v5": {"returns": []}}}', "not an rlbench idle-return file"),
                        ('{"schema": 1, "envs": {"Ant-v5": {"returns": [1.0]}}}', "not an rlbench idle-return file")):
@@ -215,7 +216,7 @@ def test_idle_returns_round_trip_and_a_broken_file_names_itself(tmp_path):
 def test_idle_checks_are_ordered_by_their_step_limit():
     from types import SimpleNamespace
 
-    from rlbench.shard import order_by_cost
+    from rlbench.grid.shard import order_by_cost
 
     def item(name, **params):
         return SimpleNamespace(originalname=name, callspec=SimpleNamespace(params=params), name=name)
@@ -223,3 +224,24 @@ def test_idle_checks_are_ordered_by_their_step_limit():
     items = [item("test_finding"), item("test_idle_return_reproduces", env_id="Hopper-v5"),
              item("test_idle_return_reproduces", env_id="HumanoidStandup-v5")]
     assert [items.index(i) for i in order_by_cost(items, {})] == [2, 1, 0]
+
+
+@pytest.mark.parametrize(("n", "stored", "update", "check", "message"), [
+    (3, {"ours": {"a": 1}, "n": 3}, False, "pass", None),
+    (3, {"ours": {"a": 2}, "n": 3}, False, "fail", "finding k moved: ours {'a': 1} (n=3) vs stored {'a': 2} (n=3); "
+                                                  "tolerance: exact; test k"),
+    (3, None, False, "fail", "finding k: no stored figure in F; record it with: pytest bench --rlbench-update-baselines"),
+    (3, None, True, "skip", "finding k: recorded at the end of this --rlbench-update-baselines session"),
+    (0, None, False, "skip", "finding k: no cells with the figures it needs are stored yet"),
+    (0, {"ours": {}, "n": 4}, True, "fail", "finding k: F holds it over n=4 cells, but the stored figures give it over "
+                                            "none now (cells lost from the baselines, or the computation broke); test k"),
+])
+def test_a_finding_is_checked_against_its_stored_figure(monkeypatch, n, stored, update, check, message):
+    from rlbench.grid import findings
+
+    monkeypatch.setattr(findings, "findings_path", lambda store: "F")
+    monkeypatch.setattr(findings, "stored_finding", lambda store, key: stored)
+    f = findings.Finding("k", "claim", "paper", {"a": 1}, n)
+    got = findings.check_stored(None, "k", {"k": f}, update=update)
+    assert (got.check.value, got.message) == (check, message)
+    assert got.line == (f.line() if n else None)

@@ -8,8 +8,8 @@ import pytest
 
 from rlbench.compress import base
 from rlbench.compress.base import compress, ship_artefact, ship_key
-from rlbench.errors import CompressionError
-from rlbench.zoo import load_shipped
+from rlbench.core.errors import CompressionError
+from rlbench.zoo.shipped import load_shipped
 from tests._fakes import ship_fake
 
 PARAMS = {"steps": 40}
@@ -56,7 +56,7 @@ def test_rebuild_bypasses_the_shipped_entry(shipped):
 
 
 def test_ship_cli_refuses_methods_that_are_not_shipped(tmp_baselines, capsys):
-    from rlbench.cli import main
+    from rlbench.cli.main import main
 
     assert main(["ship-artefacts", "--method", "ptdq"]) == 2
     assert "only qat, gmp artefacts are shipped" in capsys.readouterr().err

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlbench.paths import baselines_dir
-from rlbench.registry import get_config, pairs
-from rlbench.runtime import NumpyPredictor, OrtPredictor, TorchPredictor
-from rlbench.zoo import is_shipped, load_shipped
+from rlbench.core.paths import baselines_dir
+from rlbench.zoo.registry import get_config, pairs
+from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
+from rlbench.zoo.shipped import is_shipped, load_shipped
 from tests.test_export import _real_observations
 
 SHIPPED = [p for p in pairs() if is_shipped(p.algo, p.env_id)]
@@ -18,7 +18,7 @@ SHIPPED = [p for p in pairs() if is_shipped(p.algo, p.env_id)]
 
 def test_every_pair_of_the_grid_is_shipped():
     """A missing policy fails here on every machine (its cells would only skip in the grid)."""
-    from rlbench.zoo import train_command
+    from rlbench.zoo.shipped import train_command
 
     missing = [p for p in pairs() if not is_shipped(p.algo, p.env_id)]
     assert not missing, "not shipped: " + "; ".join(f"{p.name} (make it with: {train_command(p.algo, p.env_id)})"
@@ -29,7 +29,7 @@ def test_every_pair_of_the_grid_is_shipped():
 def test_shipped_policy_matches_its_agent(pair):
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlbench.train import build_model, make_vec_env
+    from rlbench.zoo.agents import build_model, make_vec_env
 
     sp = load_shipped(pair.algo, pair.env_id, verify=True)
     meta = sp.meta

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from rlbench.errors import RLBenchError
-from rlbench.train import latest_checkpoint, run_dir, train
-from rlbench.registry import get_config
+from rlbench.core.errors import RLBenchError
+from rlbench.zoo.agents import latest_checkpoint, run_dir
+from rlbench.train.loop import train
+from rlbench.zoo.registry import get_config
 
 
 def test_resume_continues_from_the_checkpoint(tmp_baselines):
@@ -54,8 +55,9 @@ def test_a_resumed_run_draws_new_random_streams(tmp_baselines):
     """load() reseeds with the run's seed; a resume must not replay the start's noise and episodes."""
     import numpy as np
 
-    from rlbench.registry import get_config
-    from rlbench.train import latest_checkpoint, load_checkpoint, run_dir, train
+    from rlbench.zoo.registry import get_config
+    from rlbench.zoo.agents import latest_checkpoint, load_checkpoint, run_dir
+    from rlbench.train.loop import train
 
     train("TD3", "Hopper", timesteps=300, checkpoint_every=300, export=False, progress=False, early_stop=False)
     cfg = get_config("TD3", "Hopper")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rlbench.cli import main
-from rlbench.errors import PolicyError
-from rlbench.zoo import load_shipped, zoo_table
+from rlbench.cli.main import main
+from rlbench.core.errors import PolicyError
+from rlbench.zoo.shipped import load_shipped, zoo_table
 from tests._fakes import ship_fake
 
 
@@ -133,7 +133,7 @@ def test_cli_unknown_algorithm_exits_2_with_valid_names(capsys):
 
 
 def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
-    from rlbench.reference import zoo_markdown
+    from rlbench.report.zoo_table import zoo_markdown
 
     def row(algo, env, lo, hi):
         return {"algo": algo, "env": env, "status": "ok", "return_mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rlbench.cli import main
-from rlbench.errors import PolicyError
+from rlbench.cli.main import main
+from rlbench.core.errors import PolicyError
 from tests._repair import command, commit, git_repo
 
 
@@ -35,7 +35,7 @@ def _flip_byte(path: Path) -> None:
 
 
 def test_zoo_list_verify_fails_on_a_corrupt_policy_naming_file_and_reason(shipped_repo, capsys):
-    from rlbench.zoo import load_shipped
+    from rlbench.zoo.shipped import load_shipped
 
     repo, folder = shipped_repo
     assert main(["zoo", "list", "--verify"]) == 0
@@ -51,7 +51,7 @@ def test_zoo_list_verify_fails_on_a_corrupt_policy_naming_file_and_reason(shippe
 
 
 def test_a_policy_recorded_broken_fails_verify_though_its_hash_matches(shipped_repo, capsys):
-    from rlbench.io import sha256_file
+    from rlbench.core.io import sha256_file
 
     _, folder = shipped_repo
     (folder / "policy.pt").write_bytes(b"garbage")
@@ -70,7 +70,7 @@ def _record_a_wrong_sha256(folder):
 
 
 def test_a_wrong_sha256_in_meta_json_is_blamed_on_meta_json_not_the_intact_file(shipped_repo):
-    from rlbench.zoo import load_shipped
+    from rlbench.zoo.shipped import load_shipped
 
     repo, folder = shipped_repo
     _record_a_wrong_sha256(folder)
@@ -85,7 +85,7 @@ def test_a_wrong_sha256_in_meta_json_is_blamed_on_meta_json_not_the_intact_file(
 
 
 def test_a_mismatch_git_cannot_settle_offers_both_repairs(shipped_repo):
-    from rlbench.zoo import load_shipped
+    from rlbench.zoo.shipped import load_shipped
 
     repo, folder = shipped_repo
     subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)  # no history to tell which side moved

@@ -43,13 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlbench.errors import CompressionError, UnknownNameError
+from rlbench.compress.names import MODEL_ONNX, MODEL_PT
+from rlbench.core.errors import CompressionError, UnknownNameError
+from rlbench.core.io import replace_dir, sha256_bytes, sha256_file
+from rlbench.core.paths import baselines_dir, cache_dir
+from rlbench.core.versions import library_versions
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 ARTEFACT_FORMAT = "rlbench.artefact/1"
 META_FILE = "artefact.json"
-#: The artefact file every method writes: the ONNX graph, which every variant can run in.
-MODEL_ONNX = "model.onnx"
-MODEL_PT = "model.pt"
 #: Library versions that decide an artefact's bytes (gymnasium and mujoco: calibration rollouts).
 KEY_LIBRARIES = ("torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "gymnasium", "mujoco")
 #: Methods whose grid artefacts are shipped in ``baselines/artefacts/`` (minutes of fine-tuning each).
@@ -132,6 +134,8 @@ class MethodInfo:
     doc: str = ""
     version: str = "1"
     """Bumped when the implementation changes the bytes it writes: part of the cache key."""
+    libraries: tuple[str, ...] = ()
+    """Libraries beyond :data:`KEY_LIBRARIES` that write this method's bytes: their versions join its key."""
 
     @property
     def build(self) -> Callable[..., dict[str, bytes]]:
@@ -204,6 +208,17 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
         Param("rank", "float", REQUIRED, low=0.0, high=1.0, low_open=True,
               doc="kept singular values as a fraction of min(in, out) per hidden layer"),),
                doc="truncated SVD of each hidden Linear layer where it reduces parameters"),
+    MethodInfo("int4", "onnxruntime", "rlbench.compress.int4:build_int4", libraries=("onnx-ir",), params=(
+        Param("block_size", "int", 32, low=16, high=256,
+              doc="weights per block along K, each with its own scale: 16, 32, 64, 128 or 256"),
+        Param("symmetric", "bool", False, doc="no zero points (codes -8..7 around 0); default: a 4-bit zero "
+                                              "point per block"),
+        Param("accuracy_level", "int", 0, low=0, high=4,
+              doc="MatMulNBits' lowest compute precision: 0 unset (float32 on CPU), 4 int8 activations"),
+        Param("float_layers", "choice", "none", choices=("none", "first", "first+head"),
+              doc="Linear layers left float32: none, the input layer, or the input layer and the head")),
+               doc="4-bit block-wise weights: onnxruntime's MatMulNBits quantizer (round to nearest), "
+                   "float32 activations by default"),
     MethodInfo("qat", "onnxruntime", "rlbench.compress.qat:build_qat", params=(
         _SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX,
                        doc="distill: gradient steps; rl: environment steps"), _LR, _SEED),
@@ -239,7 +254,7 @@ class Artefact:
 
     ``files`` maps file names to paths in the cache entry (from :func:`compress`) or to bytes
     (from :func:`build_artefact`, uncached). Every artefact has ``model.onnx``; pruned ones also
-    ``model.pt`` (:func:`rlbench.policy.load_policy` rebuilds the narrower module).
+    ``model.pt`` (:func:`rlbench.zoo.policy.load_policy` rebuilds the narrower module).
     """
 
     method: str
@@ -256,13 +271,12 @@ class Artefact:
         return f if isinstance(f, bytes) else Path(f).read_bytes()
 
     def sha256(self, name: str = MODEL_ONNX) -> str:
-        from rlbench.io import sha256_bytes
-
         return sha256_bytes(self.data(name))
 
     def module(self):
         """The torch module of a torch artefact (pruned policies)."""
-        from rlbench.policy import load_policy
+        # deferred: it loads torch, which importing this module does not
+        from rlbench.zoo.policy import load_policy
 
         if MODEL_PT not in self.files:
             raise CompressionError(f"{self.method} artefact has no {MODEL_PT}; it runs in onnxruntime only")
@@ -270,8 +284,9 @@ class Artefact:
         return load_policy(io.BytesIO(f) if isinstance(f, bytes) else Path(f))
 
     def predictor(self, runtime: str | None = None, name: str | None = None):
-        """A :class:`~rlbench.runtime.Predictor` for the artefact in its runtime (or the one asked for)."""
-        from rlbench.runtime import OrtPredictor, TorchPredictor
+        """A :class:`~rlbench.runtime.predictors.Predictor` for the artefact in its runtime (or the one asked for)."""
+        # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+        from rlbench.runtime.predictors import OrtPredictor, TorchPredictor
 
         runtime = runtime or self.runtime
         label = name or f"{self.method}-{runtime}"
@@ -293,9 +308,10 @@ class _Source:
 
 
 def _resolve(source, env_id: str | None) -> _Source:
-    from rlbench.io import sha256_bytes
-    from rlbench.onnx_export import onnx_bytes
-    from rlbench.policy import DeployablePolicy, save_policy
+    # deferred: it loads onnx and torch, which importing this module does not
+    from rlbench.zoo.onnx_graph import onnx_bytes
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import DeployablePolicy, save_policy
 
     if isinstance(source, DeployablePolicy):
         return _Source(source, onnx_bytes(source), sha256_bytes(save_policy(source, None)), env_id)
@@ -305,15 +321,12 @@ def _resolve(source, env_id: str | None) -> _Source:
             raise CompressionError(f"{source.name} was trained on {meta_env}, not {env_id}")
         return _Source(source.module(), Path(source.policy_onnx).read_bytes(), source.sha256, env_id or meta_env)
     raise CompressionError(f"cannot compress a {type(source).__name__}: pass a ShippedPolicy "
-                           "(rlbench.zoo.load_shipped) or a DeployablePolicy")
+                           "(rlbench.zoo.shipped.load_shipped) or a DeployablePolicy")
 
 
 def _calibration_context(info: MethodInfo, params: dict, src: _Source, calibration_obs) -> tuple[dict, dict]:
     """ptsq's calibration source: explicit observations, or rollouts of the policy in its env."""
     import numpy as np
-
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
 
     obs_dim = src.module.spec.obs_dim
     if calibration_obs is not None:
@@ -353,16 +366,14 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
              *, env_id: str | None = None, calibration_obs=None, use_shipped: bool = True) -> Artefact:
     """The artefact of ``method`` applied to ``source``, from the cache or built and cached.
 
-    ``source`` is a :class:`~rlbench.zoo.ShippedPolicy` or a bare
-    :class:`~rlbench.policy.DeployablePolicy`. ``ptsq`` calibrates on rollouts of the policy in
+    ``source`` is a :class:`~rlbench.zoo.shipped.ShippedPolicy` or a bare
+    :class:`~rlbench.zoo.policy.DeployablePolicy`. ``ptsq`` calibrates on rollouts of the policy in
     ``meta["env_id"]`` of a shipped policy (or ``env_id=`` for a bare module), or on the
     ``calibration_obs`` array [N, obs_dim] of raw observations. ``cache_root`` defaults to
-    :func:`rlbench.paths.cache_dir`. Bad parameters raise :class:`CompressionError` before
+    :func:`rlbench.core.paths.cache_dir`. Bad parameters raise :class:`CompressionError` before
     anything is written; an unknown method raises :class:`UnknownNameError`. With
     ``use_shipped`` a QAT or GMP artefact shipped in ``baselines/artefacts/`` is used as is.
     """
-    from rlbench.paths import cache_dir
-
     info, params, src, context, key_extra = _prepare(source, method, params, env_id, calibration_obs)
     key_material = _key_material(info, params, src, key_extra)
     key = _hash(key_material)
@@ -381,8 +392,6 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
 def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
                  cache_root: Path | str | None = None) -> Path | None:
     """Where :func:`compress` would find this artefact without building it (shipped or cached), else None."""
-    from rlbench.paths import cache_dir
-
     info, params, src, _, key_extra = _prepare(source, method, params, None, None)
     key_material = _key_material(info, params, src, key_extra)
     if info.name in SHIPPED_METHODS:
@@ -405,6 +414,7 @@ def _prepare(source, method, params, env_id, calibration_obs):
         ctx, key_extra = _calibration_context(info, params, src, calibration_obs)
         context.update(ctx)
     elif info.name in ("qat", "gmp"):  # fine-tuning: rollouts in the policy's env (rl: also its agent.pt)
+        # deferred: it loads torch, which importing this module does not
         from rlbench.compress.qat import training_context
 
         ctx, key_extra = training_context(info.name, params, source, src.env_id)
@@ -413,16 +423,12 @@ def _prepare(source, method, params, env_id, calibration_obs):
 
 
 def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict) -> dict:
-    from rlbench.versions import library_versions
-
     return {"format": ARTEFACT_FORMAT, "policy_sha256": src.sha256, "method": info.name,
             "method_version": info.version, "params": dict(sorted(params.items())),
-            "versions": library_versions(KEY_LIBRARIES), **key_extra}
+            "versions": library_versions(KEY_LIBRARIES + info.libraries), **key_extra}
 
 
 def _hash(material: dict) -> str:
-    from rlbench.io import sha256_bytes
-
     return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
 
 
@@ -431,6 +437,7 @@ def _key(info, params, src, key_extra) -> str:
 
 
 def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str) -> Artefact:
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
     from rlbench.compress.summary import summarise
 
     before = _fingerprint(src.module)
@@ -450,8 +457,8 @@ def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str
 
 
 def _fingerprint(module) -> str:
-    from rlbench.io import sha256_bytes
-    from rlbench.policy import save_policy
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import save_policy
 
     return sha256_bytes(save_policy(module, None))
 
@@ -464,8 +471,6 @@ def ship_key(key_material: Mapping[str, Any]) -> str:
 
 def shipped_entry(source, key_material: Mapping[str, Any], root: Path | None = None) -> Path | None:
     """``baselines/artefacts/ALGO-ENV-METHOD-<ship key[:12]>`` for a shipped policy, else None."""
-    from rlbench.paths import baselines_dir
-
     algo, env_id = getattr(source, "algo", None), getattr(source, "env_id", None)
     if not algo or not env_id:
         return None  # a bare module has no place in the shipped tree
@@ -504,7 +509,7 @@ def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, 
     material = json.loads((Path(art.path) / META_FILE).read_text(encoding="utf-8"))["key_material"]
     entry = shipped_entry(source, material, root)
     if entry is None:
-        raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.load_shipped) have shipped artefacts")
+        raise CompressionError(f"{method}: only shipped policies (rlbench.zoo.shipped.load_shipped) have shipped artefacts")
     status = "written"
     if (entry / META_FILE).exists():
         try:
@@ -524,13 +529,7 @@ def ship_artefact(source, method: str, params: Mapping[str, Any] | None = None, 
         for f in [*art.files.values(), Path(art.path) / META_FILE]:
             shutil.copyfile(f, tmp / Path(f).name)
         os.chmod(tmp, 0o755)
-        if entry.exists():
-            old_tmp = Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=entry.parent))
-            os.rename(entry, old_tmp / "entry")
-            os.rename(tmp, entry)
-            shutil.rmtree(old_tmp, ignore_errors=True)
-        else:
-            os.rename(tmp, entry)
+        replace_dir(tmp, entry, Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=entry.parent)))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -584,8 +583,6 @@ def _store(root: Path, final: Path, art: Artefact, key_material: dict) -> Artefa
 
 
 def _load_entry(entry: Path) -> Artefact:
-    from rlbench.io import sha256_file
-
     try:
         meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
         files = {name: entry / name for name in meta["summary"]["files"]}

@@ -1,6 +1,6 @@
 """float16 weights: the MLP in half precision, everything around it in float32.
 
-The rewrite takes the fp32 graph of :mod:`rlbench.onnx_export` (or of the low-rank method),
+The rewrite takes the fp32 graph of :mod:`rlbench.zoo.onnx_graph` (or of the low-rank method),
 stores the Linear layers' weights and biases as float16, and runs the span from the first
 ``MatMul`` to the head's ``Add`` in float16 between two ``Cast`` nodes. Normalisation (the
 observation statistics and the clip), tanh squashing, rescaling and clipping to the action
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlbench.errors import CompressionError
+from rlbench.compress.summary import LAYER_TENSOR
+from rlbench.core.errors import CompressionError
 
 
 def to_fp16(model_bytes: bytes) -> bytes:
     """Rewrite an rlbench fp32 ONNX graph so its Linear layers run in float16."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from rlbench.compress.summary import LAYER_TENSOR
 
     model = onnx.load_from_string(model_bytes)
     g = model.graph

@@ -49,8 +49,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlbench.compress.qat import Plan, QuantLinear, Trained, distill, rl_finetune, single_thread
-from rlbench.errors import CompressionError
+from rlbench.compress.qat import (Plan, QuantLinear, Trained, check_export, distill, qdq_onnx, quant_layers_record,
+                                  rl_finetune)
+from rlbench.compress.quantize import check_int8
+from rlbench.compress.summary import LAYER_TENSOR
+from rlbench.core.errors import CompressionError
+from rlbench.core.threads import torch_threads
 
 #: Fractions of the pruning run (``steps``) where pruning starts and ends (Ivanov et al.).
 START_FRACTION = 0.2
@@ -135,7 +139,7 @@ def train_gmp(policy, env_id: str, *, sparsity: float = 0.8, steps: int = 5000, 
               ) -> tuple[Trained, dict]:
     """Prune ``policy`` (untouched) while fine-tuning; the student, its record and the schedule."""
     plan, sched = gmp_plan(int(steps), float(sparsity), bool(qat))
-    with single_thread():
+    with torch_threads(1):  # training's result must not depend on the thread count
         if signal == "rl":
             if agent_pt is None:
                 raise CompressionError("gmp: signal='rl' needs agent_pt")
@@ -149,8 +153,6 @@ def onnx_weights(data: bytes) -> dict[str, np.ndarray]:
     """Each layer's stored weight ([in, out]; int8 or fp32) from an rlbench ONNX graph."""
     import onnx
     from onnx import numpy_helper
-
-    from rlbench.compress.summary import LAYER_TENSOR
 
     out = {}
     for init in onnx.load_from_string(data).graph.initializer:
@@ -183,8 +185,8 @@ def storage_figures(layers: list[dict], bits: int, quantised: bool) -> dict:
 
 def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Gradual magnitude pruning while fine-tuning (then optional QAT), as an ONNX graph with exact zeros."""
-    from rlbench.compress.qat import check_export, qdq_onnx, quant_layers_record
-    from rlbench.onnx_export import onnx_bytes
+    # deferred: it loads onnx, which importing this module does not
+    from rlbench.zoo.onnx_graph import onnx_bytes
 
     sparsity, qat = float(params["sparsity"]), bool(params["qat"])
     trained, sched = train_gmp(module, context["env_id"], sparsity=sparsity, steps=params["steps"], qat=qat,
@@ -192,10 +194,8 @@ def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
                                agent_pt=context.get("agent_pt"))
     student = trained.student
     if qat:
-        from rlbench.compress.quantize import _check_int8
-
         data = qdq_onnx(student)
-        _check_int8("gmp", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
+        check_int8("gmp", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
     else:
         data = onnx_bytes(student.to_deployable())
     stored = onnx_weights(data)

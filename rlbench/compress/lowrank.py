@@ -11,7 +11,7 @@ singular values. A layer is factorised only when that has fewer parameters,
 ``r * (in + out) < in * out``; otherwise it is kept as it is (at ``rank=1.0`` nothing is
 factorised and the artefact equals the fp32 graph). The head is never factorised, as in pruning.
 
-The artefact is ONNX: the fp32 graph of :func:`rlbench.onnx_export.build_onnx` with each
+The artefact is ONNX: the fp32 graph of :func:`rlbench.zoo.onnx_graph.build_onnx` with each
 factorised layer's ``MatMul`` replaced by two (``<layer>_lr_a_t`` then ``<layer>_lr_b_t``), so
 every other node and tensor name is the same as in the fp32 graph.
 """
@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 
 def layer_rank(in_features: int, out_features: int, rank: float) -> int:
@@ -58,7 +58,8 @@ def lowrank_onnx(module, rank: float) -> tuple[bytes, list[dict]]:
     import onnx
     from onnx import helper, numpy_helper
 
-    from rlbench.onnx_export import build_onnx
+    # deferred: it loads onnx and torch, which importing this module does not
+    from rlbench.zoo.onnx_graph import build_onnx
 
     if not 0 < rank <= 1:
         raise CompressionError(f"lowrank: rank must be in (0, 1]; got {rank!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 
-from rlbench.errors import CompressionError
+from rlbench.core.errors import CompressionError
 
 
 def kept_width(width: int, ratio: float) -> int:
@@ -34,7 +34,7 @@ def expected_hidden(hidden, ratio: float) -> tuple[int, ...]:
 
 
 def prune_module(module, ratio: float, p: int):
-    """A pruned deep copy of ``module`` (a :class:`~rlbench.policy.DeployablePolicy`)."""
+    """A pruned deep copy of ``module`` (a :class:`~rlbench.zoo.policy.DeployablePolicy`)."""
     import torch
     import torch_pruning as tp
 
@@ -62,8 +62,10 @@ def prune_module(module, ratio: float, p: int):
 
 
 def _build(module, params: dict, p: int) -> dict[str, bytes]:
-    from rlbench.onnx_export import onnx_bytes
-    from rlbench.policy import save_policy
+    # deferred: it loads onnx and torch, which importing this module does not
+    from rlbench.zoo.onnx_graph import onnx_bytes
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import save_policy
 
     pruned = prune_module(module, float(params["ratio"]), p)
     return {"model.pt": save_policy(pruned, None), "model.onnx": onnx_bytes(pruned)}

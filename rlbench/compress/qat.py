@@ -7,7 +7,7 @@ survive the rounding, then written as an ONNX graph that ONNX Runtime runs with 
 torch 2.13 but warns it is deprecated, its default QAT qconfig's fused fake-quant op does not
 export to ONNX, and only the deprecated TorchScript exporter turns a plain ``FakeQuantize`` into
 QDQ. The quantiser is three lines of arithmetic, so it lives in :class:`QuantLinear`, and the
-graph is written with ``onnx.helper`` like :mod:`rlbench.onnx_export`: nothing a torch upgrade
+graph is written with ``onnx.helper`` like :mod:`rlbench.zoo.onnx_graph`: nothing a torch upgrade
 can break, and the same bytes for the same weights.
 
 * Weights: symmetric per-tensor int8, ``scale = max|W| / 127``, ``q = clamp(round(W / scale),
@@ -51,7 +51,7 @@ can break, and the same bytes for the same weights.
   before the final clip, in units of half the action range (``tanh`` output for squashed
   policies), on batches of ``BATCH_SIZE`` drawn from all states collected so far, with Adam.
 * ``rl``: the algorithm's own loss. The SB3 agent is rebuilt from ``agent.pt`` with the
-  registry's hyperparameters (:func:`rlbench.train.build_model`), target networks copied from
+  registry's hyperparameters (:func:`rlbench.zoo.agents.build_model`), target networks copied from
   the online ones, the actor's Linear layers wrapped in :class:`QuantLinear` (same parameters,
   so the optimiser keeps them), and ``model.learn(steps)`` runs ``steps`` environment steps.
   For SAC, TD3 and DDPG, departures from the registry, recorded in the summary: a fresh replay
@@ -68,7 +68,6 @@ rollouts; the same inputs give byte-identical ONNX (a test builds twice and comp
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -81,7 +80,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlbench.errors import CompressionError
+from rlbench.compress.quantize import calibration_observations, check_int8
+from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes, sha256_file
+from rlbench.core.threads import torch_threads
+from rlbench.runtime.predictors import ReferencePredictor
+from rlbench.zoo.agents import build_model, make_vec_env
+from rlbench.zoo.policy import DeployablePolicy
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
 
 #: Distillation settings. Changing any changes the artefact bytes: bump the method versions in base.py.
 DAGGER_ROUNDS = 4
@@ -216,7 +222,7 @@ class QuantLinear(nn.Module):
 
 
 class QuantPolicy(nn.Module):
-    """:class:`~rlbench.policy.DeployablePolicy`'s forward with :class:`QuantLinear` layers.
+    """:class:`~rlbench.zoo.policy.DeployablePolicy`'s forward with :class:`QuantLinear` layers.
 
     Built from a deep copy, so the policy it is given is never touched. With quantisation off
     and full masks it computes exactly what the policy does (the teacher is one of these).
@@ -228,7 +234,7 @@ class QuantPolicy(nn.Module):
         self.spec = policy.current_spec()
         for name in ("obs_mean", "obs_std", "act_low", "act_high"):
             self.register_buffer(name, getattr(policy, name).detach().clone())
-        #: ONNX layer names (``body_0``, ``body_2``, ..., ``head``), as rlbench.onnx_export writes them
+        #: ONNX layer names (``body_0``, ``body_2``, ..., ``head``), as rlbench.zoo.onnx_graph writes them
         self.names = [n.replace(".", "_") for n, m in policy.named_modules() if isinstance(m, nn.Linear)]
         self.layers = nn.ModuleList(QuantLinear(lin) for lin in policy.linears())
         if len(self.names) != len(self.layers):  # pragma: no cover - DeployablePolicy's layout
@@ -282,10 +288,8 @@ class QuantPolicy(nn.Module):
         self.train(was_training)
 
     def to_deployable(self):
-        """A :class:`~rlbench.policy.DeployablePolicy` holding the weights this one computes with
+        """A :class:`~rlbench.zoo.policy.DeployablePolicy` holding the weights this one computes with
         (masked, and rounded to int8 steps if quantising; activation rounding is not included)."""
-        from rlbench.policy import DeployablePolicy
-
         dep = DeployablePolicy(self.spec)
         with torch.no_grad():
             for dst, src in zip(dep.linears(), self.layers, strict=True):
@@ -341,19 +345,6 @@ class Plan:
                 calibrate()
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Torch single-threaded while training: results must not depend on the thread count."""
-    threads = torch.get_num_threads()
-    if threads != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads != 1:
-            torch.set_num_threads(threads)
-
-
 @dataclass
 class Trained:
     """A trained student, what was done, and the states it was trained on (for checks)."""
@@ -366,10 +357,6 @@ class Trained:
 # ------------------------------------------------------------------------------ distillation
 def distill(policy, env_id: str, plan: Plan, lr: float, seed: int) -> Trained:
     """Distil ``policy`` (the fp32 teacher) into a :class:`QuantPolicy` student following ``plan``."""
-    from rlbench.compress.quantize import calibration_observations
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
-
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     teacher = QuantPolicy(policy).eval()
@@ -500,9 +487,6 @@ def _student_of(policy, wrappers: list[QuantLinear], states: np.ndarray) -> tupl
 
 def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed: int, method: str = "qat") -> Trained:
     """Fine-tune the actor of ``agent_pt`` with its algorithm's loss for ``plan.total`` env steps."""
-    from rlbench.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
-    from rlbench.train import build_model, make_vec_env
-
     agent = load_agent(agent_pt)
     algo = str(agent.get("algo", "")).upper()
     if algo in ON_POLICY:
@@ -593,9 +577,6 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
     by the saved return statistics, as the critic was trained on them. ``learn`` collects whole
     rollouts of ``n_steps``, so the env steps taken are ``steps`` rounded up to a rollout (recorded).
     """
-    from rlbench.registry import CALIBRATION_SEED_BASE, get_config
-    from rlbench.train import build_model, make_vec_env
-
     cfg = get_config(algo, env_id)
     vn = agent.get("vecnormalize")
     if cfg.normalize != (vn is not None):
@@ -662,7 +643,8 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rlbench.onnx_export import INPUT, OPSET, OUTPUT
+    # deferred: it loads onnx, which importing this module does not
+    from rlbench.zoo.onnx_graph import INPUT, OPSET, OUTPUT
 
     spec = student.spec
     inits: list = []
@@ -756,13 +738,11 @@ def check_export(name: str, data: bytes, student: QuantPolicy, states: np.ndarra
     """The exported graph's actions on ``states`` against the PyTorch forward; refuse a graph that
     does not match.
 
-    The graph is run by ONNX's reference evaluator (:class:`~rlbench.runtime.ReferencePredictor`).
+    The graph is run by ONNX's reference evaluator (:class:`~rlbench.runtime.predictors.ReferencePredictor`).
     ONNX Runtime is not the judge here: on x86 without VNNI its uint8 x int8 kernels saturate 16-bit pair sums
     (:mod:`rlbench.measure.int8kernel`), which is a fact about the machine, measured by the grid,
     not a fault of the artefact.
     """
-    from rlbench.runtime import ReferencePredictor
-
     states = np.ascontiguousarray(states[:2000], dtype=np.float32)
     if states.shape[0] == 0:
         return {}
@@ -786,8 +766,6 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     Both signals roll the policy out in its environment; ``rl`` also needs the SB3 agent
     (``agent.pt`` of a shipped policy), whose sha256 goes into the cache key.
     """
-    from rlbench.registry import CALIBRATION_SEED_BASE
-
     if env_id is None:
         raise CompressionError(f"{method}: training rolls the policy out in its environment: compress a shipped "
                                "policy, or pass env_id= with a bare DeployablePolicy")
@@ -798,12 +776,10 @@ def training_context(method: str, params: dict, source, env_id: str | None) -> t
     if params.get("signal") == "rl":
         from importlib.metadata import version
 
-        from rlbench.io import sha256_file
-
         agent = getattr(source, "agent_pt", None)
         if agent is None or not Path(agent).is_file():
             raise CompressionError(f"{method}: signal='rl' fine-tunes the SB3 agent and needs its agent.pt: compress "
-                                   "a shipped policy (rlbench.zoo.load_shipped), or use signal='distill'")
+                                   "a shipped policy (rlbench.zoo.shipped.load_shipped), or use signal='distill'")
         ctx["agent_pt"] = Path(agent)
         extra["training"].update(agent_sha256=sha256_file(agent), stable_baselines3=version("stable-baselines3"))
     return ctx, extra
@@ -813,7 +789,7 @@ def train_qat(policy, env_id: str, *, signal: str = "distill", steps: int = 2000
               agent_pt: Path | None = None) -> Trained:
     """Fake-quantised fine-tuning of ``policy`` (untouched); the student and its record."""
     plan = Plan.qat(int(steps))
-    with single_thread():
+    with torch_threads(1):  # training's result must not depend on the thread count
         if signal == "rl":
             if agent_pt is None:
                 raise CompressionError("qat: signal='rl' needs agent_pt")
@@ -823,12 +799,10 @@ def train_qat(policy, env_id: str, *, signal: str = "distill", steps: int = 2000
 
 def build_qat(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Fake-quantised fine-tuning, written as a QDQ int8 ONNX graph."""
-    from rlbench.compress.quantize import _check_int8
-
     trained = train_qat(module, context["env_id"], signal=params["signal"], steps=params["steps"], lr=params["lr"],
                         seed=params["seed"], agent_pt=context.get("agent_pt"))
     data = qdq_onnx(trained.student)
-    _check_int8("qat", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
+    check_int8("qat", data, ("QuantizeLinear", "DequantizeLinear", "MatMul"))
     check = check_export("qat", data, trained.student, trained.states)
     context["summary"].update(
         training={**trained.record, "env_id": context["env_id"]},

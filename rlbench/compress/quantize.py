@@ -1,7 +1,7 @@
 """int8 quantization with onnxruntime: dynamic (``ptdq``, ``int8pc``) and static (``ptsq``).
 
 All three rewrite the fp32 ``policy.onnx`` (Linear = MatMul + Add, see
-:mod:`rlbench.onnx_export`). onnxruntime's quantizers read and write files, so each call works
+:mod:`rlbench.zoo.onnx_graph`). onnxruntime's quantizers read and write files, so each call works
 in a private temporary directory and returns bytes.
 
 * ``ptdq``: ``quantize_dynamic`` with int8 weights, one scale per tensor. Activations are
@@ -49,7 +49,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlbench.errors import CompressionError
+from rlbench.compress.summary import onnx_stats
+from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes
+from rlbench.core.threads import torch_threads
+from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 log = logging.getLogger("rlbench.compress")
 
@@ -82,10 +86,8 @@ def _quiet_ort():
             log.debug("onnxruntime.quantization: %s", buf.getvalue().strip())
 
 
-def _check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
+def check_int8(name: str, data: bytes, expect_ops: tuple[str, ...]) -> None:
     """The quantized graph must hold an int8 weight for every layer and the expected int8 ops."""
-    from rlbench.compress.summary import onnx_stats
-
     st = onnx_stats(data)
     if st["weight_tensors"] == 0 or st["int8_weight_tensors"] != st["weight_tensors"]:
         raise CompressionError(f"{name}: onnxruntime left {st['weight_tensors'] - st['int8_weight_tensors']} of "
@@ -108,14 +110,14 @@ def _dynamic(onnx_model: bytes, per_channel: bool, reduce_range: bool) -> bytes:
 def build_ptdq(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-tensor int8 weights."""
     data = _dynamic(onnx_model, per_channel=False, reduce_range=params["reduce_range"])
-    _check_int8("ptdq", data, ("MatMulInteger", "DynamicQuantizeLinear"))
+    check_int8("ptdq", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
 
 def build_int8pc(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Dynamic quantization, per-output-channel int8 weights."""
     data = _dynamic(onnx_model, per_channel=True, reduce_range=params["reduce_range"])
-    _check_int8("int8pc", data, ("MatMulInteger", "DynamicQuantizeLinear"))
+    check_int8("int8pc", data, ("MatMulInteger", "DynamicQuantizeLinear"))
     return {"model.onnx": data}
 
 
@@ -124,15 +126,14 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
     """``n`` raw observations [n, obs_dim] float32 from deterministic rollouts of ``module``.
 
     Episode ``i`` resets with seed ``seed_base + i`` (default
-    :data:`~rlbench.registry.CALIBRATION_SEED_BASE`); episodes run until ``n`` observations are
+    :data:`~rlbench.zoo.registry.CALIBRATION_SEED_BASE`); episodes run until ``n`` observations are
     collected. Torch runs single-threaded while doing so, so the set does not depend on the
     thread count. Returns the array and a record (episodes, seeds, sha256).
     """
     import torch
 
-    from rlbench.envs import make_env
-    from rlbench.io import sha256_bytes
-    from rlbench.registry import CALIBRATION_SEED_BASE
+    # deferred: it loads gymnasium, which importing this module does not
+    from rlbench.zoo.envs import make_env
 
     if n < 1:
         raise CompressionError(f"calibration needs at least 1 observation; n_calib={n}")
@@ -143,13 +144,10 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
         env.close()
         raise CompressionError(f"{env_id} observations have shape {tuple(env.observation_space.shape)}, "
                                f"the policy takes ({obs_dim},)")
-    threads = torch.get_num_threads()
     out: list[np.ndarray] = []
     episodes = 0
     try:
-        if threads != 1:
-            torch.set_num_threads(1)
-        with torch.inference_mode():
+        with torch_threads(1), torch.inference_mode():
             while len(out) < n:
                 obs, _ = env.reset(seed=base + episodes)
                 episodes += 1
@@ -165,8 +163,6 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
                     done = terminated or truncated
     finally:
         env.close()
-        if threads != 1:
-            torch.set_num_threads(threads)
     arr = np.ascontiguousarray(np.stack(out), dtype=np.float32)
     return arr, {"episodes": episodes, "seeds": [base, base + episodes - 1], "sha256": sha256_bytes(arr.tobytes()),
                  "shape": list(arr.shape)}
@@ -192,7 +188,8 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    from rlbench.onnx_export import INPUT
+    # deferred: it loads onnx and torch, which importing this module does not
+    from rlbench.zoo.onnx_graph import INPUT
 
     n = int(params["n_calib"])
     if context.get("calibration_obs") is not None:
@@ -203,7 +200,6 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
         record = {"source": "rollouts", "env_id": context["env_id"], **record}
     if obs.shape[0] < 1:
         raise CompressionError("ptsq: calibration needs at least 1 observation")
-    from rlbench.io import sha256_bytes
 
     record.update(n=int(obs.shape[0]), sha256=sha256_bytes(obs.tobytes()))
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -225,7 +221,7 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
                         calibrate_method=method, calibration_cache_path=cache)
         data = dst.read_bytes()
     expect = ("QuantizeLinear", "DequantizeLinear") if params["format"] == "qdq" else ("QLinearMatMul",)
-    _check_int8("ptsq", data, expect)
+    check_int8("ptsq", data, expect)
     notes = []
     if params["format"] == "qoperator" and params["activation_type"] == "int8" and params["weight_type"] == "int8":
         notes.append("QOperator S8S8: measured 4-10x slower than fp32 at batch 1 on x86 (no fast S8S8 "

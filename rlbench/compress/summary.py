@@ -1,11 +1,13 @@
 """What an artefact is, in numbers: bytes, parameters, int8 tensors, pruned fractions.
 
-Layer parameters in an ONNX graph are found by name. :mod:`rlbench.onnx_export` names a Linear
+Layer parameters in an ONNX graph are found by name. :mod:`rlbench.zoo.onnx_graph` names a Linear
 layer's tensors ``<layer>_weight_t`` and ``<layer>_bias`` (``body_0``, ``body_2``, ..., ``head``),
 onnxruntime's quantizers keep the name and add ``_quantized`` (with separate ``_scale`` and
 ``_zero_point`` tensors, which are not parameters), and the low-rank method adds
-``<layer>_lr_a_t`` / ``<layer>_lr_b_t``. Counting by name gives the same parameter count as the
-torch module for every variant (a test checks it), and does not count the normalisation
+``<layer>_lr_a_t`` / ``<layer>_lr_b_t``. The 4-bit method's ``MatMulNBits`` stores a weight as
+``<layer>_weight_t_Q4``, uint8 bytes of two codes each padded to whole blocks: its parameters are
+the node's ``K x N``, and it is a 4-bit tensor, not an int8 one. Counting by name gives the same
+parameter count as the torch module for every variant (a test checks it), and does not count the normalisation
 statistics, the action bounds or constants ORT quantizes along the way (``act_half``).
 """
 
@@ -16,7 +18,11 @@ from collections import Counter
 
 import numpy as np
 
-LAYER_TENSOR = re.compile(r"^(?P<layer>body_\d+|head)_(?P<kind>weight_t|bias|lr_a_t|lr_b_t)(?P<q>_quantized)?$")
+from rlbench.compress.names import MODEL_ONNX, MODEL_PT
+from rlbench.core.errors import CompressionError
+from rlbench.core.io import sha256_bytes
+
+LAYER_TENSOR = re.compile(r"^(?P<layer>body_\d+|head)_(?P<kind>weight_t|bias|lr_a_t|lr_b_t)(?P<q>_quantized|_Q4)?$")
 WEIGHT_KINDS = ("weight_t", "lr_a_t", "lr_b_t")
 INT8_TYPES = ("INT8", "UINT8")
 
@@ -26,16 +32,22 @@ def onnx_stats(model_bytes: bytes) -> dict:
     import onnx
 
     model = onnx.load_from_string(model_bytes)
+    nbits_shape = {n.input[1]: {a.name: a.i for a in n.attribute if a.name in ("K", "N")}
+                   for n in model.graph.node if n.op_type == "MatMulNBits"}
     params = 0
     int8_weights = int8_biases = fp16_weights = weights = 0
     for init in model.graph.initializer:
         m = LAYER_TENSOR.match(init.name)
         if not m:
             continue
-        params += int(np.prod(init.dims)) if len(init.dims) else 1
-        dtype = onnx.TensorProto.DataType.Name(init.data_type)
         is_weight = m["kind"] in WEIGHT_KINDS
         weights += is_weight
+        if m["q"] == "_Q4":  # packed 4-bit codes: K x N weights, whatever the padding
+            shape = nbits_shape.get(init.name, {})
+            params += int(shape.get("K", 0)) * int(shape.get("N", 0))
+            continue
+        params += int(np.prod(init.dims)) if len(init.dims) else 1
+        dtype = onnx.TensorProto.DataType.Name(init.data_type)
         if dtype in INT8_TYPES:
             int8_weights += is_weight
             int8_biases += not is_weight
@@ -53,10 +65,8 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     bytes: like for like, since every artefact has an ONNX graph (pruned ones also ship
     ``model.pt``, counted in ``bytes`` but not in the factor).
     """
-    from rlbench.io import sha256_bytes
-    from rlbench.policy import num_params
-
-    from rlbench.compress.base import MODEL_ONNX, MODEL_PT
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import num_params
 
     stats = onnx_stats(files[MODEL_ONNX])
     fp32_params = num_params(original)
@@ -86,13 +96,12 @@ def summarise(info, params: dict, files: dict[str, bytes], original, baseline_by
     if MODEL_PT in files:
         import io
 
-        from rlbench.policy import load_policy
+        # deferred: it loads torch, which importing this module does not
+        from rlbench.zoo.policy import load_policy
 
         pruned = load_policy(io.BytesIO(files[MODEL_PT]))
         torch_params = num_params(pruned)
         if torch_params != stats["params"]:
-            from rlbench.errors import CompressionError
-
             raise CompressionError(f"{info.name}: model.pt has {torch_params} parameters but model.onnx "
                                    f"{stats['params']} (internal error)")
         hidden_after = list(pruned.current_spec().hidden)

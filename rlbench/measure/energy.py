@@ -35,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlbench.errors import MeasurementError
+from rlbench.core.errors import MeasurementError
 
 SCHEMA = 1
 POWERCAP = "/sys/class/powercap"

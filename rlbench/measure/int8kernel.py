@@ -11,7 +11,7 @@ Measured on an AMD EPYC with AVX2 and no VNNI: SAC Hopper's per-channel int8 pol
 161 where the same file returns 1562 on a VNNI Xeon, and its actions on visited states were up
 to a full action range from the spec's. So returns of int8 ONNX cells are not machine-independent:
 they depend on the *int8 kernel class* this probe reports, and are stored per class (see
-:class:`rlbench.baselines.BaselineStore`). The artefacts stay byte-identical everywhere; what
+:class:`rlbench.gate.store.BaselineStore`). The artefacts stay byte-identical everywhere; what
 runs them differs, and the grid measures it.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from rlbench.core.threads import ort_threads
 
 EXACT = "exact"
 SATURATING = "u8s8-saturating"
@@ -47,7 +49,7 @@ def run_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    ort_threads(opts, 1)
     opts.log_severity_level = 3
     sess = ort.InferenceSession(matmul_integer_model(b, a.shape[0]), sess_options=opts,
                                 providers=["CPUExecutionProvider"])

@@ -20,6 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from rlbench.core.versions import library_versions
+from rlbench.measure.machine import machine_info
+from rlbench.measure.stats import bootstrap_ci
+
 SCHEMA = 1
 #: Relative IQR (IQR / median) above which a measurement warns that it is noisy.
 NOISY_RIQR = 0.25
@@ -98,8 +102,6 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 6
     ``rounds`` rounds of each function; round ``r`` visits the functions in an order rotated by
     ``r`` so that none always runs first. GC is disabled during timing (pyperf does the same).
     """
-    from rlbench.versions import library_versions, machine_info
-
     names = list(fns)
     if not names:
         raise ValueError("time_interleaved needs at least one function")
@@ -155,8 +157,6 @@ def paired_ratio(num: LatencyRecord, den: LatencyRecord, level: float = 0.95, cl
     was descheduled, which lands on whichever function happened to run; CPU time does not.
     Runtimes are pinned to one thread, so all of their work is on the calling thread's clock.
     """
-    from rlbench.measure.stats import bootstrap_ci
-
     if clock not in ("cpu", "wall"):
         raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
     a, b = (num.cpu_samples, den.cpu_samples) if clock == "cpu" else (num.samples, den.samples)
@@ -164,16 +164,3 @@ def paired_ratio(num: LatencyRecord, den: LatencyRecord, level: float = 0.95, cl
     q1, med, q3 = _quantiles(r)
     lo, hi = bootstrap_ci(r, level=level, statistic=np.median, resamples=2000)
     return RatioRecord(num.name, den.name, tuple(float(v) for v in r), med, lo, hi, q3 - q1)
-
-
-def pytest_benchmark_stats(rec: LatencyRecord) -> dict:
-    """The record's samples through pytest-benchmark's own ``Stats``, in its JSON schema."""
-    from pytest_benchmark.stats import Stats
-
-    st = Stats()
-    for v in rec.samples:
-        st.update(v)
-    d = st.as_dict()
-    d["data"] = list(rec.samples)
-    d["iterations"] = rec.iterations
-    return d

@@ -6,7 +6,7 @@ importing onnxruntime about 47 MiB, while a Humanoid actor is 0.6 MB. Any peak-R
 process that runs a policy is therefore almost entirely library overhead, and compressing the
 weights 4x moves it by less than the run-to-run noise.
 
-This module records, for one artefact (a ``policy.pt`` from :func:`rlbench.policy.save_policy`
+This module records, for one artefact (a ``policy.pt`` from :func:`rlbench.zoo.policy.save_policy`
 or a ``policy.onnx``) and one runtime:
 
 * ``bytes_on_disk``: the file size;
@@ -18,6 +18,8 @@ or a ``policy.onnx``) and one runtime:
   same number of inference calls) on a *stand-in* artefact of the same input and output width
   and no hidden layers (a single ``obs_dim x act_dim`` layer, a few KiB);
 * ``delta_bytes``: model minus empty, the memory that the model itself costs in that runtime.
+  Each child's peak counts from its start: a forked child's RSS at the fork (what it inherited
+  from the server) is taken off its VmHWM (:func:`_growth`), a fresh interpreter's peak is its own.
 
 Why a stand-in rather than no model at all: creating a torch module or an ONNX Runtime session,
 its allocator and its thread pool, and running the first inference, all allocate memory that
@@ -38,15 +40,15 @@ the final ``VmRSS`` are kept in ``samples`` for reference.
 
 Runtimes:
 
-* ``"torch"``: imports torch and :mod:`rlbench.policy`, loads the ``.pt`` with
-  :func:`~rlbench.policy.load_policy` and runs it through :class:`~rlbench.runtime.TorchPredictor`.
+* ``"torch"``: imports torch and :mod:`rlbench.zoo.policy`, loads the ``.pt`` with
+  :func:`~rlbench.zoo.policy.load_policy` and runs it through :class:`~rlbench.runtime.predictors.TorchPredictor`.
 * ``"onnxruntime"``: imports onnxruntime only (not torch), and runs the ``.onnx`` through
-  :class:`~rlbench.runtime.OrtPredictor` (one intra- and one inter-op thread, sequential,
+  :class:`~rlbench.runtime.predictors.OrtPredictor` (one intra- and one inter-op thread, sequential,
   ``enable_cpu_mem_arena`` per ``arena``). Measure both ``arena=True`` and ``arena=False``:
   the arena keeps freed buffers and rounds allocations up, so with it on the delta includes
   arena slack as well as the model.
-* ``"numpy"``: loads the ``.pt`` with :func:`~rlbench.policy.load_policy` (so torch is imported
-  in both runs and is part of neither delta) and runs :class:`~rlbench.runtime.NumpyPredictor`.
+* ``"numpy"``: loads the ``.pt`` with :func:`~rlbench.zoo.policy.load_policy` (so torch is imported
+  in both runs and is part of neither delta) and runs :class:`~rlbench.runtime.predictors.NumpyPredictor`.
   The torch module is dropped once the NumPy copies exist, but the peak is reached while the
   file's bytes, the torch tensors and the NumPy copies are all alive, so the NumPy delta is an
   upper bound on what a torch-free NumPy deployment needs (48 MiB for 16 MiB of weights here).
@@ -67,6 +69,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rlbench.core.io import atomic_write_bytes
+from rlbench.core.threads import thread_env
+from rlbench.core.versions import library_versions
+from rlbench.measure.machine import machine_info
+
 SCHEMA = 1
 RUNTIMES = ("torch", "onnxruntime", "numpy")
 #: Characters of a crashed child's stderr quoted in the error.
@@ -81,13 +88,14 @@ def _measure(args):
     if runtime == "onnxruntime":
         import onnxruntime  # imported in the model run and in the stand-in run alike
         from pathlib import Path
-        from rlbench.runtime import OrtPredictor
+        from rlbench.runtime.predictors import OrtPredictor
         pred = OrtPredictor(Path(path), threads=threads, arena=bool(args["arena"]))
         obs_dim = int(pred.session.get_inputs()[0].shape[-1])
     else:
         import torch
-        from rlbench.policy import load_policy
-        from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
+        from rlbench.zoo.policy import load_policy
+        from rlbench.core.threads import pin_threads
+        from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor
         pin_threads(threads)
         module = load_policy(path)
         obs_dim = int(module.spec.obs_dim)
@@ -124,16 +132,18 @@ print(json.dumps(_measure(json.loads(sys.argv[1]))))
 
 #: The fork server: imports the runtime once, then forks one child per measurement. The child
 #: resets its peak (``/proc/self/clear_refs``: 5), so its VmHWM is its own from the fork on,
-#: with the imported libraries resident as in a fresh child after its imports.
+#: with the imported libraries resident as in a fresh child after its imports, and reports its RSS
+#: at the fork (``vm_rss_at_fork_bytes``): what it inherited, which :func:`measure_memory` takes off.
 SERVER_CODE = CHILD_FUNC + r"""
 import json, os, sys, traceback
 if json.loads(sys.argv[1])["runtime"] == "onnxruntime":
     import onnxruntime
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 else:
     import torch
-    from rlbench.policy import load_policy
-    from rlbench.runtime import NumpyPredictor, TorchPredictor, pin_threads
+    from rlbench.zoo.policy import load_policy
+    from rlbench.core.threads import pin_threads
+    from rlbench.runtime.predictors import NumpyPredictor, TorchPredictor
 import numpy
 sys.stdout.write("ready\n")
 sys.stdout.flush()
@@ -146,7 +156,9 @@ for line in sys.stdin:
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
-            out = {"ok": True, "report": _measure(args)}
+            with open("/proc/self/status", encoding="ascii") as fh:
+                at_fork = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmRSS:"))
+            out = {"ok": True, "report": {**_measure(args), "vm_rss_at_fork_bytes": at_fork}}
         except BaseException:
             out = {"ok": False, "error": traceback.format_exc()[-3000:]}
         os.write(w, (json.dumps(out) + "\n").encode())
@@ -179,10 +191,12 @@ class MemoryRecord:
     peak_rss_empty_bytes: int
     """Median peak RSS of the same child on the stand-in artefact."""
     delta_bytes: int
-    """Median over repeats of (model - empty), each pair measured back to back."""
+    """Median over repeats of (model - empty), each pair measured back to back; a forked child's
+    peak less its RSS at the fork (see :func:`_growth`)."""
     samples: dict = field(default_factory=dict)
-    """Every repeat: ``peak_rss_model``, ``peak_rss_empty``, ``delta``, and the reference
-    ``ru_maxrss_*`` (inherited across exec on Linux, not used) and final ``vm_rss_*``."""
+    """Every repeat: ``peak_rss_model``, ``peak_rss_empty``, ``delta``, ``rss_at_fork_*`` (a forked
+    child's RSS at the fork, 0 for a fresh interpreter), and the reference ``ru_maxrss_*``
+    (inherited across exec on Linux, not used) and final ``vm_rss_*``."""
     unit: str = "bytes"
     settings: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
@@ -223,7 +237,8 @@ def _load_onnx(path: Path):
 def _load_pt(path: Path) -> dict:
     import torch
 
-    from rlbench.policy import FORMAT
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import FORMAT
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "state_dict" not in payload:
@@ -235,7 +250,7 @@ def param_bytes_of(path: Path | str) -> int:
     """Bytes of every tensor stored in an artefact.
 
     ``.onnx``: the sum of the initializers' array sizes (``onnx.numpy_helper``), so an int8
-    weight counts one byte per element. Anything else: a :func:`~rlbench.policy.save_policy`
+    weight counts one byte per element. Anything else: a :func:`~rlbench.zoo.policy.save_policy`
     file, the sum of ``nbytes`` of the tensors in its state dict. Both include the
     normalisation and action-bound buffers, not only the trainable parameters.
     """
@@ -276,8 +291,6 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rlbench.io import atomic_write_bytes
-
     w = numpy_helper.from_array(np.zeros((obs_dim, act_dim), dtype=np.float32), "w")
     b = numpy_helper.from_array(np.zeros(act_dim, dtype=np.float32), "b")
     graph = helper.make_graph(
@@ -294,7 +307,8 @@ def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
 
 
 def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
-    from rlbench.policy import DeployablePolicy, PolicySpec, save_policy
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.policy import DeployablePolicy, PolicySpec, save_policy
 
     spec = PolicySpec.from_json({**spec_json, "hidden": []})
     save_policy(DeployablePolicy(spec), path)
@@ -306,10 +320,7 @@ def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
 
 
 def _child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
-    return env
+    return {**os.environ, **thread_env(threads)}
 
 
 def _tail(text: str | bytes | None) -> str:
@@ -411,6 +422,18 @@ def _checked(report: dict, args: dict, label: str) -> dict:
     return report
 
 
+def _growth(report: dict) -> int:
+    """A child's peak above what it started with: its VmHWM, less the RSS it inherited at the fork
+    (0 for a fresh interpreter, whose VmHWM starts at exec).
+
+    Both children of a pair fork from one server, but not at one instant: whatever the server holds
+    resident at each fork is already in the child's VmHWM once ``clear_refs`` resets it. Taking
+    each child's own RSS at its fork off its peak makes the delta what the two children did, not
+    what the server held between the two forks (``test_memory``'s growing-server test plants 8 MiB
+    there; model minus empty peaks would carry all of it)."""
+    return int(report["vm_hwm_bytes"]) - int(report.get("vm_rss_at_fork_bytes", 0))
+
+
 def _median_int(values: list[int]) -> int:
     return int(round(statistics.median(values)))
 
@@ -421,15 +444,13 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     """Peak RSS of running ``artefact`` in ``runtime``, minus that of the same run on a stand-in.
 
     ``runtime="onnxruntime"`` takes an ``.onnx`` file (``arena`` defaults to ``True``, ORT's own
-    default); ``"torch"`` and ``"numpy"`` take a :func:`~rlbench.policy.save_policy` file and
+    default); ``"torch"`` and ``"numpy"`` take a :func:`~rlbench.zoo.policy.save_policy` file and
     no ``arena``. Each of the ``repeats`` rounds runs the stand-in child and the model child
     back to back (alternating which goes first). See the module docstring for the method.
 
     ``fresh``: a new interpreter per child; otherwise (the default, unless the environment sets
     ``RLBENCH_MEMORY_FRESH=1``) children are forked from a server that imported the runtime once.
     """
-    from rlbench.versions import library_versions, machine_info
-
     path = Path(artefact)
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
@@ -454,7 +475,7 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
     param_bytes = param_bytes_of(path)
     samples: dict[str, list[int]] = {k: [] for k in (
         "peak_rss_model", "peak_rss_empty", "delta", "ru_maxrss_model", "ru_maxrss_empty",
-        "vm_rss_model", "vm_rss_empty")}
+        "vm_rss_model", "vm_rss_empty", "rss_at_fork_model", "rss_at_fork_empty")}
     with tempfile.TemporaryDirectory(prefix="rlbench-mem-") as tmp:
         if runtime == "onnxruntime":
             obs_dim, act_dim = _onnx_dims(path)
@@ -478,7 +499,8 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
                 samples[f"peak_rss_{label}"].append(int(got[label]["vm_hwm_bytes"]))
                 samples[f"ru_maxrss_{label}"].append(int(got[label]["ru_maxrss_bytes"]))
                 samples[f"vm_rss_{label}"].append(int(got[label]["vm_rss_bytes"]))
-            samples["delta"].append(samples["peak_rss_model"][-1] - samples["peak_rss_empty"][-1])
+                samples[f"rss_at_fork_{label}"].append(int(got[label].get("vm_rss_at_fork_bytes", 0)))
+            samples["delta"].append(_growth(got["model"]) - _growth(got["empty"]))
 
     return MemoryRecord(
         artefact=str(path), runtime=runtime, arena=arena, bytes_on_disk=int(bytes_on_disk),
@@ -491,6 +513,5 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
                   "peak_source": "VmHWM", "obs_dim": obs_dim, "act_dim": act_dim,
                   "children": "fresh interpreter" if fresh else "forked from a server that imported the runtime",
                   "stand_in": {"hidden": [], "param_bytes": stand_in_bytes},
-                  "child_env": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                                "OPENBLAS_NUM_THREADS": str(threads)}},
+                  "child_env": thread_env(threads)},
         machine=machine_info(), versions=library_versions())

@@ -31,6 +31,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from rlbench.core.paths import cache_dir
+
 POLL_SECONDS = 0.002  # head of the queue re-tries the slots this often while all are taken
 TIMING_POLICIES = ("cores", "alone")
 
@@ -161,7 +163,5 @@ def quiet_lock():
         if where == "off":
             _LOCK = _NoLock()
         else:
-            from rlbench.paths import cache_dir
-
             _LOCK = QuietLock(where or cache_dir().parent / "locks" / "quiet")
     return _LOCK

@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from rlbench.errors import MeasurementError
+from rlbench.core.errors import MeasurementError
+from rlbench.core.versions import library_versions
+from rlbench.measure.machine import machine_info
 from rlbench.measure.stats import bootstrap_ci
+from rlbench.zoo.registry import EVAL_SEED_BASE
 
 SCHEMA = 1
 
@@ -66,7 +69,8 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
     """
     from contextlib import nullcontext
 
-    from rlbench.envs import pooled_envs
+    # deferred: it loads gymnasium, which importing this module does not
+    from rlbench.zoo.envs import pooled_envs
 
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -113,8 +117,6 @@ def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk) -> tuple[np
 
 
 def _record(predictor, env_id, seeds, totals, lengths, ci_level, limit: int) -> ReturnRecord:
-    from rlbench.versions import library_versions, machine_info
-
     n = len(seeds)
     lo, hi = bootstrap_ci(totals, level=ci_level)
     return ReturnRecord(
@@ -129,6 +131,4 @@ def _record(predictor, env_id, seeds, totals, lengths, ci_level, limit: int) -> 
 
 def eval_seeds(n: int, base: int | None = None) -> list[int]:
     """The fixed evaluation seeds: ``base .. base+n-1`` (disjoint from training seeds)."""
-    from rlbench.registry import EVAL_SEED_BASE
-
     return list(range(EVAL_SEED_BASE if base is None else base, (EVAL_SEED_BASE if base is None else base) + n))

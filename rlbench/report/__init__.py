@@ -7,10 +7,10 @@ The input everywhere is pytest-benchmark's ``--benchmark-json`` file written by 
 * :mod:`~rlbench.report.tables`: the paper's Tables 1-3 from our figures, beside the paper's;
 * :mod:`~rlbench.report.plots`: PNG plots; :mod:`~rlbench.report.build`: ``report.md``/``.html``;
 * :mod:`~rlbench.report.compare`: per-cell verdicts between two files;
+* :mod:`~rlbench.report.recommend`: per pair, the smallest and the fastest variant that keeps the return;
 * :mod:`~rlbench.report.merge`: joining shard files; :mod:`~rlbench.report.gab`: github-action-benchmark;
-* :mod:`~rlbench.report.cli`: ``add_parsers(subparsers)`` for ``rlbench report|compare|merge|export-gab``.
 """
 
-from rlbench.report.results import CellId, CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
+from rlbench.report.results import CellId, CellRecord, ResultsFile, load_results, parse_cell_id
 
-__all__ = ["CellId", "CellRecord", "ResultsError", "ResultsFile", "load_results", "parse_cell_id"]
+__all__ = ["CellId", "CellRecord", "ResultsFile", "load_results", "parse_cell_id"]

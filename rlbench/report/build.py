@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlbench.io import atomic_write_bytes
-from rlbench.registry import env_short
+from rlbench.core.io import atomic_write_bytes
+from rlbench.zoo.registry import env_short
 from rlbench.report import plots
 from rlbench.report.markup import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
-from rlbench.report.paper import load_paper
+from rlbench.report.recommend import report_blocks as recommend_blocks
+from rlbench.zoo.paper import load_paper
 from rlbench.report.results import QUANT_METHODS, ResultsFile, load_results
 from rlbench.report.tables import (KEEP_FRACTION, MIB, MISSING, TABLE1_METHODS, cell_rows, fmt_num, fmt_stat,
                                    pruning_survival, quantization_best_share, table1, table2, table3)
@@ -40,7 +41,7 @@ def write_report(results: ResultsFile | str | Path, out_dir: str | Path, paper: 
     """Write ``report.md``, ``report.html`` and the PNGs of :data:`PLOTS` into ``out_dir``.
 
     ``results`` is a loaded file or a path; ``paper`` the paper's tables (default: the copy in
-    :mod:`rlbench.report.paper`) or a JSON file of them.
+    :mod:`rlbench.zoo.paper`) or a JSON file of them.
     """
     if not isinstance(results, ResultsFile):
         results = load_results(results)
@@ -67,6 +68,7 @@ def build_document(results: ResultsFile, paper: Mapping, keep: float = KEEP_FRAC
     """The report's content as blocks (rendered to Markdown and HTML by :mod:`rlbench.report.markup`)."""
     doc = Document(f"rlbench report: {Path(results.path).name}")
     doc.add(*_context(results))
+    doc.add(*recommend_blocks(results))
     t1 = table1(results, paper)
     t2 = table2(results, paper, keep)
     doc.add(*_table1_blocks(t1))

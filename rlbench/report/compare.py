@@ -1,13 +1,13 @@
 """``rlbench compare OLD.json NEW.json``: per-cell verdicts between two results files.
 
-The checks are :mod:`rlbench.checks` (the same ones ``bench/`` asserts with), with the
+The checks are :mod:`rlbench.gate.checks` (the same ones ``bench/`` asserts with), with the
 tolerances of ``baselines/tolerances.toml``:
 
-* **return**: :func:`~rlbench.checks.check_return` (relative drop *and* Mann-Whitney).
+* **return**: :func:`~rlbench.gate.checks.check_return` (relative drop *and* Mann-Whitney).
 * **latency**: only the in-process ratios ``variant/fp32`` and ``*/numpy-ref``, through
-  :func:`~rlbench.checks.check_ratio` with NEW's bootstrap CI (``ratio_rel`` within a runtime,
+  :func:`~rlbench.gate.checks.check_ratio` with NEW's bootstrap CI (``ratio_rel`` within a runtime,
   ``cross_rel`` across runtimes). Per run, each runtime yardstick's NEW/OLD median over the common
-  cells goes through :func:`~rlbench.checks.check_runtimes` (``runtime_rel``), as in the main
+  cells goes through :func:`~rlbench.gate.checks.check_runtimes` (``runtime_rel``), as in the main
   job. Absolute latency is never compared: it moves with the machine and its load, the ratios far less.
 * **memory**: model bytes and parameter counts exactly (``[memory] bytes_exact``); RSS deltas
   regress only beyond both ``rss_rel`` and ``rss_abs_mib``.
@@ -24,29 +24,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlbench.baselines import Tolerances
-from rlbench.checks import (
-    CELL_METRICS,
-    CellFigures,
-    Metric,
-    Status,
-    Verdict,
-    check_methods,
-    check_runtimes,
-    judge_cell,
-    kernel_class,
-    outcome,
-    pool_yardsticks,
-)
-from rlbench.report.results import CellRecord, ResultsError, ResultsFile, load_results, parse_cell_id
+from rlbench.core.errors import ResultsError
+from rlbench.core.paths import baselines_dir
+from rlbench.gate import idle
+from rlbench.gate.checks import (CELL_METRICS, CellFigures, Metric, Status, Verdict, check_methods, check_runtimes,
+                                 judge_cell, kernel_class, outcome, pair_of, pool_yardsticks)
+from rlbench.gate.store import BaselineStore
+from rlbench.gate.tolerances import Tolerances
+from rlbench.report.results import CellRecord, ResultsFile, load_results, parse_cell_id
 
 MIB = 1024 * 1024
 _RANK = {Status.REGRESSED: 0, Status.UNGATED: 1, Status.UNSETTLED: 2, Status.IMPROVED: 3, Status.UNCHANGED: 4}
 
 
 def default_tolerances_path() -> Path:
-    from rlbench.paths import baselines_dir
-
     return baselines_dir() / "tolerances.toml"
 
 
@@ -216,7 +207,7 @@ def figures_of(rec: CellRecord, pooled: Mapping[str, float] | None = None) -> Ce
 
 def compare_cells(old: CellRecord, new: CellRecord, tol: Tolerances, *, pooled: Mapping[str, float] | None = None,
                   idle: Mapping[int, float] | None = None, rss_noise: Mapping[str, float] | None = None) -> CellComparison:
-    """Every check of one cell present in both files: :func:`rlbench.checks.judge_cell` with OLD
+    """Every check of one cell present in both files: :func:`rlbench.gate.checks.judge_cell` with OLD
     as the stored side (its yardsticks pooled per pair, as the grid pools the stored ones)."""
     scope = CELL_METRICS | {Metric.ENERGY} if new.energy is not None and new.energy.available else CELL_METRICS
     notes = []
@@ -264,8 +255,6 @@ def compare_results(old: ResultsFile, new: ResultsFile, tolerances: Tolerances |
 
     ``idle``: doing nothing's return per seed, per environment (``baselines/idle.json``);
     ``rss_noise``: OLD's machine's measured RSS noise per RSS key."""
-    from rlbench.checks import pair_of
-
     tol = apply_thresholds(tolerances or Tolerances(), thresholds or {})
     a, b = old.by_cell(), new.by_cell()
     common = [c for c in b if c in a]
@@ -304,14 +293,10 @@ def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | Non
 
 def _idle(root: Path) -> dict[str, dict[int, float]]:
     """Doing nothing's return per seed and environment, from the baselines beside the tolerances."""
-    from rlbench import idle
-
     return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
             for env, e in idle.read(root).items() if "seeds" in e}
 
 
 def _rss_noise(root: Path, machine_ids: list[str]) -> dict[str, float] | None:
     """OLD's machine's measured RSS noise, where OLD ran on one machine whose figures are stored."""
-    from rlbench.baselines import BaselineStore
-
     return BaselineStore(root, machine_ids[0]).machine_rss_noise() if len(machine_ids) == 1 else None

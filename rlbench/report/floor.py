@@ -27,13 +27,13 @@ overhead, which separates what the harness costs from what the machine's speed s
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from rlbench.report.results import ResultsError
+from rlbench.core.errors import ResultsError
+from rlbench.grid.cell import PHASES
+from rlbench.grid.matrix import parse_cell
+from rlbench.measure import envsteps
 
 
 @dataclass(frozen=True)
@@ -55,48 +55,6 @@ class CellFloor:
         return self.env_seconds + self.infer_seconds + self.timed_seconds
 
 
-def bare_step_costs(env_id: str, windows: int = 8, window_seconds: float = 0.5, gap_seconds: float = 1.0,
-                    block: int = 100, seed: int = 0) -> tuple[float, float]:
-    """Seconds per ``env.step``: the machine's fast phase (10th percentile over blocks of steps, the
-    floor's cost) and its typical speed (the median over the same blocks, slow phases included).
-
-    Blocks of up to ``block`` steps on seeded random actions, in ``windows`` windows of
-    ``window_seconds`` spread ``gap_seconds`` apart. This VM's speed swings by up to 1.8x in phases
-    lasting seconds: five repeats of a 1.3 s median read Hopper at 122 to 212 us a step, and a 4 s
-    10th percentile still read 114 to 212. The 10th percentile over windows spread across 12 s is
-    the cost of a step when the machine runs at speed, so the floor does not drift with the phase
-    the analysis happened to run in.
-    """
-    from rlbench.envs import make_env
-
-    env = make_env(env_id)
-    env.action_space.seed(seed)
-    rng_actions = [env.action_space.sample() for _ in range(block)]
-    env.reset(seed=seed)
-    per_block = []
-    done_steps = 0
-    for w in range(windows):
-        if w:
-            time.sleep(gap_seconds)
-        t_end = time.perf_counter() + window_seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            ended = False
-            n = 0
-            for a in rng_actions:
-                _, _, term, trunc, _ = env.step(a)
-                n += 1
-                if term or trunc:
-                    ended = True
-                    break
-            per_block.append((time.perf_counter() - t0) / n)
-            done_steps += n
-            if ended:
-                env.reset(seed=seed + done_steps)
-    env.close()
-    return float(np.quantile(per_block, 0.1)), float(np.quantile(per_block, 0.5))
-
-
 def _load(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
@@ -110,7 +68,7 @@ def _load(path: Path) -> dict:
 
 def _measure_steps(env_id: str, step_cost: dict, median_cost: dict | None) -> None:
     if env_id not in step_cost:
-        step_cost[env_id], median = bare_step_costs(env_id)
+        step_cost[env_id], median = envsteps.bare_step_costs(env_id)
         if median_cost is not None:
             median_cost[env_id] = median
 
@@ -119,8 +77,6 @@ def cell_floors(data: dict, step_cost: dict[str, float] | None = None,
                 median_cost: dict[str, float] | None = None) -> list[CellFloor]:
     """Per-cell floor components; ``step_cost`` maps env id to seconds per step (measured if absent;
     ``median_cost`` then gets the median step cost of the same measurement)."""
-    from rlbench.matrix import parse_cell
-
     step_cost = step_cost if step_cost is not None else {}  # filled in place: the caller reports it
     out = []
     for entry in data["benchmarks"]:
@@ -233,8 +189,6 @@ def _overhead(floors: list[CellFloor], cores: int, alone: bool) -> dict:
     stepping and batching cost in the harness over bare ``env.step`` and batch-64 inference. The
     rest (worker start-up, imports, pytest, the memory children's own CPU) is left unattributed.
     """
-    from rlbench.cell import PHASES
-
     if not floors or any(not f.phases or not f.phases_cpu for f in floors):
         return {}
     wall = {k: round(sum(f.phases.get(k, 0.0) for f in floors), 1) for k in PHASES}

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlbench.io import atomic_write_bytes
-from rlbench.report.results import ResultsError, ResultsFile, load_results
+from rlbench.core.io import atomic_write_bytes
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import ResultsFile, load_results
 
 
 def _extra(*parts: str) -> str:

@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlbench.errors import BaselineError
+from rlbench.core.errors import BaselineError
+from rlbench.gate.checks import check_return
+from rlbench.gate.store import read_record_file
+from rlbench.gate.tolerances import Tolerances
+from rlbench.grid.matrix import parse_cell
 
 
 @dataclass(frozen=True)
@@ -30,15 +34,11 @@ class KernelRow:
 
 
 def kernel_rows(root: Path) -> list[KernelRow]:
-    from rlbench.baselines import Tolerances, _read_json
-    from rlbench.checks import check_return
-    from rlbench.matrix import parse_cell
-
-    exact = _read_json(root / "figures.json")["cells"]
+    exact = read_record_file(root / "figures.json")["cells"]
     tol = Tolerances.load(root / "tolerances.toml").returns
     rows = []
     for path in sorted((root / "int8-kernels").glob("*.json")):
-        data = _read_json(path)
+        data = read_record_file(path)
         kernel = data.get("int8_kernel") or path.stem
         for cell, fig in sorted(data["cells"].items()):
             ref = exact.get(cell)

@@ -19,8 +19,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlbench.io import atomic_write_bytes
-from rlbench.report.results import MERGE_KEY, ResultsError, entry_cell, parse_cell_id, read_results_json
+from rlbench.core.io import atomic_write_bytes
+from rlbench.core.errors import ResultsError
+from rlbench.report.results import MERGE_KEY, entry_cell, parse_cell_id, read_results_json
 
 MERGE_SCHEMA = 1
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rlbench.registry import ENVS, env_short
+from rlbench.core.cellid import split_variant
 from rlbench.report.results import CellRecord, ResultsFile, variant_sort_key
 from rlbench.report.tables import KEEP_FRACTION, relative_energy, relative_latency, relative_memory
+from rlbench.zoo.registry import ENVS, env_short
 
 DPI = 110
 METRICS = {
@@ -96,7 +97,7 @@ def plot_relative(results: ResultsFile, metric: str, path: Path) -> Path:
                  layout="constrained")
     axes = fig.subplots(len(algos), 1, squeeze=False)[:, 0]
     for ax, algo in zip(axes, algos):
-        variants = sorted(data[algo], key=lambda v: variant_sort_key(*_split_variant(v)))
+        variants = sorted(data[algo], key=lambda v: variant_sort_key(*split_variant(v)))
         width = 0.8 / max(1, len(envs))
         for j, env_id in enumerate(envs):
             xs, ys, err_lo, err_hi = [], [], [], []
@@ -121,14 +122,6 @@ def plot_relative(results: ResultsFile, metric: str, path: Path) -> Path:
         suptitle += "\n" + "; ".join(f"no meter: {r} ({n} cells)" for r, n in sorted(no_meter.items()))
     fig.suptitle(suptitle, fontsize=11)
     return _save(fig, path)
-
-
-def _split_variant(variant: str) -> tuple[str, float | None]:
-    method, _, ratio = variant.partition("-")
-    try:
-        return method, float(ratio) if ratio else None
-    except ValueError:
-        return variant, None
 
 
 def plot_pruning_curves(results: ResultsFile, path: Path, keep: float = KEEP_FRACTION) -> Path:
@@ -254,7 +247,7 @@ def plot_model_size(results: ResultsFile, path: Path) -> Path:
                  layout="constrained")
     axes = fig.subplots(len(algos), 1, squeeze=False)[:, 0]
     for ax, algo in zip(axes, algos):
-        variants = sorted(data[algo], key=lambda v: variant_sort_key(*_split_variant(v)))
+        variants = sorted(data[algo], key=lambda v: variant_sort_key(*split_variant(v)))
         width = 0.8 / max(1, len(envs))
         for j, env_id in enumerate(envs):
             xs, ys = [], []

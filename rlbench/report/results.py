@@ -1,7 +1,7 @@
 """Reading the suite's output: a pytest-benchmark JSON file whose entries are rlbench cells.
 
 ``pytest bench --benchmark-json OUT.json`` writes one entry per grid cell (see
-:mod:`rlbench.pytest_plugin`): pytest-benchmark's latency ``stats`` plus rlbench's figures under
+:mod:`rlbench.plugin.pytest_plugin`): pytest-benchmark's latency ``stats`` plus rlbench's figures under
 ``extra_info``. :func:`load_results` validates such a file and turns it into immutable
 :class:`CellRecord` objects; every report, comparison, merge and export reads through it, so a
 bad file fails the same way everywhere, naming the file (and the cell).
@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlbench.errors import RLBenchError
-from rlbench.registry import ALGOS, ENVS, env_short
+from rlbench.core.cellid import match_cell_id
+from rlbench.core.errors import ResultsError
+from rlbench.measure.stats import bootstrap_ci
+from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
 #: Top-level key that ``rlbench merge`` adds (pytest-benchmark ignores unknown top-level keys).
 MERGE_KEY = "rlbench_merge"
@@ -34,14 +35,6 @@ QUANT_METHODS: tuple[str, ...] = ("ptdq", "ptsq", "qat")
 """The paper's quantization methods (Table 1), in its column order."""
 PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
 """The paper's pruning norms (Tables 2-3)."""
-
-_CELL_RE = re.compile(
-    r"^(?P<algo>" + "|".join(ALGOS) + r")-(?P<env>[A-Za-z][A-Za-z0-9]*-v\d+)"
-    r"-(?P<method>[a-z][a-z0-9_]*)(?:-(?P<ratio>\d+(?:\.\d+)?))?$")
-
-
-class ResultsError(RLBenchError):
-    """A results file that cannot be read: missing, not JSON, truncated, not rlbench's, or a bad cell."""
 
 
 # ----------------------------------------------------------------------------------------- cell ids
@@ -104,15 +97,16 @@ def variant_sort_key(method: str, ratio: float | None) -> tuple:
 
 
 def parse_cell_id(cell: Any, source: str | Path | None = None) -> CellId:
-    """Parse ``ALGO-Env-vN-method[-ratio]``. The one parser every report module uses.
+    """Parse ``ALGO-Env-vN-method[-ratio]`` (:func:`rlbench.core.cellid.match_cell_id`, ALGO one of the
+    registry's) for every report module; any environment and method are read.
 
     Raises :class:`ResultsError` naming ``source`` (the file) and the cell for anything else.
     """
     where = f"{source}: " if source is not None else ""
     if not isinstance(cell, str):
         raise ResultsError(f"{where}cell id {cell!r} is not a string")
-    m = _CELL_RE.match(cell)
-    if m is None:
+    m = match_cell_id(cell)
+    if m is None or m["algo"] not in ALGOS:
         raise ResultsError(
             f"{where}cell {cell!r} is not an rlbench cell id; expected ALGO-ENV-vN-METHOD[-RATIO] with ALGO one of "
             f"{', '.join(ALGOS)}, e.g. SAC-HalfCheetah-v5-baseline or SAC-HalfCheetah-v5-l2-0.30")
@@ -220,7 +214,6 @@ class CellRecord:
             return ReturnStat(self.return_mean, self.return_ci[0], self.return_ci[1], len(self.returns))
         if not self.returns:
             return None
-        from rlbench.measure.stats import bootstrap_ci
 
         mean = self.return_mean if self.return_mean is not None else sum(self.returns) / len(self.returns)
         lo, hi = self.return_ci if self.return_ci is not None else bootstrap_ci(self.returns)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rlbench.registry import ALGOS, ENVS, env_short
+from rlbench.zoo.registry import ALGOS, ENVS, env_short
 from rlbench.report.results import QUANT_METHODS, CellRecord, ResultsFile, ReturnStat
 
 MISSING = "—"

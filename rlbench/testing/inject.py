@@ -24,9 +24,12 @@ from __future__ import annotations
 import os
 import time
 
+# Imports of rlbench sit in the functions: ``-p`` loads this plugin before the root conftest pins
+# the native thread pools (rlbench.core.threads), so it must not load NumPy at import.
+
 
 def _slow(factor: float) -> None:
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 
     original = OrtPredictor.predict
 
@@ -50,7 +53,7 @@ def _has_int8_weights(model) -> bool:
 
 
 def _extra(fraction: float, only_int8: bool = False) -> None:
-    from rlbench.runtime import OrtPredictor
+    from rlbench.runtime.predictors import OrtPredictor
 
     original, init = OrtPredictor.predict, OrtPredictor.__init__
     credit = [0.0]

@@ -2,7 +2,7 @@
 
 Returns are seeded normal draws around a per-pair mean with a per-method factor, so the
 figures behave like the suite's (Mann-Whitney, bootstrap CIs), and every file is reproducible.
-Latency stats go through pytest-benchmark's own ``Stats``, as in :mod:`rlbench.pytest_plugin`.
+Latency stats go through pytest-benchmark's own ``Stats``, as in :mod:`rlbench.plugin.pytest_plugin`.
 
 ``python -m tests.data.results_factory`` rewrites ``tests/data/sample_results.json``.
 """

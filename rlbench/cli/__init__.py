@@ -1,0 +1,1 @@
+"""The ``rlbench`` command line (:func:`rlbench.cli.main.main`)."""

@@ -1,0 +1,1 @@
+"""The pytest plugin: options, session, fixtures, and the figures handed to pytest-benchmark."""

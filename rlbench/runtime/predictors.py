@@ -1,0 +1,137 @@
+"""One ``Predictor`` protocol for every variant: torch eager, ONNX Runtime, and plain NumPy.
+
+A torch policy, an ORT session and a pruned copy all answer ``predict(obs) -> action`` on a
+float32 batch, so measuring code never branches on the method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rlbench.core.threads import DEFAULT_THREADS, ort_threads, pin_threads
+
+@runtime_checkable
+class Predictor(Protocol):
+    name: str
+    runtime: str
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """obs [B, obs_dim] float32 -> actions [B, act_dim] float32."""
+
+
+class TorchPredictor:
+    runtime = "torch"
+
+    def __init__(self, module, name: str = "torch", threads: int = DEFAULT_THREADS):
+        import torch
+
+        pin_threads(threads)
+        self._torch = torch
+        self.module = module.eval()
+        self.name = name
+        self.threads = threads
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.module(self._torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))).numpy()
+
+
+class OrtPredictor:
+    runtime = "onnxruntime"
+
+    def __init__(self, model: Path | bytes, name: str = "onnxruntime", threads: int = DEFAULT_THREADS,
+                 arena: bool = True):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        ort_threads(opts, threads)
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.enable_cpu_mem_arena = arena
+        opts.log_severity_level = 3
+        src = str(model) if isinstance(model, Path) else model
+        self.session = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [self.session.get_outputs()[0].name]
+        self.name = name
+        self.threads = threads
+        self.arena = arena
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(obs, dtype=np.float32)})[0]
+
+
+class ReferencePredictor:
+    """ONNX's reference evaluator: the spec's exact integer semantics on every CPU, slowly.
+
+    Tests judge an int8 graph with it, because ONNX Runtime's int8 kernels are not exact on
+    every CPU (:mod:`rlbench.measure.int8kernel`); it is never timed.
+    """
+
+    runtime = "onnx-reference"
+
+    def __init__(self, model: Path | bytes, name: str = "onnx-reference"):
+        import onnx
+        import onnx.version_converter
+        from onnx.reference import ReferenceEvaluator
+
+        proto = onnx.load(str(model)) if isinstance(model, Path) else onnx.load_from_string(model)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < 19:  # the evaluator implements (De)QuantizeLinear from opset 19 on; same semantics here
+            proto = onnx.version_converter.convert_version(proto, 19)
+        self.evaluator = ReferenceEvaluator(proto)
+        self.input_name = proto.graph.input[0].name
+        self.name = name
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.evaluator.run(None, {self.input_name: np.ascontiguousarray(obs, dtype=np.float32)})[0]
+
+
+class NumpyPredictor:
+    """A plain NumPy forward pass of the same weights: the floor that no runtime under test touches."""
+
+    runtime = "numpy"
+
+    def __init__(self, module, name: str = "numpy"):
+        # deferred: it loads torch, which importing this module does not
+        from rlbench.zoo.policy import policy_weights_numpy
+
+        spec = module.current_spec()
+        w = policy_weights_numpy(module)
+        self.name = name
+        self.normalize, self.clip = spec.normalize, np.float32(spec.clip_obs)
+        self.mean, self.std = w["obs_mean"], w["obs_std"]
+        self.layers = [(np.ascontiguousarray(l.weight.detach().numpy().T, dtype=np.float32),
+                        l.bias.detach().numpy().astype(np.float32)) for l in module.linears()]
+        self.act = (lambda x: np.maximum(x, 0, out=x)) if spec.activation == "relu" else np.tanh
+        self.squash = spec.squash
+        self.low, self.high = w["act_low"], w["act_high"]
+        self.half, self.mid = (self.high - self.low) / 2, (self.high + self.low) / 2
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        if self.normalize:
+            x = np.clip((x - self.mean) / self.std, -self.clip, self.clip)
+        for wt, b in self.layers[:-1]:
+            x = self.act(x @ wt + b)
+        wt, b = self.layers[-1]
+        x = x @ wt + b
+        if self.squash:
+            x = np.tanh(x) * self.half + self.mid
+        return np.maximum(np.minimum(x, self.high), self.low)
+
+
+class ZeroPredictor:
+    """Every action zero, whatever the observation: what doing nothing scores (:mod:`rlbench.gate.idle`)."""
+
+    name = "zero-action"
+    runtime = None
+    threads = None
+
+    def __init__(self, action_dim: int):
+        self.action_dim = int(action_dim)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros((len(obs), self.action_dim), dtype=np.float32)

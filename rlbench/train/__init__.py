@@ -1,0 +1,1 @@
+"""Training the zoo's policies: the training loop, its evaluations, early stopping and the export of a run."""

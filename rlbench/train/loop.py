@@ -1,0 +1,274 @@
+"""Training a shipped policy: chunks of ``learn`` between checkpoints, an evaluation after each,
+early stopping, and the export of the finished run into ``baselines/policies``.
+
+Training proceeds in chunks of ``checkpoint_every`` steps; after each chunk the agent is
+evaluated on the training-evaluation seeds and checkpointed (:mod:`rlbench.zoo.agents`).
+``--resume`` continues from the last checkpoint; a larger ``--timesteps`` extends a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rlbench.core.errors import RLBenchError
+from rlbench.core.paths import policies_dir
+from rlbench.core.threads import pin_threads
+from rlbench.core.versions import TRACKED, library_versions
+from rlbench.measure.returns import eval_seeds, evaluate_returns
+from rlbench.runtime.predictors import TorchPredictor, ZeroPredictor
+from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoint, load_checkpoint, make_vec_env,
+                                run_dir, save_checkpoint, sb3_agent)
+from rlbench.zoo.paper import PAPER_TABLES
+from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
+                                  env_kwargs, env_short, get_config)
+from rlbench.zoo.shipped import is_shipped, policy_dir
+
+TRAIN_EVAL_EPISODES = 5
+
+
+# ------------------------------------------------------------------ evaluation during training
+def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -> float:
+    """Mean deterministic return of the current agent, through the export path (seeds disjoint)."""
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.export import deployable_from_sb3
+
+    venv = model.get_env()
+    vn = venv if cfg.normalize else None
+    dep = deployable_from_sb3(sb3_agent(model, cfg), vn)
+    rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + episodes))
+    return rec.mean
+
+
+# ------------------------------------------------------------------ early stopping
+def early_stop_bar(cfg: AlgoEnvConfig) -> dict:
+    """What a run's training evaluations must beat to stop before its budget: the paper's Table 1
+    return and doing nothing's (on the training-evaluation seeds), both raised by the margin."""
+    # deferred: it loads gymnasium, which importing this module does not
+    from rlbench.zoo.envs import make_env
+
+    env = make_env(cfg.env_id)
+    dim = int(np.prod(env.action_space.shape))
+    env.close()
+    seeds = range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + TRAIN_EVAL_EPISODES)
+    idle = evaluate_returns(ZeroPredictor(dim), cfg.env_id, seeds, label=f"idle-{cfg.env_id}").mean
+    paper = float(PAPER_TABLES["table1_average_return"][cfg.algo][env_short(cfg.env_id)]["baseline"])
+    top = max(paper, idle)
+    return {"paper": paper, "idle": idle, "margin": EARLY_STOP_MARGIN, "evals": EARLY_STOP_EVALS,
+            "bar": top + EARLY_STOP_MARGIN * abs(top)}
+
+
+def should_stop_early(evals: list[dict], bar: dict) -> bool:
+    """True once the last ``bar['evals']`` training evaluations each reach ``bar['bar']``."""
+    last = evals[-int(bar["evals"]):]
+    return len(last) == int(bar["evals"]) and all(e["return"] >= bar["bar"] for e in last)
+
+
+# ------------------------------------------------------------------ the training loop
+class RunBusyError(RLBenchError):
+    """Another process is training this run."""
+
+
+def _lock_run(paths: RunPaths):
+    """One trainer per run folder: a second one would interleave checkpoints."""
+    import fcntl
+
+    fh = open(paths.root / ".train.lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RunBusyError(f"{paths.root} is being trained by another process; wait for it or stop it") from None
+    return fh
+
+
+def _default_trainer(algo: str) -> str:
+    """``$RLBENCH_TRAINER`` (set by ``rlbench zoo train --trainer``) for the algorithms it trains, else sb3."""
+    wanted = os.environ.get("RLBENCH_TRAINER") or "sb3"
+    return wanted if wanted == "sb3" or algo in OFF_POLICY else "sb3"
+
+
+def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resume: bool = False,
+          checkpoint_every: int | None = None, export: bool = True, overwrite: bool = False,
+          eval_episodes: int = 50, progress: bool = True, early_stop: bool = True,
+          trainer: str | None = None) -> Path | None:
+    """Train (or resume) one run and export it. ``trainer`` applies to a new run (default: see
+    :func:`_default_trainer`); a resumed run keeps its own, and naming another is an error."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    pin_threads(1)
+    cfg = get_config(algo, env)
+    target = int(timesteps or cfg.timesteps)
+    if target <= 0:
+        raise RLBenchError(f"--timesteps must be positive, got {target}")
+    every = int(checkpoint_every or (10_000 if cfg.algo in ("SAC", "TD3", "DDPG") else 50_000))
+    dest = policies_dir() / cfg.name
+    if export and dest.exists() and not overwrite:
+        raise RLBenchError(f"{dest} already holds a shipped policy; pass --overwrite to replace it "
+                           f"after training (or --no-export to train only)")
+    paths = run_dir(cfg, seed)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    run_lock = _lock_run(paths)  # held until the process exits
+    ckpt = latest_checkpoint(paths)
+    if ckpt is not None and not resume:
+        raise RLBenchError(f"{paths.root} holds a checkpoint at {json.loads((ckpt / 'state.json').read_text())['num_timesteps']}"
+                           f" steps; pass --resume to continue it, or delete the folder to start over")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    ran_with = json.loads((ckpt / "state.json").read_text()).get("trainer", "sb3") if ckpt is not None else None
+    if trainer is not None and ran_with is not None and trainer != ran_with:
+        raise RLBenchError(f"{paths.root} was trained with --trainer {ran_with}; resume it with that, "
+                           f"or delete the folder to start over with {trainer}")
+    trainer = ran_with or trainer or _default_trainer(cfg.algo)
+    if trainer not in TRAINERS:
+        raise RLBenchError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
+    if ckpt is not None:
+        model, state = load_checkpoint(cfg, seed, ckpt)
+        state["resumed"] = state.get("resumed", 0) + 1
+    else:
+        model = build_model(cfg, make_vec_env(cfg, seed), seed, trainer)
+        state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
+                 "num_timesteps": 0, "wall_seconds": 0.0, "evals": [], "resumed": 0}
+    if state.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
+        raise RLBenchError(f"{paths.root} was trained on {cfg.env_id} with keywords {state.get('env_kwargs', {})}, "
+                           f"the registry now makes it with {env_kwargs(cfg.env_id)}; delete the folder to start over")
+    state["target_timesteps"] = target
+    state["trainer"] = trainer
+    if early_stop and "early_stop_bar" not in state:
+        state["early_stop_bar"] = early_stop_bar(cfg)
+    if trainer == "sbx":
+        # deferred: it loads SBX (JAX) and torch, which importing this module does not
+        from rlbench.zoo import sbx_convert
+
+        state["versions"] = library_versions(TRACKED + sbx_convert.TRACKED)
+        state["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    else:
+        state["versions"] = library_versions()
+    state["threads"] = torch.get_num_threads()
+
+    bar = tqdm(total=target, initial=min(model.num_timesteps, target), unit="step", dynamic_ncols=True,
+               mininterval=2.0 if sys.stderr.isatty() else 30.0, disable=not progress,
+               desc=f"{cfg.name} s{seed}")
+    last_eval = state["evals"][-1]["return"] if state["evals"] else float("nan")
+
+    class _Progress(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self._seen, self._t0 = model.num_timesteps, time.perf_counter()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps - self._seen >= 200:
+                bar.update(min(self.num_timesteps, target) - bar.n)
+                sps = (self.num_timesteps - self._start) / max(time.perf_counter() - self._t0, 1e-9)
+                bar.set_postfix_str(f"{sps:.0f} steps/s, eval {last_eval:.1f}", refresh=False)
+                self._seen = self.num_timesteps
+            return True
+
+        def _on_training_start(self) -> None:
+            self._start, self._t0 = self.num_timesteps, time.perf_counter()
+
+    while model.num_timesteps < target and not state.get("stopped_early"):
+        chunk = min(every - model.num_timesteps % every, target - model.num_timesteps)
+        t0 = time.perf_counter()
+        model.learn(total_timesteps=chunk, reset_num_timesteps=False, callback=_Progress(), progress_bar=False)
+        state["wall_seconds"] += time.perf_counter() - t0
+        last_eval = quick_eval(model, cfg)
+        state["num_timesteps"] = int(model.num_timesteps)
+        state["evals"].append({"steps": int(model.num_timesteps), "return": last_eval,
+                               "wall_seconds": round(state["wall_seconds"], 1)})
+        save_checkpoint(paths, model, state)
+        bar.update(min(model.num_timesteps, target) - bar.n)
+        bar.set_postfix_str(f"eval {last_eval:.1f}")
+        if early_stop and should_stop_early(state["evals"], state["early_stop_bar"]):
+            state["stopped_early"] = {"steps": int(model.num_timesteps), **state["early_stop_bar"]}
+            save_checkpoint(paths, model, state)
+        with open(paths.log, "a") as fh:
+            fh.write(json.dumps(state["evals"][-1]) + "\n")
+    bar.close()
+    run_lock.close()
+    if not export:
+        return None
+    return export_run(cfg.algo, cfg.env_id, seed=seed, overwrite=overwrite, eval_episodes=eval_episodes)
+
+
+def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval_episodes: int = 50) -> Path:
+    """Export the run's latest checkpoint as a shipped policy, with its recorded evaluation."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
+
+    pin_threads(1)
+    cfg = get_config(algo, env)
+    paths = run_dir(cfg, seed)
+    ckpt = latest_checkpoint(paths)
+    if ckpt is None:
+        raise RLBenchError(f"no checkpoint in {paths.root}; run: rlbench train {cfg.algo} {cfg.env_id} --seed {seed}")
+    model, state = load_checkpoint(cfg, seed, ckpt)
+    venv = model.get_env()
+    vn = venv if isinstance(venv, VecNormalize) else None
+    trainer = state.get("trainer", "sb3")
+    departures = list(cfg.departures)
+    if trainer == "sbx":
+        # deferred: it loads SBX (JAX) and torch, which importing this module does not
+        from rlbench.zoo.sbx_convert import DEPARTURES
+
+        departures += DEPARTURES
+    model = sb3_agent(model, cfg)
+    dep = deployable_from_sb3(model, vn)
+    rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name)
+    import gymnasium
+
+    # deferred: it loads gymnasium, which importing this module does not
+    from rlbench.zoo.envs import make_env
+
+    e = make_env(cfg.env_id)
+    meta = {
+        "algo": cfg.algo, "env_id": cfg.env_id, "env_name": cfg.env_id.split("-")[0],
+        "env_version": cfg.env_id.split("-v")[-1],
+        "observation_space": {"shape": list(e.observation_space.shape), "dtype": str(e.observation_space.dtype)},
+        "action_space": {"shape": list(e.action_space.shape), "low": e.action_space.low.tolist(),
+                         "high": e.action_space.high.tolist()},
+        "timesteps": int(model.num_timesteps), "target_timesteps": int(state.get("target_timesteps", 0)),
+        "budget_complete": int(model.num_timesteps) >= cfg.timesteps or bool(state.get("stopped_early")),
+        "stopped_early": state.get("stopped_early"), "env_kwargs": state.get("env_kwargs", {}),
+        "seed": seed, "trainer": trainer, "train_wall_seconds": round(state["wall_seconds"], 1), "train_evals": state["evals"],
+        "hyperparameters": {"kwargs": cfg.kwargs, "normalize": cfg.normalize, "n_envs": cfg.n_envs,
+                            "action_noise_std": cfg.action_noise_std, "source": cfg.source,
+                            "departures": departures},
+        "training_versions": state.get("versions", {}), "export_versions": library_versions(),
+        "gymnasium": gymnasium.__version__,
+        "evaluation": rec.to_json(),
+        "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(model.num_timesteps)} --seed {seed}"
+                      + (f" --trainer {trainer}" if trainer != "sb3" else ""),
+    }
+    e.close()
+    return write_policy_dir(policies_dir() / cfg.name, dep, agent_state(model, vn), meta, overwrite=overwrite)
+
+
+def train_queue(names: list[str], seed: int = 0) -> None:
+    """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
+
+    A shipped policy trained on a shorter budget than the registry's, or on an environment made with other
+    keywords than the registry's, is replaced when its run completes.
+    """
+    for name in names:
+        algo, env = name.split("-", 1)
+        cfg = get_config(algo, env)
+        if is_shipped(cfg.algo, cfg.env_id):
+            meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
+            same_env = meta.get("env_kwargs", {}) == env_kwargs(cfg.env_id)
+            if same_env and (meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early")):
+                print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
+                continue
+        print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
+        try:
+            train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True)
+        except RunBusyError as exc:
+            print(f"{cfg.name}: skipped: {exc}", flush=True)

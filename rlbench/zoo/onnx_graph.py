@@ -1,0 +1,84 @@
+"""Build the ONNX graph of a :class:`~rlbench.zoo.policy.DeployablePolicy` directly from its weights.
+
+Why not ``torch.onnx.export``: its default moved to the dynamo exporter, whose output changes
+with torch releases and is not byte-stable; the TorchScript exporter is deprecated. A policy here
+is a fixed shape (normalise -> MLP -> squash -> clip), so writing the graph with ``onnx.helper``
+gives byte-identical files for identical weights, the same node names in every variant, and no
+dependence on the exporter a torch upgrade ships. Linear layers become ``MatMul`` + ``Add``, the
+form ONNX Runtime's dynamic and static quantizers both rewrite (``MatMulInteger`` / QDQ).
+A test checks the graph against the torch module on real observations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rlbench.core.io import atomic_write_bytes
+from rlbench.zoo.policy import DeployablePolicy, policy_weights_numpy
+
+OPSET = 17
+INPUT = "obs"
+OUTPUT = "action"
+
+
+def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
+    spec = policy.current_spec()
+    w = policy_weights_numpy(policy)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def const(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
+        return name
+
+    x = INPUT
+    if spec.normalize:
+        nodes.append(helper.make_node("Sub", [x, const("obs_mean", w["obs_mean"])], ["obs_centered"]))
+        nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", w["obs_std"])], ["obs_scaled"]))
+        nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
+                                               const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
+        x = "obs_norm"
+    linear_keys = [k[: -len(".weight")] for k in w if k.endswith(".weight")]
+    act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
+    for i, key in enumerate(linear_keys):
+        name = key.replace(".", "_")
+        wt = const(f"{name}_weight_t", w[f"{key}.weight"].T)
+        b = const(f"{name}_bias", w[f"{key}.bias"])
+        nodes.append(helper.make_node("MatMul", [x, wt], [f"{name}_mm"], name=f"{name}_MatMul"))
+        nodes.append(helper.make_node("Add", [f"{name}_mm", b], [f"{name}_out"], name=f"{name}_Add"))
+        x = f"{name}_out"
+        if key != "head":
+            nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
+            x = f"{name}_act"
+    low, high = w["act_low"], w["act_high"]
+    if spec.squash:
+        nodes.append(helper.make_node("Tanh", [x], ["squashed"]))
+        nodes.append(helper.make_node("Mul", ["squashed", const("act_half", (high - low) / 2)], ["scaled"]))
+        nodes.append(helper.make_node("Add", ["scaled", const("act_mid", (high + low) / 2)], ["unscaled"]))
+        x = "unscaled"
+    nodes.append(helper.make_node("Min", [x, const("act_high", high)], ["clipped_hi"]))
+    nodes.append(helper.make_node("Max", ["clipped_hi", const("act_low", low)], [OUTPUT]))
+    graph = helper.make_graph(
+        nodes, "rlbench_policy",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.obs_dim])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="rlbench", producer_version="1")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnx_bytes(policy: DeployablePolicy) -> bytes:
+    return build_onnx(policy).SerializeToString(deterministic=True)
+
+
+def save_onnx(policy: DeployablePolicy, path: Path) -> bytes:
+    data = onnx_bytes(policy)
+    atomic_write_bytes(path, data)
+    return data
