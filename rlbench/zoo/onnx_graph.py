@@ -11,6 +11,7 @@ A test checks the graph against the torch module on real observations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,7 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
         return name
 
-    x = INPUT
-    if spec.normalize:
-        nodes.append(helper.make_node("Sub", [x, const("obs_mean", w["obs_mean"])], ["obs_centered"]))
-        nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", w["obs_std"])], ["obs_scaled"]))
-        nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
-                                               const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
-        x = "obs_norm"
+    x = input_nodes(nodes, const, spec, w["obs_mean"], w["obs_std"])
     linear_keys = [k[: -len(".weight")] for k in w if k.endswith(".weight")]
     act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
     for i, key in enumerate(linear_keys):
@@ -54,7 +49,26 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         if key != "head":
             nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
             x = f"{name}_act"
-    low, high = w["act_low"], w["act_high"]
+    output_nodes(nodes, const, spec, x, w["act_low"], w["act_high"])
+    return policy_model(nodes, inits, spec)
+
+
+def input_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, mean, std) -> str:
+    """Append the observation normalisation (if ``spec.normalize``); returns the MLP's input name.
+
+    ``const(name, array)`` adds an initializer and returns its name: the fp32 and the QDQ writer
+    each pass their own, so the same graph shape serves both."""
+    if not spec.normalize:
+        return INPUT
+    nodes.append(helper.make_node("Sub", [INPUT, const("obs_mean", mean)], ["obs_centered"]))
+    nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", std)], ["obs_scaled"]))
+    nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
+                                           const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
+    return "obs_norm"
+
+
+def output_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, x: str, low, high) -> None:
+    """Append the squashing (if ``spec.squash``) and the clip to the action bounds, ending in ``OUTPUT``."""
     if spec.squash:
         nodes.append(helper.make_node("Tanh", [x], ["squashed"]))
         nodes.append(helper.make_node("Mul", ["squashed", const("act_half", (high - low) / 2)], ["scaled"]))
@@ -62,6 +76,10 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         x = "unscaled"
     nodes.append(helper.make_node("Min", [x, const("act_high", high)], ["clipped_hi"]))
     nodes.append(helper.make_node("Max", ["clipped_hi", const("act_low", low)], [OUTPUT]))
+
+
+def policy_model(nodes: list, inits: list, spec) -> onnx.ModelProto:
+    """The checked model of a policy graph: ``INPUT`` [batch, obs_dim] -> ``OUTPUT`` [batch, act_dim]."""
     graph = helper.make_graph(
         nodes, "rlbench_policy",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.obs_dim])],
