@@ -84,7 +84,8 @@ def _doc(entries):
 def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_path, stored, noise):
     """The stored figures of a row as OLD (and as the grid's store), faults planted in NEW: every
     cell gets the same verdicts, metric, status and line, from both paths."""
-    from rlbench.report.compare import _idle, compare_results
+    from rlbench.gate.idle import by_seed
+    from rlbench.report.compare import compare_results
     from rlbench.report.results import load_results
 
     figures, machine = stored
@@ -106,7 +107,7 @@ def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_pat
     old_path.write_text(json.dumps(_doc([_entry(c, figures[c], machine[c]) for c in cells])))
     new_path.write_text(json.dumps(_doc([_entry(c, f, m) for c, (f, m) in new.items()])))
     cmp = compare_results(load_results(old_path), load_results(new_path), store.tolerances(),
-                          idle=_idle(store.root), rss_noise=store.machine_rss_noise())
+                          idle=by_seed(store.root), rss_noise=store.machine_rss_noise())
     via_compare = {c.cell: list(c.verdicts) for c in cmp.cells}
 
     def shape(vs):  # compare's hint for recording differs by design ("a run of OLD's version...")
@@ -129,8 +130,7 @@ def test_doing_nothing_fails_every_stored_cell_whose_return_beats_doing_nothing(
     from rlbench.gate.checks import idle_bar
 
     figures, _ = stored
-    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
-                    for env, e in idle.read(baselines_dir()).items()}
+    idle_returns = idle.by_seed(baselines_dir())
     beats, passed = 0, []
     for cell, fig in figures.items():
         if "returns" not in fig:
@@ -153,8 +153,7 @@ def test_a_resampled_grid_fails_the_return_check_in_about_half_a_cell_at_most(st
     from rlbench.gate import idle
 
     figures, _ = stored
-    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
-                    for env, e in idle.read(baselines_dir()).items()}
+    idle_returns = idle.by_seed(baselines_dir())
     rng = np.random.default_rng(7)
     cells = [(c, np.asarray(f["returns"]), f["seeds"]) for c, f in figures.items() if "returns" in f]
     false = []

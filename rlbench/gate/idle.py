@@ -66,6 +66,13 @@ def read(root: Path) -> dict[str, dict]:
     return envs
 
 
+def by_seed(root: Path) -> dict[str, dict[int, float]]:
+    """Doing nothing's return per evaluation seed, per environment (environments stored without
+    seeds are left out); what the return gate's doing-nothing test reads."""
+    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
+            for env, e in read(root).items() if "seeds" in e}
+
+
 def entry(rec) -> dict:
     """One environment's stored form of its idle returns (a :class:`~rlbench.measure.returns.ReturnRecord`)."""
     return {"returns": [float(r) for r in rec.returns], "lengths": [int(n) for n in rec.lengths],

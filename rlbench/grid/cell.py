@@ -308,10 +308,7 @@ def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True
 
 def idle_by_seed(store, env_id: str) -> dict[int, float] | None:
     """Doing nothing's return per evaluation seed in ``env_id`` (``idle.json``), or None if unrecorded."""
-    entry = idle.read(store.root).get(env_id)
-    if entry is None or "seeds" not in entry:
-        return None
-    return {int(s): float(r) for s, r in zip(entry["seeds"], entry["returns"])}
+    return idle.by_seed(store.root).get(env_id)
 
 
 def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:

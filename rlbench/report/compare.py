@@ -287,14 +287,8 @@ def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | Non
     tol_path = Path(tolerances) if tolerances is not None else default_tolerances_path()
     tol = Tolerances.load(tol_path)
     old_results, new_results = load_results(old), load_results(new)
-    return compare_results(old_results, new_results, tol, thresholds, idle=_idle(tol_path.parent),
+    return compare_results(old_results, new_results, tol, thresholds, idle=idle.by_seed(tol_path.parent),
                            rss_noise=_rss_noise(tol_path.parent, old_results.machine_ids()))
-
-
-def _idle(root: Path) -> dict[str, dict[int, float]]:
-    """Doing nothing's return per seed and environment, from the baselines beside the tolerances."""
-    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
-            for env, e in idle.read(root).items() if "seeds" in e}
 
 
 def _rss_noise(root: Path, machine_ids: list[str]) -> dict[str, float] | None:

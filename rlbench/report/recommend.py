@@ -31,7 +31,6 @@ Inputs: a results file (:func:`recommend_file`) or a machine's stored figures
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -44,7 +43,7 @@ from rlbench.core.io import read_stored_json
 from rlbench.core.paths import baselines_dir
 from rlbench.core.versions import machine_id
 from rlbench.gate.checks import Status, check_return, idle_bar, mann_whitney_p, pool_yardsticks
-from rlbench.gate.idle import read as read_idle
+from rlbench.gate.idle import by_seed as idle_by_seed
 from rlbench.gate.store import BaselineStore
 from rlbench.gate.tolerances import Tolerances
 from rlbench.measure.int8kernel import uses_int8_kernels
@@ -133,12 +132,6 @@ class Recommendations:
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def idle_returns(root: Path) -> dict[str, dict[int, float]]:
-    """Doing nothing's return per seed, per environment (``ROOT/idle.json``; {} if absent)."""
-    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
-            for env, e in read_idle(root).items() if "seeds" in e}
-
-
 def stored_results(root: Path, machine: str) -> ResultsFile:
     """A machine's stored figures as a results file: ``figures.json`` (returns, bytes) with
     ``machines/MACHINE.json`` (latency). Int8 ONNX Runtime cells take the returns of the
@@ -188,7 +181,7 @@ def check_keep(keep: float) -> float:
 def recommend(results: ResultsFile, keep: float = KEEP, tolerances: Tolerances | None = None,
               idle: Mapping[str, Mapping[int, float]] | None = None) -> Recommendations:
     """Every pair of ``results``: see the module for the rule. ``idle``: doing nothing's return
-    per seed per environment (:func:`idle_returns`); ``tolerances``: the gate's (``alpha``,
+    per seed per environment (:func:`rlbench.gate.idle.by_seed`); ``tolerances``: the gate's (``alpha``,
     ``abs_floor``; ``rel_drop`` is replaced by ``1 - keep``)."""
     keep = check_keep(keep)
     tol = replace((tolerances or Tolerances()).returns, rel_drop=1.0 - keep)
@@ -215,7 +208,7 @@ def recommend_file(path: str | Path | None = None, *, machine: str | None = None
         results = stored_results(root, machine or machine_id())
     else:
         results = load_results(path)
-    return recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_returns(root))
+    return recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_by_seed(root))
 
 
 def _pair(pair: str, cells: list[CellRecord], tol, pooled: Mapping[str, float],
@@ -433,7 +426,7 @@ def report_blocks(results: ResultsFile, keep: float = KEEP) -> list:
     """The section ``rlbench report`` shows, judged with the repository's tolerances and doing
     nothing's returns (``baselines/``)."""
     root = baselines_dir()
-    return blocks(recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_returns(root)))
+    return blocks(recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_by_seed(root)))
 
 
 # ------------------------------------------------------------------------------------------ command line
