@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,29 @@ def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
     assert lines[3].endswith("| 993 |")  # CI reaches it: not below
     assert lines[4].endswith("| 0 |") and lines[5].endswith("| not recorded |")
     assert lines[-1].endswith("Below doing nothing (our whole CI under the zero-action return's): 1 of 4.")
+
+
+def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():
+    from rlbench.report.zoo_table import zoo_matrix_markdown
+
+    def row(algo, env, lo, hi):
+        return {"algo": algo, "env": env, "status": "ok", "return_mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+
+    idle = {"Ant-v5": {"mean": 993.4, "ci": [991.6, 995.2]}}
+    rows = [row("SAC", "Ant-v5", 637, 862), row("TD3", "Ant-v5", 3500, 3600), row("SAC", "Hopper-v5", 2500, 2600)]
+    lines = zoo_matrix_markdown(rows, idle).splitlines()
+    assert lines[0] == "| env | SAC | TD3 |"
+    assert lines[2] == "| Ant-v5 | **750** (4022) † | 3550 (3424) |"  # SAC: CI under both; TD3: above both
+    assert lines[3] == "| Hopper-v5 | 2550 (2539) |  |"  # the CI reaches the paper's figure: not bold
+    assert lines[-1].endswith("At or above the paper: 2 of 3 pairs it reports. Below doing nothing: 1 of 3 shipped pairs.")
+
+
+def test_readme_zoo_table_is_the_generated_one():
+    from rlbench.core.paths import baselines_dir
+    from rlbench.gate import idle
+    from rlbench.report.zoo_table import zoo_matrix_markdown
+    from rlbench.zoo.shipped import zoo_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = zoo_matrix_markdown(zoo_table(), idle.read(baselines_dir()))
+    assert table in readme, "README's zoo table is stale: paste the output of `rlbench zoo list --matrix`"

@@ -54,12 +54,13 @@ def _cmd_zoo(args) -> int:
     from rlbench.zoo.shipped import zoo_table
 
     rows = zoo_table(verify=args.verify)
-    if getattr(args, "markdown", False):
+    if getattr(args, "markdown", False) or getattr(args, "matrix", False):
         from rlbench.gate import idle
         from rlbench.core.paths import baselines_dir
-        from rlbench.report.zoo_table import zoo_markdown
+        from rlbench.report.zoo_table import zoo_markdown, zoo_matrix_markdown
 
-        print(zoo_markdown(rows, idle.read(baselines_dir())))
+        table = zoo_matrix_markdown if args.matrix else zoo_markdown
+        print(table(rows, idle.read(baselines_dir())))
         return _zoo_errors(rows)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also check every file's sha256 against meta.json and load policy.pt (exit 2 naming each "
                          "policy that fails, the file and the reason)")
     zl.add_argument("--markdown", action="store_true", help="the table of docs/zoo.md: ours beside the paper and rl-zoo")
+    zl.add_argument("--matrix", action="store_true", help="the README's table: environments by algorithms, ours and the paper's")
     zl.set_defaults(func=_cmd_zoo)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")

@@ -45,3 +45,46 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
                f"{25 - shipped} of 25 not shipped yet. Below doing nothing (our whole CI under the zero-action "
                f"return's): {below} of {shipped}.")
     return "\n".join(out)
+
+
+def zoo_matrix_markdown(rows: list[dict], idle: dict | None = None) -> str:
+    """The README's zoo table: one row per environment, one column per algorithm, each cell our return
+    beside the paper's Table 1 figure; bold where our CI lies wholly below the paper's figure, and
+    marked "below doing nothing" where it lies wholly under the zero-action return's."""
+    idle = idle or {}
+    algos = list(dict.fromkeys(r["algo"] for r in rows))
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    by_pair = {(r["algo"], r["env"]): r for r in rows}
+    out = ["| env | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    reach = shipped = below = 0
+    for env in envs:
+        cells = []
+        for algo in algos:
+            r = by_pair.get((algo, env))
+            if r is None:
+                cells.append("")
+                continue
+            paper = PAPER.get((algo, env.split("-")[0]))
+            if r["status"] in ("missing", "invalid"):
+                cells.append(r["status"])
+                continue
+            shipped += 1
+            text = f"{r['return_mean']:.0f}"
+            if paper is not None:
+                lower = r["ci_high"] < paper
+                reach += not lower
+                text = (f"**{text}**" if lower else text) + f" ({paper:.0f})"
+            still = idle.get(env)
+            if still and below_idle(r["ci_high"], still):
+                below += 1
+                text += " †"
+            cells.append(text)
+        out.append(f"| {env} | " + " | ".join(cells) + " |")
+    with_paper = sum(PAPER.get((r["algo"], r["env"].split("-")[0])) is not None
+                     for r in rows if r["status"] not in ("missing", "invalid"))
+    out.append("")
+    out.append(f"Our mean return on 50 evaluation seeds (the paper's Table 1 figure in brackets; bold where our "
+               f"whole 95% CI lies below it; † where it lies below doing nothing, a zero-action policy). "
+               f"At or above the paper: {reach} of {with_paper} pairs it reports. "
+               f"Below doing nothing: {below} of {shipped} shipped pairs.")
+    return "\n".join(out)
