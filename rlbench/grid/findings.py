@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -28,6 +29,7 @@ from rlbench.core.io import atomic_write_json, read_stored_json
 from rlbench.gate import idle
 from rlbench.gate.idle import below_idle
 from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
+from rlbench.grid.record import CellRecord
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
 
@@ -669,7 +671,7 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
                 resamples: int = RESAMPLES) -> list[FreshFinding]:
     """Every finding recomputed with a run's fresh cell figures laid over the stored ones.
 
-    ``stored``: figures.json's cells; ``fresh``: the run's ``CellResult.figures`` by cell id
+    ``stored``: figures.json's cells; ``fresh``: the run's ``CellRecord.figures_json()`` by cell id
     (fresh figures replace stored ones cell by cell). ``machine`` and ``fresh_machine``: this
     machine's stored and fresh machine figures, for the RSS finding. ``idle``: the zero-action
     returns (``rlbench.gate.idle.read``). ``int8_exact``: whether this machine's int8 kernels are exact.
@@ -748,13 +750,13 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     return out
 
 
-def check_run(store, results: dict[str, dict]) -> list[FreshFinding]:
+def check_run(store, results: Mapping[str, CellRecord]) -> list[FreshFinding]:
     """:func:`check_fresh` for a pytest session: ``results`` is the plugin's ``rs.results`` (per cell
-    id, a payload with the cell's ``figures`` and ``machine`` figures), laid over the store's figures."""
+    id, its record), laid over the store's figures."""
 
-    return check_fresh(read_record_file(store.figures_path)["cells"], {c: r["figures"] for c, r in results.items()},
+    return check_fresh(read_record_file(store.figures_path)["cells"], {c: r.figures_json() for c, r in results.items()},
                        machine=read_record_file(store.machine_path)["cells"],
-                       fresh_machine={c: r.get("machine") or {} for c, r in results.items()},
+                       fresh_machine={c: r.machine_json() for c, r in results.items()},
                        idle=idle.read(store.root), int8_exact=store.int8_kernel == "exact")
 
 
