@@ -6,6 +6,7 @@ policy and the recording modes); it runs from a script as well::
     from rlbench.grid.cell import run_cell
     from rlbench.grid.matrix import parse_cell
     result = run_cell(parse_cell("PPO-Hopper-v5-l2-0.30"))
+    result.record.return_stat(), result.record.ratios["variant/fp32"]
 
 Every cell measures the same things whatever its method (one code path):
 
