@@ -12,7 +12,8 @@ import pytest
 
 from rlbench.gate.store import BaselineStore
 from rlbench.gate.tolerances import Tolerances
-from rlbench.grid.cell import CellResult, check_cell, idle_by_seed
+from rlbench.grid.cell import check_cell, idle_by_seed
+from rlbench.grid.record import CellRecord
 from rlbench.gate.checks import (
     CELL_METRICS,
     CellFigures,
@@ -102,7 +103,7 @@ def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_pat
     new[l2][1]["ratios"]["variant/fp32"], new[l2][1]["ratio_ci"]["variant/fp32"] = r * 1.3, [r * 0.9, r * 1.7]
     del new[f"{ROW}-fp16"][1]["ratios"]["variant/fp32"]  # a stored ratio this run did not measure
 
-    grid = {c: check_cell(CellResult(c, f, m, {}), store) for c, (f, m) in new.items()}
+    grid = {c: check_cell(CellRecord.from_figures(c, f, m), store) for c, (f, m) in new.items()}
     old_path, new_path = tmp_path / "old.json", tmp_path / "new.json"
     old_path.write_text(json.dumps(_doc([_entry(c, figures[c], machine[c]) for c in cells])))
     new_path.write_text(json.dumps(_doc([_entry(c, f, m) for c, (f, m) in new.items()])))

@@ -15,7 +15,7 @@ from rlbench.report.recommend import report_blocks as recommend_blocks
 from rlbench.zoo.paper import load_paper
 from rlbench.report.results import QUANT_METHODS, ResultsFile, load_results
 from rlbench.report.tables import (KEEP_FRACTION, MIB, MISSING, TABLE1_METHODS, cell_rows, fmt_num, fmt_stat,
-                                   pruning_survival, quantization_best_share, table1, table2, table3)
+                                   pruning_kept, quantization_best_share, report_findings, table1, table2, table3)
 
 #: The PNGs a report writes, in order (name -> caption).
 PLOTS: dict[str, str] = {
@@ -74,7 +74,7 @@ def build_document(results: ResultsFile, paper: Mapping, keep: float = KEEP_FRAC
     doc.add(*_table1_blocks(t1))
     doc.add(*_table2_blocks(t2, keep))
     doc.add(*_table3_blocks(table3(results, paper, keep)))
-    doc.add(*_findings(t1, t2, paper))
+    doc.add(*_findings(results, t1, paper))
     doc.add(Heading(2, "Latency, memory and energy relative to baseline (the paper's Figures 1-3)"),
             Para("Latency is never compared as absolute time: each cell times its variant, the fp32 policy and a "
                  "NumPy reference interleaved in one process, and the plots show those ratios. Memory and energy "
@@ -177,10 +177,11 @@ def _table3_blocks(rows) -> list:
             Table(("Algorithm", "Environment", "Best pruning (ours)", "Best pruning (paper)", "Same norm"), tuple(body))]
 
 
-def _findings(t1, t2, paper: Mapping) -> list:
-    share = quantization_best_share(t1)
+def _findings(results: ResultsFile, t1, paper: Mapping) -> list:
+    found = report_findings(results)
+    share = quantization_best_share(t1, found)
     ours, theirs = share["ours"], share["paper"]
-    n_ours = sum(ours.values())
+    n_ours = share["pairs"]["ours"]
     n_paper = sum(theirs.values())
     pf = paper.get("findings", {}).get("quantization_best_share", {})
     rows = []
@@ -188,18 +189,18 @@ def _findings(t1, t2, paper: Mapping) -> list:
         rows.append((_LABEL[m], f"{ours[m]} / {n_ours}" if n_ours else MISSING,
                      f"{theirs[m]} / {n_paper}" if n_paper else MISSING,
                      f"{pf[m]:.0%}" if m in pf else MISSING))
-    rows.append(("tie (CIs overlap)", f"{ours['tie']} / {n_ours}" if n_ours else MISSING, MISSING, MISSING))
     items = []
-    for beyond in (0.05, 0.50):
-        ok, n = pruning_survival(t2, beyond)
-        items.append(f"Pruned policies (pair x norm) keeping ≥ 90% beyond {beyond:.0%} pruning: "
+    for ratio in (0.05, 0.50):
+        ok, n = pruning_kept(found, ratio)
+        items.append(f"Pruned policies (pair x norm) keeping ≥ 90% after {ratio:.0%} pruning: "
                      + (f"{ok} of {n}" if n else MISSING))
     surv = paper.get("findings", {}).get("pruning_survival")
     if surv:
         items.append(f"Paper: {surv}")
     return [Heading(2, "Findings next to the paper's"),
-            Para("Best quantization method per pair (baseline excluded), counted over pairs where at least two "
-                 "methods were measured. Ours counts decisive wins only."),
+            Para("Best quantization method per pair (baseline excluded): the highest mean return, over pairs with "
+                 "PTDQ and PTSQ returns; keeping ≥ 90% at exactly 5% and 50% pruning, over pairs whose baseline "
+                 "return is positive. The same figures and rules as the findings checks (docs/findings.md)."),
             Table(("Method", "Best (ours)", "Best (paper, Table 1)", "Paper's stated share"), tuple(rows), (1, 2, 3)),
             Bullets(tuple(items))]
 
