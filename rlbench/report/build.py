@@ -148,7 +148,7 @@ def _document(inp: _Inputs, out: Path | None) -> Document:
     results = inp.results
     doc = Document(f"rlbench report: {_source_name(results)}", toc=True)
     doc.add(*_summary_blocks(inp))
-    doc.add(*_recommend_blocks(inp.recs))
+    doc.add(*_recommend_blocks(inp.recs, inp.flags))
     doc.add(*_latency_blocks(results, out))
     doc.add(*_flag_blocks(inp))
     doc.add(*_figure_blocks(inp, out))
@@ -360,18 +360,69 @@ def _glance_table(vrows: list[VariantRow], keep: float, flips: bool) -> Table:
 # ------------------------------------------------------------------------------------------ recommend
 
 
-def _recommend_blocks(recs: rec_mod.Recommendations) -> list:
-    """recommend's section, each pair's fp32 return and admissible count written once."""
+def _recommend_blocks(recs: rec_mod.Recommendations, flags: tuple[BaselineFlag, ...] = ()) -> list:
+    """recommend's section (its heading and explanation) with the table set compactly for a page: each
+    pair's fp32 return and admissible count written once, the runtime in its own column, returns to
+    four significant figures, episode counts left to the cell tables. The figures are recommend's own
+    (``rlbench recommend --json``)."""
     out = []
     for b in rec_mod.blocks(recs):
         if isinstance(b, Table):
-            rows, last = [], None
-            for row in b.rows:
-                rows.append(row if row[0] != last else ("",) * 3 + tuple(row[3:]))
-                last = row[0]
-            b = Table(b.header, tuple(rows), b.numeric)
-        out.append(b)
+            out += [_recommend_table(recs, {f.pair: f for f in flags}),
+                    Para(f"Of fp32: the variant's mean over fp32's; `(below; p=…)` marks a mean below {recs.keep:.0%} "
+                         f"of fp32's that Mann-Whitney does not resolve at alpha={recs.alpha:g}, so the variant stays "
+                         f"admissible. Episode counts are in each pair's cell table below.")]
+        else:
+            out.append(b)
     return out
+
+
+def _sig(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.1f}"
+
+
+def _ret(mean: float, ci: tuple[float, float]) -> str:
+    return f"{_sig(mean)} [{_sig(ci[0])}, {_sig(ci[1])}]"
+
+
+_REC_HEADER = ("Pair", "fp32 return (95% CI)", "Admissible", "Pick", "Variant", "Runtime", "Return (95% CI)",
+               "of fp32", "Latency vs fp32, same runtime", "Latency (µs)", "Bytes", "Compression")
+
+
+def _recommend_table(recs: rec_mod.Recommendations, flags: Mapping[str, BaselineFlag]) -> Table:
+    body = []
+    for p in recs.pairs:
+        if p.status == rec_mod.NO_VARIANT:
+            continue  # named in the sentence under the table
+        lead = [p.pair, MISSING if p.fp32_mean is None else _ret(p.fp32_mean, p.fp32_ci),
+                MISSING if p.admissible is None else f"{p.admissible} / {p.candidates}"]
+        if p.status != rec_mod.RECOMMENDED:
+            f = flags.get(p.pair)
+            note = p.note
+            if p.status == rec_mod.WEAK_BASELINE and f is not None and f.idle is not None:
+                note = (f"fp32 no better than doing nothing ({f.idle[0]:.1f} [{f.idle[1]:.1f}, {f.idle[2]:.1f}]): "
+                        f"not recommended")
+            body.append(tuple(lead) + (MISSING, f"**{p.status}**: {note}") + (MISSING,) * 7)
+            continue
+        picks = [(c, name) for c, name in ((p.smallest, "smallest"), (p.fastest, "fastest")) if c is not None]
+        if len(picks) == 2 and picks[0][0].cell == picks[1][0].cell:
+            picks = [(p.smallest, "smallest, fastest")]
+        for c, name in picks:
+            ties = f"; ties: {', '.join(c.ties[:3])}{' …' if len(c.ties) > 3 else ''}" if c.ties else ""
+            frac = MISSING if c.fraction is None else f"{c.fraction:.2f}"
+            if c.standing != rec_mod.KEPT:
+                frac += f" (below; p={c.p_value:.2g})"
+            lat = MISSING if c.latency_ratio is None else f"{c.latency_ratio:.2f}x" + (
+                f" [{c.latency_ratio_ci[0]:.2f}, {c.latency_ratio_ci[1]:.2f}]" if c.latency_ratio_ci else "")
+            body.append(tuple(lead) + (name, f"`{c.variant}`{ties}", RUNTIME_LABEL.get(c.runtime or "", MISSING),
+                                       _ret(c.return_mean, c.return_ci), frac, lat,
+                                       MISSING if c.latency_us is None else f"{c.latency_us:.1f}",
+                                       MISSING if c.bytes is None else f"{c.bytes:,}",
+                                       MISSING if c.compression is None else f"{c.compression:.2f}x"))
+            lead = ["", "", ""]
+        if p.note:
+            body.append(("", "", "", MISSING, p.note) + (MISSING,) * 7)
+    return Table(_REC_HEADER, tuple(body), (2, 7, 8, 9, 10, 11))
 
 
 # ------------------------------------------------------------------------------------------ latency
@@ -399,7 +450,8 @@ def _latency_blocks(results: ResultsFile, out: Path | None) -> list:
 
 
 def _flag_blocks(inp: _Inputs) -> list:
-    flagged = [f for f in inp.flags if f.flags]
+    # the flags that discount a pair's figures first; below the paper alone is the mildest
+    flagged = sorted((f for f in inp.flags if f.flags), key=lambda f: f.flags == (BELOW_PAPER,))
     blocks = [Heading(2, "Weak or degenerate baselines"),
               Para("A compressed variant is judged against its pair's fp32 policy, so a weak fp32 policy makes "
                    "every figure of its pair weak too. Flagged: fp32 whose 95% CI lies below doing nothing's "

@@ -148,7 +148,7 @@ def _inline(text: str) -> str:
 
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.45; max-width: 1160px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.45; max-width: 1280px;
        margin: 1.5em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; overflow-wrap: anywhere; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
@@ -157,7 +157,7 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9e
 nav.toc { background: #f8f8f8; border: 1px solid #e4e4e4; padding: 0.4em 1em; }
 nav.toc ol { margin: 0.3em 0; padding-left: 1.4em; columns: 2 16em; }
 .scroll { overflow-x: auto; margin: 0.8em 0; }
-table { border-collapse: collapse; font-size: 0.85em; }
+table { border-collapse: collapse; font-size: 0.82em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.45em; vertical-align: top; }
 th { background: #f3f3f3; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }

@@ -41,7 +41,7 @@ METHOD_COLORS = {"baseline": "black", "ptdq": "tab:blue", "ptsq": "tab:orange", 
 RUNTIME_COLORS = {"torch": "tab:red", "onnxruntime": "tab:blue"}
 #: The grid figures: metric -> (title, colour-bar label).
 GRIDS = {
-    "return": ("Mean return over the pair's fp32 mean", "return / fp32"),
+    "return": ("Mean return over the pair's fp32 mean (pairs with a positive fp32 mean)", "return / fp32"),
     "latency": ("Latency over fp32 in the variant's own runtime (variant/fp32, interleaved in-process)",
                 "variant / fp32"),
     "memory": ("RSS delta over the pair's fp32 cell (memory.rss_delta_bytes)", "variant / fp32"),
@@ -103,6 +103,8 @@ def _grid_value(metric: str, rec: CellRecord, base: CellRecord | None) -> float 
 
 
 def _fmt_cell(v: float) -> str:
+    if round(v, 2) == 0:
+        return "0"
     if abs(v) >= 100:
         return f"{v:.0f}"
     if abs(v) >= 10:
@@ -190,6 +192,16 @@ def plot_grid(results: ResultsFile, metric: str, path: Path, marked: Iterable[st
 # ------------------------------------------------------------------------------------------ latency
 
 
+def _log_ticks(ax, values) -> None:
+    """Plain 1-2-5 labels on a log x axis (matplotlib's minor labels collide at this width)."""
+    lo, hi = min(values), max(values)
+    steps = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5)]
+    ticks = [t for t in steps if lo / 1.5 <= t <= hi * 1.5] or [lo, hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def plot_latency_absolute(results: ResultsFile, path: Path) -> Path:
     """Median single-observation latency per cell (µs, log scale), one row per runtime x policy:
     each runtime's fp32 policy first, then each method's variants; the bar is the median."""
@@ -215,11 +227,7 @@ def plot_latency_absolute(results: ResultsFile, path: Path) -> Path:
                                          + ("" if METHOD_LABEL.get(p, p) == p else f" ({p})") for rt, p in keys])
         ax.invert_yaxis()
         ax.set_xscale("log")
-        lo, hi = min(u for k in keys for u, _ in samples[k]), max(u for k in keys for u, _ in samples[k])
-        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if lo / 2 <= t <= hi * 2]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
-        ax.xaxis.set_minor_locator(NullLocator())
+        _log_ticks(ax, [u for k in keys for u, _ in samples[k]])
         ax.set_xlabel("median single-observation latency per cell (µs, log scale; this machine only)")
         ax.grid(axis="x", which="both", alpha=0.3)
         handles = [ax.scatter([], [], color=c, label=RUNTIME_LABEL[rt]) for rt, c in RUNTIME_COLORS.items()]
@@ -342,6 +350,7 @@ def plot_pareto(results: ResultsFile, path: Path, algo: str) -> Path:
                 ax.annotate(text, (x, y), fontsize=9, xytext=(3, 3), textcoords="offset points")
             ax.set_title(env_short(pair.split("-", 1)[1]))
             ax.set_xscale("log")
+            _log_ticks(ax, [lat for lat, _, _ in pts])
             ax.set_xlabel("latency / NumPy reference")
             ax.set_ylabel("return")
             ax.grid(alpha=0.3)
