@@ -11,6 +11,7 @@ from the results; the derived ones are computed in :mod:`rlbench.report.summary`
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from rlbench.gate.tolerances import Tolerances
 from rlbench.report import plots
 from rlbench.report import recommend as rec_mod
 from rlbench.report.markup import Bullets, Details, Document, Heading, Image, Para, Table, to_html, to_markdown
-from rlbench.report.results import PRUNE_METHODS, QUANT_METHODS, ResultsFile, load_results
+from rlbench.report.results import PRUNE_METHODS, QUANT_METHODS, ResultsFile, load_results, variant_sort_key
 from rlbench.report.summary import (BELOW_IDLE, BELOW_PAPER, METHOD_LABEL, NEAR_IDLE, RUNTIME_LABEL, SATURATED,
                                     BaselineFlag, VariantRow, argmax_flip, baseline_flags, by_pair, judged_pairs,
                                     label, latency_rows, median, pick_counts, variant_rows)
@@ -141,7 +142,10 @@ def _image(out: Path | None, name: str, caption: str | None = None) -> Image:
 
 
 def _source_name(results: ResultsFile) -> str:
-    return Path(results.path).name if str(results.path).endswith(".json") else str(results.path)
+    """The results file's name, or the stored figures' machine (the Run section gives the whole path)."""
+    if str(results.path).endswith(".json"):
+        return Path(results.path).name
+    return re.sub(r" \(.*\)$", "", str(results.path))
 
 
 def _document(inp: _Inputs, out: Path | None) -> Document:
@@ -233,12 +237,16 @@ def _latency_sentence(results: ResultsFile, vrows: list[VariantRow]) -> str | No
     if not rows:
         return None
     by_rt: dict[str, list[float]] = {}
+    methods: dict[str, set[str]] = {}
     for r in results.records:
         if not r.cell.is_baseline and "variant" in r.latency_s and r.runtime:
             by_rt.setdefault(r.runtime, []).append(r.latency_s["variant"] * 1e6)
-    parts = [f"{RUNTIME_LABEL.get(rt, rt)} variants ran at a median {_us(median(us))} per observation"
-             + (" (pruned and low-rank policies)" if rt == "torch" else "") for rt, us in sorted(by_rt.items(),
-                                                                                              reverse=True)]
+            methods.setdefault(r.runtime, set()).add(r.cell.method)
+    parts = []
+    for rt, us in sorted(by_rt.items(), key=lambda kv: -median(kv[1])):
+        few = sorted(methods[rt], key=lambda m: variant_sort_key(m, None))
+        which = f" ({_and([METHOD_LABEL.get(m, m) for m in few])})" if len(few) <= 3 else ""
+        parts.append(f"{RUNTIME_LABEL.get(rt, rt)} variants{which} ran at a median {_us(median(us))} per observation")
     text = "**Latency**, on this machine: " + (_and(parts) if parts else "no variant was timed")
     if fp32:
         text += ", against " + _and([f"{_us(v)} for {RUNTIME_LABEL.get(rt, rt)} fp32" for rt, v in fp32.items()])
@@ -368,10 +376,13 @@ def _recommend_blocks(recs: rec_mod.Recommendations, flags: tuple[BaselineFlag, 
     out = []
     for b in rec_mod.blocks(recs):
         if isinstance(b, Table):
-            out += [_recommend_table(recs, {f.pair: f for f in flags}),
-                    Para(f"Of fp32: the variant's mean over fp32's; `(below; p=…)` marks a mean below {recs.keep:.0%} "
-                         f"of fp32's that Mann-Whitney does not resolve at alpha={recs.alpha:g}, so the variant stays "
-                         f"admissible. Episode counts are in each pair's cell table below.")]
+            out += [_recommend_table(recs),
+                    Para(f"ORT: ONNX Runtime. Of fp32: the variant's mean over fp32's; `(below; p=…)` marks a mean "
+                         f"below {recs.keep:.0%} of fp32's that Mann-Whitney does not resolve at alpha={recs.alpha:g}, "
+                         f"so the variant stays admissible. Episode counts are in each pair's cell table below.")]
+            weak = _weak_sentence(recs, {f.pair: f for f in flags})
+            if weak is not None:
+                out.append(weak)
         else:
             out.append(b)
     return out
@@ -385,24 +396,20 @@ def _ret(mean: float, ci: tuple[float, float]) -> str:
     return f"{_sig(mean)} [{_sig(ci[0])}, {_sig(ci[1])}]"
 
 
-_REC_HEADER = ("Pair", "fp32 return (95% CI)", "Admissible", "Pick", "Variant", "Runtime", "Return (95% CI)",
-               "of fp32", "Latency vs fp32, same runtime", "Latency (µs)", "Bytes", "Compression")
+_REC_HEADER = ("Pair", "fp32 return (95% CI)", "Admissible", "Pick", "Variant (runtime)", "Return (95% CI)",
+               "of fp32", "Latency vs fp32 (same runtime)", "Latency (µs)", "Bytes", "Compression")
+_RT_SHORT = {"onnxruntime": "ORT", "torch": "torch"}
 
 
-def _recommend_table(recs: rec_mod.Recommendations, flags: Mapping[str, BaselineFlag]) -> Table:
+def _recommend_table(recs: rec_mod.Recommendations) -> Table:
     body = []
     for p in recs.pairs:
-        if p.status == rec_mod.NO_VARIANT:
-            continue  # named in the sentence under the table
+        if p.status in (rec_mod.NO_VARIANT, rec_mod.WEAK_BASELINE):
+            continue  # named in the sentences under the table
         lead = [p.pair, MISSING if p.fp32_mean is None else _ret(p.fp32_mean, p.fp32_ci),
                 MISSING if p.admissible is None else f"{p.admissible} / {p.candidates}"]
         if p.status != rec_mod.RECOMMENDED:
-            f = flags.get(p.pair)
-            note = p.note
-            if p.status == rec_mod.WEAK_BASELINE and f is not None and f.idle is not None:
-                note = (f"fp32 no better than doing nothing ({f.idle[0]:.1f} [{f.idle[1]:.1f}, {f.idle[2]:.1f}]): "
-                        f"not recommended")
-            body.append(tuple(lead) + (MISSING, f"**{p.status}**: {note}") + (MISSING,) * 7)
+            body.append(tuple(lead) + (MISSING, f"**{p.status}**: {p.note}") + (MISSING,) * 6)
             continue
         picks = [(c, name) for c, name in ((p.smallest, "smallest"), (p.fastest, "fastest")) if c is not None]
         if len(picks) == 2 and picks[0][0].cell == picks[1][0].cell:
@@ -414,15 +421,27 @@ def _recommend_table(recs: rec_mod.Recommendations, flags: Mapping[str, Baseline
                 frac += f" (below; p={c.p_value:.2g})"
             lat = MISSING if c.latency_ratio is None else f"{c.latency_ratio:.2f}x" + (
                 f" [{c.latency_ratio_ci[0]:.2f}, {c.latency_ratio_ci[1]:.2f}]" if c.latency_ratio_ci else "")
-            body.append(tuple(lead) + (name, f"`{c.variant}`{ties}", RUNTIME_LABEL.get(c.runtime or "", MISSING),
+            body.append(tuple(lead) + (name, f"`{c.variant}` ({_RT_SHORT.get(c.runtime or '', MISSING)}){ties}",
                                        _ret(c.return_mean, c.return_ci), frac, lat,
                                        MISSING if c.latency_us is None else f"{c.latency_us:.1f}",
                                        MISSING if c.bytes is None else f"{c.bytes:,}",
                                        MISSING if c.compression is None else f"{c.compression:.2f}x"))
             lead = ["", "", ""]
         if p.note:
-            body.append(("", "", "", MISSING, p.note) + (MISSING,) * 7)
-    return Table(_REC_HEADER, tuple(body), (2, 7, 8, 9, 10, 11))
+            body.append(("", "", "", MISSING, p.note) + (MISSING,) * 6)
+    return Table(_REC_HEADER, tuple(body), (2, 6, 7, 8, 9, 10))
+
+
+def _weak_sentence(recs: rec_mod.Recommendations, flags: Mapping[str, BaselineFlag]) -> Para | None:
+    weak = [p for p in recs.pairs if p.status == rec_mod.WEAK_BASELINE]
+    if not weak:
+        return None
+    def one(p):
+        f = flags.get(p.pair)
+        idle = f" against {f.idle[0]:.1f}" if f is not None and f.idle is not None else ""
+        return f"{p.pair} ({p.fp32_mean:.1f}{idle})"
+    return Para(f"**Not recommended, weak baseline** (fp32 no better than doing nothing, whose return follows; "
+                f"[flagged baselines](#weak-or-degenerate-baselines)): {_and([one(p) for p in weak])}.")
 
 
 # ------------------------------------------------------------------------------------------ latency
