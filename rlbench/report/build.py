@@ -311,9 +311,9 @@ def _flag_sentence(flags: tuple[BaselineFlag, ...]) -> str:
     flagged = [f for f in flags if f.flags]
     if not flagged:
         return "**Baselines**: every pair's fp32 policy beats doing nothing, reaches the paper's figure and moves under pruning."
-    counts = [(n, what) for what in (BELOW_IDLE, NEAR_IDLE, BELOW_PAPER, SATURATED)
+    counts = [(n, what) for what in (BELOW_IDLE, NEAR_IDLE, SATURATED, BELOW_PAPER)
               if (n := sum(1 for f in flagged if what in f.flags))]
-    words = {BELOW_IDLE: "score below doing nothing", NEAR_IDLE: "score no clearly better than doing nothing",
+    words = {BELOW_IDLE: "score below doing nothing", NEAR_IDLE: "score not clearly better than doing nothing",
              BELOW_PAPER: "score below the paper's Table 1 baseline", SATURATED: "return the same at every pruning ratio"}
     return (f"**Baselines**: {len(flagged)} of {len(flags)} pairs are flagged: "
             + _and([f"{n} {words[w]}" for n, w in counts]) + " ([flagged baselines](#weak-or-degenerate-baselines)).")
