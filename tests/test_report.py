@@ -447,6 +447,8 @@ def test_flags_weak_and_saturated_baselines(tmp_path, capsys):
     hum = _row(flags, "DDPG-Humanoid-v5")
     assert "**saturated**: the same return (63.7) at every one of 3 pruning ratios" in hum[-1]
     assert "## Which variant to deploy (return kept ≥ 90% of fp32)" in md
+    # a weak pair is named under the recommend table, with doing nothing's return, not given a pick
+    assert "**Not recommended, weak baseline**" in md and "SAC-Ant-v5 (500.0 against 99" in md
     assert main(["report", str(src), "--out", str(tmp_path / "r"), "--keep", "1.5"]) == 2
     assert "--keep 1.5" in capsys.readouterr().err
 

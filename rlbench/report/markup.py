@@ -155,7 +155,7 @@ h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9em; background: #f4f4f4;
        padding: 0 0.2em; border-radius: 3px; }
 nav.toc { background: #f8f8f8; border: 1px solid #e4e4e4; padding: 0.4em 1em; }
-nav.toc ol { margin: 0.3em 0; padding-left: 1.4em; columns: 2 16em; }
+nav.toc ol { margin: 0.3em 0; padding-left: 1.8em; columns: 3 15em; font-size: 0.92em; }
 .scroll { overflow-x: auto; margin: 0.8em 0; }
 table { border-collapse: collapse; font-size: 0.82em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.45em; vertical-align: top; }
