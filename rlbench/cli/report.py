@@ -102,6 +102,18 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def _source_args(p, keep_help: str) -> None:
+    """What ``report`` and ``recommend`` read: a results file, or a machine's stored figures."""
+    p.add_argument("results", metavar="OUT.json", nargs="?", default=None,
+                   help="a results file (pytest bench --benchmark-json, rlbench merge); default: the stored figures "
+                        "of --machine")
+    p.add_argument("--machine", metavar="ID", default=None,
+                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
+    p.add_argument("--keep", metavar="FRACTION", type=float, default=None, help=keep_help)
+    p.add_argument("--baselines", metavar="DIR", default=None,
+                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
+
+
 def add_parsers(subparsers) -> None:
     """Register ``report``, ``compare``, ``merge`` and ``export-gab`` on an argparse subparsers object."""
     r = subparsers.add_parser(
@@ -111,16 +123,9 @@ def add_parsers(subparsers) -> None:
                     "page opens with a summary in figures, the recommend table, absolute latency per runtime and "
                     "the pairs whose fp32 baseline is weak; then figures, the paper's Tables 1-3 beside ours, "
                     "and every cell folded per pair (docs/report.md). Exit 2 on bad input.")
-    r.add_argument("results", metavar="OUT.json", nargs="?", default=None,
-                   help="a results file; default: the stored figures of --machine")
+    _source_args(r, keep_help="the fraction of the fp32 return a variant must keep, for the recommend table "
+                              "and the summary (the paper's Table 2 keeps its own 90%%). Default: 0.95")
     r.add_argument("--out", metavar="DIR", required=True, help="output directory (created if missing)")
-    r.add_argument("--keep", metavar="FRACTION", type=float, default=None,
-                   help="the fraction of the fp32 return a variant must keep, for the recommend table and the "
-                        "summary (the paper's Table 2 keeps its own 90%%). Default: 0.95")
-    r.add_argument("--machine", metavar="ID", default=None,
-                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
-    r.add_argument("--baselines", metavar="DIR", default=None,
-                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
     r.add_argument("--paper", metavar="PATH", default=None,
                    help="the paper's tables as JSON (default: the copy shipped in rlbench.zoo.paper)")
     r.set_defaults(func=cmd_report)
@@ -181,13 +186,6 @@ def add_parsers(subparsers) -> None:
                     "whose return is not resolved below KEEP of the fp32 return by the grid's return gate. "
                     "Pairs whose fp32 policy scores no better than doing nothing are flagged. Markdown on stdout, "
                     "or JSON with --json; exit 2 on bad input.")
-    r.add_argument("results", metavar="OUT.json", nargs="?", default=None,
-                   help="a results file (pytest bench --benchmark-json, rlbench merge); default: the stored figures")
-    r.add_argument("--machine", metavar="ID", default=None,
-                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
-    r.add_argument("--keep", metavar="FRACTION", type=float, default=None,
-                   help="the fraction of the fp32 return a variant must not be resolved below. Default: 0.95")
-    r.add_argument("--baselines", metavar="DIR", default=None,
-                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
+    _source_args(r, keep_help="the fraction of the fp32 return a variant must not be resolved below. Default: 0.95")
     r.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     r.set_defaults(func=cmd_recommend)
