@@ -315,6 +315,29 @@ class BaselineStore:
         for path in dict.fromkeys(paths):
             read_record_file(path)
 
+    @classmethod
+    def of_stored_machine(cls, root: Path, machine_id: str) -> BaselineStore:
+        """The store of a machine with figures in ``machines/``, with that machine's int8 kernel class
+        as recorded; :class:`BaselineError` listing the stored machines if it has none."""
+        path = Path(root) / "machines" / f"{machine_id}.json"
+        if not path.exists():
+            known = sorted(p.stem for p in (Path(root) / "machines").glob("*.json"))
+            raise BaselineError(f"{path}: no stored figures for machine {machine_id}; stored machines: "
+                                f"{', '.join(known) or 'none'} (pick one with --machine, or record a machine's "
+                                f"figures on it with: pytest bench -n 8 --rlbench-record-machine)")
+        info = read_record_file(path).get("machine")
+        kernel = info.get("int8_kernel") if isinstance(info, dict) else None
+        return cls(root, machine_id, int8_kernel=str(kernel or "exact"))
+
+    def cells(self) -> list[str]:
+        """Every cell with figures in ``figures.json``."""
+        return list(read_record_file(self.figures_path)["cells"])
+
+    def machine_info(self) -> dict:
+        """The machine facts stored with this machine's figures ({} if none)."""
+        info = read_record_file(self.machine_path).get("machine")
+        return copy.deepcopy(info) if isinstance(info, dict) else {}
+
     def figures(self, cell: str) -> dict | None:
         return copy.deepcopy(read_record_file(self.figures_path)["cells"].get(cell))
 

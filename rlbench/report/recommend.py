@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import BaselineError, ResultsError
-from rlbench.core.io import read_stored_json
 from rlbench.core.paths import baselines_dir
 from rlbench.core.versions import machine_id
 from rlbench.gate.checks import Status, check_return, idle_bar, mann_whitney_p, pool_yardsticks
@@ -136,33 +135,21 @@ def stored_results(root: Path, machine: str) -> ResultsFile:
     """A machine's stored figures as a results file: ``figures.json`` (returns, bytes) with
     ``machines/MACHINE.json`` (latency). Int8 ONNX Runtime cells take the returns of the
     machine's int8 kernel class (``int8-kernels/``); a cell without returns for it has none."""
-    root = Path(root)
-    hint = "pytest bench -n 8 --rlbench-record-machine"
-    figures = read_stored_json(root / "figures.json", "pytest bench --rlbench-update-baselines")
-    if not isinstance(figures, dict) or not isinstance(figures.get("cells"), dict) or not figures["cells"]:
-        raise BaselineError(f"{root / 'figures.json'}: no stored cells to recommend from")
-    path = root / "machines" / f"{machine}.json"
-    data = read_stored_json(path, hint)
-    if data is None:
-        known = sorted(p.stem for p in (root / "machines").glob("*.json"))
-        raise BaselineError(f"{path}: no stored figures for machine {machine}; stored machines: "
-                            f"{', '.join(known) or 'none'} (pick one with --machine, or record a machine's figures "
-                            f"on it with: {hint})")
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
-        raise BaselineError(f"{path} is not an rlbench machine figures file (no 'cells' object)")
-    info = data.get("machine") if isinstance(data.get("machine"), dict) else {}
-    store = BaselineStore(root, machine, int8_kernel=str(info.get("int8_kernel") or "exact"))
-    source = f"the stored figures of machine {machine} ({root})"
+    store = BaselineStore.of_stored_machine(root, machine)
+    cells = store.cells()
+    if not cells:
+        raise BaselineError(f"{store.figures_path}: no stored cells to recommend from")
+    info = store.machine_info()
+    source = f"the stored figures of machine {machine} ({store.root})"
     records = []
-    for cell, fig in figures["cells"].items():
-        if not isinstance(fig, dict):
-            raise BaselineError(f"{root / 'figures.json'}: cell {cell!r} is not an object")
+    for cell in cells:
         try:
-            fig = store.require(cell, int8=uses_int8_kernels(fig))
+            fig = store.require(cell, int8=uses_int8_kernels(store.figures(cell)))
         except BaselineError:  # no returns for this machine's kernels: the cell keeps its other figures
-            fig = {k: v for k, v in fig.items() if k not in ("returns", "return_mean", "return_ci", "lengths")}
+            fig = {k: v for k, v in store.require(cell, returns=False).items()
+                   if k not in ("returns", "return_mean", "return_ci", "lengths")}
         entry = {"param": cell, "name": cell,
-                 "extra_info": {"figures": fig, "machine_figures": data["cells"].get(cell) or {},
+                 "extra_info": {"figures": fig, "machine_figures": store.machine_figures(cell) or {},
                                 "rlbench": {"machine_id": machine, "machine": info}}}
         records.append(record_from_entry(entry, source))
     return ResultsFile(path=source, records=tuple(sorted(records, key=lambda r: r.cell.sort_key())),
