@@ -15,6 +15,8 @@ Every cell measures the same things whatever its method (one code path):
   (:mod:`rlbench.measure.quiet`); the gated figures are paired per-round CPU-time ratios;
 * batch-64 throughput of the variant and the NumPy reference;
 * bytes, parameter counts and (for pruning) channel and parameter ratios;
+* for a discrete-action pair, ``argmax_flip``: the share of the variant's rollout states on which
+  its action differs from the fp32 policy's (:func:`rlbench.measure.returns.argmax_flip`);
 * peak-RSS deltas of the artefact in a fresh subprocess (ONNX Runtime with the arena on and off;
   torch for torch artefacts).
 """
@@ -44,7 +46,7 @@ from rlbench.measure.quiet import quiet_lock
 from rlbench.measure.returns import evaluate_returns
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
-from rlbench.zoo.registry import EVAL_SEED_BASE
+from rlbench.zoo.registry import EVAL_SEED_BASE, is_discrete
 from rlbench.zoo.shipped import load_shipped
 
 MIN_EPISODES = 10
@@ -149,12 +151,16 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
     phases.mark("setup")
     if reuse is None:
-        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
+        reference = torch_fp32 if is_discrete(cell.env_id) else None
+        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock, reference=reference)
         returns = {"returns": list(rec.returns), "lengths": list(rec.lengths), "return_mean": rec.mean,
                    "return_ci": [rec.ci_low, rec.ci_high]}
+        if rec.argmax_flip is not None:
+            returns["argmax_flip"] = rec.argmax_flip
         extra = {"return": rec.to_json()}
     else:
-        returns = {k: reuse.figures[k] for k in ("returns", "lengths", "return_mean", "return_ci")}
+        returns = {k: reuse.figures[k] for k in ("returns", "lengths", "return_mean", "return_ci", "argmax_flip")
+                   if k in reuse.figures}
         extra = {"return": reuse.extra.get("return"), "confirmation_of": reuse.machine.get("ratios")}
     phases.mark("returns")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rlbench.zoo.registry import ALGOS, ENVS, env_short
+from rlbench.zoo.registry import ALGOS, ENVS, env_short, has_pair
 from rlbench.report.results import QUANT_METHODS, CellRecord, ResultsFile, ReturnStat
 
 MISSING = "—"
@@ -37,7 +37,7 @@ MIB = 1024 * 1024
 def report_pairs(results: ResultsFile) -> list[tuple[str, str]]:
     """Every algorithm x environment of the registry (the paper's grid, so missing rows show as
     missing), then any other pair present in the file, in registry order."""
-    pairs = [(a, e) for a in ALGOS for e in ENVS]
+    pairs = [(a, e) for a in ALGOS for e in ENVS if has_pair(a, e)]
     extra = [p for p in results.pairs() if p not in pairs]
     return pairs + sorted(extra, key=lambda p: (ALGOS.index(p[0]), p[1]))
 
