@@ -309,3 +309,20 @@ def test_sample_file_matches_its_generator():
     assert [b["param"] for b in stored["benchmarks"]] == SAMPLE_CELLS
     assert stored["benchmarks"][0]["extra_info"]["figures"]["returns"] == pytest.approx(
         fresh["benchmarks"][0]["extra_info"]["figures"]["returns"])
+
+
+def test_a_discrete_cells_argmax_flips_stand_beside_its_return(tmp_path):
+    from tests.data.results_factory import edit
+
+    from rlbench.report.tables import cell_rows
+
+    doc = make_results(["DQN-CartPole-v1-baseline", "DQN-CartPole-v1-ptdq", "PPO-Hopper-v5-ptdq"], episodes=10)
+    doc = edit(doc, "DQN-CartPole-v1-ptdq", lambda e: e["extra_info"]["figures"].update(
+        argmax_flip={"states": 4000, "flips": 82, "fraction": 0.0205}))
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    rows = {r.rec.id: r for r in cell_rows(load_results(p))}
+    assert rows["DQN-CartPole-v1-ptdq"].rec.argmax_flip == 0.0205
+    assert rows["DQN-CartPole-v1-ptdq"].return_text().endswith("; argmax flips 2.1%")
+    assert rows["PPO-Hopper-v5-ptdq"].rec.argmax_flip is None  # continuous: no such figure
+    assert "argmax" not in rows["PPO-Hopper-v5-ptdq"].return_text()

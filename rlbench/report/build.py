@@ -208,7 +208,7 @@ def _cells_blocks(results: ResultsFile) -> list:
     body = []
     for row in cell_rows(results):
         rec = row.rec
-        ret = MISSING if row.ret is None else f"{row.ret.format()} (n={row.ret.n})"
+        ret = row.return_text()
         lat = MISSING if row.latency is None else f"{row.latency[0]:.2f} [{row.latency[1]:.2f}, {row.latency[2]:.2f}]"
         med = rec.latency_median_s
         rss = rec.memory.get("rss_delta_bytes")

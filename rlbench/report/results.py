@@ -193,6 +193,9 @@ class CellRecord:
     memory: Mapping[str, Any]
     energy: Energy | None
     context: RunContext
+    argmax_flip: float | None = None
+    """Discrete-action cells: the share of the variant's rollout states whose action differs from the
+    fp32 policy's (``figures.argmax_flip.fraction``); None for continuous cells."""
 
     @property
     def id(self) -> str:
@@ -485,4 +488,5 @@ def record_from_entry(entry: dict, source: str) -> CellRecord:
                            versions=_ro(f.mapping(ctx, "versions", "rlbench.")),
                            threads=f.integer(ctx, "threads", "rlbench."),
                            schema=ctx.get("schema")),
+        argmax_flip=f.number(f.mapping(fig, "argmax_flip", "figures."), "fraction", "figures.argmax_flip."),
     )

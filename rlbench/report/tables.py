@@ -317,6 +317,13 @@ class CellRow:
     latency: tuple[float, float, float] | None
     memory_rel: float | None
     energy: str
+    flip: float | None = None
+    """Discrete cells: the share of states whose argmax action the compression changed."""
+
+    def return_text(self) -> str:
+        """The return column: mean ± CI half-width (n), and a discrete cell's argmax flips beside it."""
+        text = MISSING if self.ret is None else f"{self.ret.format()} (n={self.ret.n})"
+        return text if self.flip is None else f"{text}; argmax flips {self.flip:.1%}"
 
 
 def cell_rows(results: ResultsFile) -> list[CellRow]:
@@ -328,7 +335,7 @@ def cell_rows(results: ResultsFile) -> list[CellRow]:
         bst = base.return_stat() if base is not None else None
         ret_rel = st.mean / bst.mean if st is not None and bst is not None and bst.mean != 0 else None
         rows.append(CellRow(rec, st, ret_rel, relative_latency(rec), relative_memory(rec, base),
-                            energy_text(rec, base)))
+                            energy_text(rec, base), rec.argmax_flip))
     return rows
 
 
