@@ -30,6 +30,7 @@ from rlbench.gate.idle import below_idle
 from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
+from rlbench.zoo.registry import DISCRETE_ENVS
 
 KEEP = 0.90  # "keeps at least 90% of baseline return"
 
@@ -49,9 +50,13 @@ class Finding:
 
 
 def _by_pair(figures: dict) -> dict[str, dict[str, dict]]:
+    """Cells by pair and variant, the paper's grid only: the findings are the paper's claims about
+    continuous control, and the discrete-action (DQN) pairs are not in it."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for cid, fig in figures.items():
         pair, variant = split_cell_id(cid)
+        if pair.split("-", 1)[1] in DISCRETE_ENVS:
+            continue
         out[pair][variant] = fig
     return out
 
