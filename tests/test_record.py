@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rlbench.core.errors import ResultsError
 from rlbench.gate.checks import Status
-from rlbench.grid.record import (OLDEST_SCHEMA, SCHEMA, CellRecord, Durations, Energy, Episodes, Latency, Outcome,
+from rlbench.grid.record import (OLDEST_SCHEMA, SCHEMA, ArgmaxFlips, CellRecord, Durations, Energy, Episodes, Latency, Outcome,
                                  RunContext, parse_cell_id)
 from rlbench.report.results import load_results
 from tests.data.results_factory import make_results
@@ -46,7 +46,7 @@ def records(draw):
         model_bytes=draw(st.dictionaries(names, small_int, max_size=3)), bytes_total=draw(st.none() | small_int),
         params=draw(st.none() | small_int), int8_weight_tensors=draw(st.none() | small_int),
         compression_factor=draw(st.none() | finite), policy_sha256=draw(st.none() | names),
-        argmax_flip=draw(st.none() | st.floats(0, 1)),
+        argmax_flip=draw(st.none() | st.builds(lambda s, k: ArgmaxFlips(s, min(k, s)), small_int, small_int)),
         summary={"method": parse_cell_id(cell).method, "channel_ratio": draw(st.none() | finite),
                  "settings": {"bits": draw(small_int)}},
         latency=Latency(stats={"median": draw(finite), "data": draw(st.lists(finite, max_size=3))},
@@ -134,6 +134,7 @@ def test_a_schema_that_is_no_version_this_rlbench_reads_fails(tmp_path, schema):
     ("figures", {"runtime": 3}, "figures.runtime"),
     ("figures", {"channel_ratio": "half"}, "figures.channel_ratio"),
     ("figures", {"argmax_flip": "0.1"}, "figures.argmax_flip"),
+    ("figures", {"argmax_flip": {"states": 10, "flips": 11}}, "figures.argmax_flip"),
     ("machine_figures", {"ratios": {"variant/fp32": "fast"}}, "machine_figures.ratios.variant/fp32"),
     ("machine_figures", {"ratio_ci": {"variant/fp32": [1.0, 2.0, 3.0]}}, "machine_figures.ratio_ci.variant/fp32"),
     ("machine_figures", {"memory": {"rss_delta_bytes": "1 MiB"}}, "machine_figures.memory.rss_delta_bytes"),

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlbench.report.build import PLOTS, pareto_name, png_size, write_report
+from rlbench.report.build import PLOTS, build_document, pareto_name, png_size, write_report
+from rlbench.report.markup import to_markdown
+from rlbench.zoo.paper import load_paper
 from rlbench.report.summary import argmax_flip
 from rlbench.cli.main import main
 from rlbench.report.gab import export_gab
@@ -454,5 +456,26 @@ def test_flags_weak_and_saturated_baselines(tmp_path, capsys):
 
 
 def test_argmax_flips_are_read_where_a_cell_records_them():
-    assert argmax_flip(SimpleNamespace(argmax_flip=0.125)) == 0.125
-    assert argmax_flip(SimpleNamespace()) is None and argmax_flip(SimpleNamespace(argmax_flip=None)) is None
+    from rlbench.grid.record import ArgmaxFlips
+
+    assert argmax_flip(SimpleNamespace(argmax_flip=ArgmaxFlips(states=8, flips=1))) == 0.125
+    assert argmax_flip(SimpleNamespace(argmax_flip=None)) is None
+
+
+def test_a_discrete_cells_argmax_flips_stand_beside_its_return(tmp_path):
+    from tests.data.results_factory import edit
+
+    from rlbench.report.tables import cell_rows
+
+    doc = make_results(["DQN-CartPole-v1-baseline", "DQN-CartPole-v1-ptdq", "PPO-Hopper-v5-ptdq"], episodes=10)
+    doc = edit(doc, "DQN-CartPole-v1-ptdq", lambda e: e["extra_info"]["figures"].update(
+        argmax_flip={"states": 4000, "flips": 82, "fraction": 0.0205}))
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    results = load_results(p)
+    rows = {r.rec.id: r for r in cell_rows(results)}
+    assert rows["DQN-CartPole-v1-ptdq"].rec.argmax_flip.fraction == 0.0205
+    assert rows["PPO-Hopper-v5-ptdq"].rec.argmax_flip is None  # continuous: no such figure
+    md = to_markdown(build_document(results, load_paper()))
+    cartpole = md[md.index("<strong>DQN-CartPole-v1</strong>"):]
+    assert "Argmax flips" in cartpole and "| 2.1% |" in cartpole

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rlbench.zoo.registry import pairs
+
 import json
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def test_export_never_overwrites_silently(tmp_baselines):
 def test_zoo_table_lists_all_pairs(tmp_baselines):
     ship_fake(tmp_baselines, returns=(10.0, 20.0, 30.0))
     rows = zoo_table(verify=True)
-    assert len(rows) == 25
+    assert len(rows) == len(pairs()) == 25 + 2  # the paper's grid, then DQN on CartPole and LunarLander
     shipped = [r for r in rows if r["status"] != "missing"]
     assert [(r["algo"], r["env"]) for r in shipped] == [("PPO", "Hopper-v5")]
     assert shipped[0]["return_mean"] == 20.0 and shipped[0]["episodes"] == 3
@@ -147,7 +149,7 @@ def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
     assert lines[2].endswith("| 993 (**ours below**) |")  # whole CI under the idle CI
     assert lines[3].endswith("| 993 |")  # CI reaches it: not below
     assert lines[4].endswith("| 0 |") and lines[5].endswith("| not recorded |")
-    assert lines[-1].endswith("Below doing nothing (our whole CI under the zero-action return's): 1 of 4.")
+    assert lines[-1].endswith("Below doing nothing (our whole CI under the doing-nothing return's): 1 of 4.")
 
 
 def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():
@@ -174,3 +176,17 @@ def test_readme_zoo_table_is_the_generated_one():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     table = zoo_matrix_markdown(zoo_table(), idle.read(baselines_dir()))
     assert table in readme, "README's zoo table is stale: paste the output of `rlbench zoo list --matrix`"
+
+
+
+
+def test_zoo_markdown_has_no_paper_figure_for_dqn_and_counts_it_apart():
+    from rlbench.report.zoo_table import zoo_markdown
+
+    rows = [{"algo": "DQN", "env": "CartPole-v1", "status": "ok", "return_mean": 500.0, "ci_low": 500.0,
+             "ci_high": 500.0, "timesteps": 200_000, "target_timesteps": 200_000},
+            {"algo": "DQN", "env": "LunarLander-v3", "status": "missing"}]
+    lines = zoo_markdown(rows, {"CartPole-v1": {"mean": 22.1, "ci": [20.0, 24.0]}}).splitlines()
+    assert lines[2] == "| DQN | CartPole-v1 | 500 [500, 500] | 200k | — | — | no paper figure | 22 |"
+    assert lines[3] == "| DQN | LunarLander-v3 | not shipped yet | — | — | — | — | not recorded |"
+    assert "0 of 0 shipped pairs the paper has a figure for; 1 of 2 not shipped yet" in lines[-1]

@@ -44,7 +44,9 @@ from rlbench.measure.int8kernel import uses_int8_kernels
 
 SCHEMA = 1
 UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
-RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci")
+#: What a cell's rollouts measure, so what depends on a machine's int8 kernels (``argmax_flip``: a
+#: discrete cell's share of states whose action its compression changed).
+RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci", "argmax_flip")
 IDENTITY_KEYS = ("seeds", "files", "calibration")
 RECORD_DIRS = ("machines", "int8-kernels")
 """Subdirectories of the baselines that hold stored figures (``policies/`` and ``artefacts/`` do not)."""

@@ -16,6 +16,8 @@ Every cell measures the same things whatever its method (one code path):
   (:mod:`rlbench.measure.quiet`); the gated figures are paired per-round CPU-time ratios;
 * batch-64 throughput of the variant and the NumPy reference;
 * bytes, parameter counts and (for pruning) channel and parameter ratios;
+* for a discrete-action pair, ``argmax_flip``: the share of the variant's rollout states on which
+  its action differs from the fp32 policy's (:func:`rlbench.measure.returns.argmax_flip`);
 * peak-RSS deltas of the artefact in a fresh subprocess (ONNX Runtime with the arena on and off;
   torch for torch artefacts).
 """
@@ -41,7 +43,7 @@ from rlbench.core.threads import DEFAULT_THREADS
 from rlbench.core.versions import library_versions, machine_id
 from rlbench.gate.ratios import RatioKind
 from rlbench.grid.matrix import Cell
-from rlbench.grid.record import CellRecord, Durations, Episodes, Latency, Phase, RunContext, parse_cell_id
+from rlbench.grid.record import ArgmaxFlips, CellRecord, Durations, Episodes, Latency, Phase, RunContext, parse_cell_id
 from rlbench.measure.energy import detect_meter, measure_energy_per_inference
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.latency import paired_ratio, time_interleaved
@@ -51,7 +53,7 @@ from rlbench.measure.quiet import quiet_lock
 from rlbench.measure.returns import evaluate_returns
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
-from rlbench.zoo.registry import EVAL_SEED_BASE
+from rlbench.zoo.registry import EVAL_SEED_BASE, is_discrete
 from rlbench.zoo.shipped import load_shipped
 
 MIN_EPISODES = 10
@@ -157,10 +159,12 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
     phases.mark(Phase.SETUP)
     if reuse is None:
-        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
+        reference = torch_fp32 if is_discrete(cell.env_id) else None
+        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock, reference=reference)
         episodes = Episodes(tuple(seeds), tuple(rec.returns), tuple(rec.lengths), rec.mean, (rec.ci_low, rec.ci_high))
+        flips = None if rec.argmax_flip is None else ArgmaxFlips.from_json(rec.argmax_flip)
     else:
-        episodes = reuse.record.episodes
+        episodes, flips = reuse.record.episodes, reuse.record.argmax_flip
     phases.mark(Phase.RETURNS)
 
     obs64 = np.repeat(obs1, BATCH, axis=0)
@@ -207,7 +211,8 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
     typed = {k: summary.pop(k, None) for k in ("runtime", "model_bytes", "bytes_total", "params",
                                                "int8_weight_tensors", "compression_factor")}
     record = CellRecord(
-        cell=parse_cell_id(cell.id), episodes=episodes, **typed, policy_sha256=shipped.sha256, summary=summary,
+        cell=parse_cell_id(cell.id), episodes=episodes, **typed, policy_sha256=shipped.sha256, argmax_flip=flips,
+        summary=summary,
         latency=latency, memory=mem, durations=Durations(cell_seconds, timed, wall, cpu),
         context=RunContext(machine_id(), machine_info(), library_versions(), DEFAULT_THREADS))
     return CellResult(record, {str(k): tuple(r.samples) for k, r in ratios.items()})

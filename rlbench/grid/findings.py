@@ -32,6 +32,7 @@ from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
 from rlbench.grid.record import CellRecord
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
+from rlbench.zoo.registry import DISCRETE_ENVS
 
 KEEP = 0.90
 """A pruned model keeps its baseline's return when its mean return is at least this fraction of it."""
@@ -81,10 +82,19 @@ class Finding:
         return f"[{self.key}] {self.claim} | paper: {self.paper} | ours (n={self.n}): {self.ours}"
 
 
+def _in_paper_grid(pair: str) -> bool:
+    """False for a discrete-action (DQN) pair: the paper's findings are about continuous control."""
+    return pair.split("-", 1)[1] not in DISCRETE_ENVS
+
+
 def _by_pair(figures: dict) -> dict[str, dict[str, dict]]:
+    """Cells by pair and variant, the paper's grid only: the findings are the paper's claims about
+    continuous control, and the discrete-action (DQN) pairs are not in it."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for cid, fig in figures.items():
         pair, variant = split_cell_id(cid)
+        if not _in_paper_grid(pair):
+            continue
         out[pair][variant] = fig
     return out
 
@@ -765,7 +775,8 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     for key, f in after.items():
         measured_key = "memory" if key == "rss" else "bytes_total" if key == "bytes" else "returns"
         source = (fresh_machine or {}) if key == "rss" else fresh
-        reads = [c for c in (machine if key == "rss" else stored) if _reads(key, split_cell_id(c)[1])]
+        reads = [c for c in (machine if key == "rss" else stored)
+                 if _reads(key, split_cell_id(c)[1]) and _in_paper_grid(split_cell_id(c)[0])]
         remeasured = sum(1 for c in reads if measured_key in source.get(c, {}))
         stored_f = before.get(key)
         out.append(FreshFinding(key, f.claim, f.paper, stored_f, f, remeasured, len(reads),

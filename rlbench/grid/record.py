@@ -244,6 +244,26 @@ class Durations:
 
 
 @dataclass(frozen=True)
+class ArgmaxFlips:
+    """A discrete-action cell's greedy choices against the fp32 policy's, on the variant's own rollout
+    states (:func:`rlbench.measure.returns.argmax_flip`)."""
+
+    states: int
+    flips: int
+
+    @property
+    def fraction(self) -> float:
+        return self.flips / self.states if self.states else 0.0
+
+    def to_json(self) -> dict:
+        return {"states": self.states, "flips": self.flips, "fraction": self.fraction}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ArgmaxFlips:
+        return cls(int(d["states"]), int(d["flips"]))
+
+
+@dataclass(frozen=True)
 class Energy:
     """Energy of a cell. ``joules_per_1000`` is ``None`` whenever ``available`` is false."""
 
@@ -333,7 +353,7 @@ class CellRecord:
     compression_factor: float | None = None
     policy_sha256: str | None = None
     """The shipped policy the cell was measured from."""
-    argmax_flip: float | None = None
+    argmax_flip: ArgmaxFlips | None = None
     """Discrete-action pairs: the fraction of observations whose greedy action the compression changes."""
     summary: Mapping[str, Any] = field(default_factory=_ro)
     """The rest of ``figures``: the compression's own summary (``method``, ``ratio``, ``channel_ratio``,
@@ -450,7 +470,7 @@ class CellRecord:
                  "model_bytes": dict(self.model_bytes) if self.model_bytes else None, "bytes_total": self.bytes_total,
                  "params": self.params, "int8_weight_tensors": self.int8_weight_tensors,
                  "compression_factor": self.compression_factor, "policy_sha256": self.policy_sha256,
-                 "argmax_flip": self.argmax_flip}
+                 "argmax_flip": self.argmax_flip.to_json() if self.argmax_flip is not None else None}
         out.update({k: v for k, v in typed.items() if v is not None})
         return out
 
@@ -549,7 +569,7 @@ class CellRecord:
             bytes_total=f.integer(fig, "bytes_total", p), params=f.integer(fig, "params", p),
             int8_weight_tensors=f.integer(fig, "int8_weight_tensors", p),
             compression_factor=f.number(fig, "compression_factor", p), policy_sha256=f.text(fig, "policy_sha256", p),
-            argmax_flip=f.number(fig, "argmax_flip", p), summary=_ro(summary), latency=latency, memory=memory,
+            argmax_flip=_flips(f, fig, p), summary=_ro(summary), latency=latency, memory=memory,
             energy=_energy(f, mach), durations=durations,
             context=RunContext(machine_id=f.text(ctx, "machine_id", "rlbench."),
                                machine=_ro(f.mapping(ctx, "machine", "rlbench.")),
@@ -583,6 +603,16 @@ def _schema(f: _Fields, data: Mapping, ctx: Mapping) -> int:
 
 def _opt_map(f: _Fields, d: Mapping, key: str, prefix: str) -> Mapping[str, float] | None:
     return _ro(f.number_map(d, key, prefix)) if d.get(key) is not None else None
+
+
+def _flips(f: _Fields, fig: Mapping, prefix: str) -> ArgmaxFlips | None:
+    d = f.mapping(fig, "argmax_flip", prefix)
+    if not d:
+        return None
+    states, flips = f.integer(d, "states", prefix + "argmax_flip."), f.integer(d, "flips", prefix + "argmax_flip.")
+    if states is None or flips is None or not 0 <= flips <= states:
+        raise f.fail(prefix + "argmax_flip", dict(d), "an object with integers 0 <= flips <= states")
+    return ArgmaxFlips(states, flips)
 
 
 def _energy(f: _Fields, mach: Mapping) -> Energy | None:

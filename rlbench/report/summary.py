@@ -70,8 +70,7 @@ def quartiles(values) -> tuple[float, float] | None:
 def argmax_flip(rec: CellRecord) -> float | None:
     """The fraction of evaluation states whose greedy action changes under compression, for
     discrete-action cells that record it (``argmax_flip``); ``None`` elsewhere."""
-    v = getattr(rec, "argmax_flip", None)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return None if rec.argmax_flip is None else rec.argmax_flip.fraction
 
 
 def judged_pairs(recs: Recommendations) -> set[str]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from rlbench.grid import findings
 from rlbench.grid.findings import Finding, highest_kept_ratio, keeps
 from rlbench.report.results import QUANT_METHODS, CellRecord, ResultsFile, ReturnStat
-from rlbench.zoo.registry import ALGOS, ENVS, env_short
+from rlbench.zoo.registry import ALGOS, ENVS, env_short, has_pair
 
 MISSING = "—"
 KEEP_FRACTION = findings.KEEP
@@ -43,7 +43,7 @@ MIB = 1024 * 1024
 def report_pairs(results: ResultsFile) -> list[tuple[str, str]]:
     """Every algorithm x environment of the registry (the paper's grid, so missing rows show as
     missing), then any other pair present in the file, in registry order."""
-    pairs = [(a, e) for a in ALGOS for e in ENVS]
+    pairs = [(a, e) for a in ALGOS for e in ENVS if has_pair(a, e)]
     extra = [p for p in results.pairs() if p not in pairs]
     return pairs + sorted(extra, key=lambda p: (ALGOS.index(p[0]), p[1]))
 

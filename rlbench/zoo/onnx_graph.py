@@ -7,6 +7,10 @@ gives byte-identical files for identical weights, the same node names in every v
 dependence on the exporter a torch upgrade ships. Linear layers become ``MatMul`` + ``Add``, the
 form ONNX Runtime's dynamic and static quantizers both rewrite (``MatMulInteger`` / QDQ).
 A test checks the graph against the torch module on real observations.
+
+A discrete-action policy (DQN) ends in ``ArgMax`` over the Q-values (axis 1, first maximum on ties):
+the deployable graph returns the action index, int64 [batch], what the environment takes, and every
+compression of it is judged on the actions it picks.
 """
 
 from __future__ import annotations
@@ -68,7 +72,12 @@ def input_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, mean
 
 
 def output_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, x: str, low, high) -> None:
-    """Append the squashing (if ``spec.squash``) and the clip to the action bounds, ending in ``OUTPUT``."""
+    """Append the squashing (if ``spec.squash``) and the clip to the action bounds, ending in ``OUTPUT``;
+    for a discrete policy, the argmax over the Q-values instead."""
+    if getattr(spec, "discrete", False):
+        nodes.append(helper.make_node("ArgMax", [x], [OUTPUT], name="action_ArgMax", axis=1, keepdims=0,
+                                      select_last_index=0))
+        return
     if spec.squash:
         nodes.append(helper.make_node("Tanh", [x], ["squashed"]))
         nodes.append(helper.make_node("Mul", ["squashed", const("act_half", (high - low) / 2)], ["scaled"]))
@@ -83,7 +92,8 @@ def policy_model(nodes: list, inits: list, spec) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "rlbench_policy",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.obs_dim])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.INT64, ["batch"]) if getattr(spec, "discrete", False)
+         else helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rlbench", producer_version="1")
