@@ -37,21 +37,23 @@ def test_a_phase_rlbench_floor_does_not_know_is_refused():
 
 def test_a_pooled_confirmation_keeps_both_runs_durations_and_pools_the_ratio_samples():
     from rlbench.grid.cell import CellResult, pool_latency
+    from rlbench.grid.record import CellRecord
 
     def run(cell_s, timed, returns_s, samples):
         machine = {"cell_seconds": cell_s, "timed_seconds": timed, "ratios": {"variant/fp32": 0.0},
                    "phase_seconds": {"setup": 0.5, "returns": returns_s, "timing": 1.0},
                    "phase_cpu_seconds": {"setup": 0.4, "returns": returns_s, "timing": 1.0}}
-        return CellResult("PPO-Hopper-v5-ptdq", {}, machine, {}, extra={"ratio_samples": {"variant/fp32": samples}})
+        return CellResult(CellRecord.from_figures("PPO-Hopper-v5-ptdq", {}, machine), {"variant/fp32": samples})
 
     first, confirmation = run(12.0, 0.8, 10.0, [1.0, 1.2]), run(1.5, 0.7, 0.0, [1.1, 1.3, 1.4])
     pooled = pool_latency(first, confirmation)
+    machine = pooled.record.machine_json()
     # the rollouts of the first run are part of the cell's cost (shards and the floor read it)
-    assert pooled.machine["cell_seconds"] == 13.5 and pooled.machine["timed_seconds"] == 1.5
-    assert pooled.machine["phase_seconds"] == {"setup": 1.0, "returns": 10.0, "timing": 2.0}
-    assert pooled.machine["phase_cpu_seconds"]["setup"] == 0.8
-    assert pooled.extra["ratio_samples"]["variant/fp32"] == [1.0, 1.2, 1.1, 1.3, 1.4]
-    assert pooled.machine["ratios"]["variant/fp32"] == 1.2 and pooled.machine["confirmed"] is True
+    assert machine["cell_seconds"] == 13.5 and machine["timed_seconds"] == 1.5
+    assert machine["phase_seconds"] == {"setup": 1.0, "returns": 10.0, "timing": 2.0}
+    assert machine["phase_cpu_seconds"]["setup"] == 0.8
+    assert pooled.ratio_samples["variant/fp32"] == (1.0, 1.2, 1.1, 1.3, 1.4)
+    assert machine["ratios"]["variant/fp32"] == 1.2 and machine["confirmed"] is True
 
 
 def _stored_row(tmp_path, cell, figures, ratios):
@@ -67,16 +69,17 @@ def _stored_row(tmp_path, cell, figures, ratios):
 
 
 def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_path):
-    from rlbench.grid.cell import CellResult, check_cell
+    from rlbench.grid.cell import check_cell
+    from rlbench.grid.record import CellRecord
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"model.onnx": 10}, "params": 5,
             "policy_sha256": "a" * 64, "method": "ptdq"}
     store = _stored_row(tmp_path, "PPO-Hopper-v5-ptdq", figs, {"variant/fp32": 0.5})
     machine = {"ratios": {"variant/fp32": 0.5}, "ratio_ci": {"variant/fp32": [0.49, 0.51]}}
-    same = CellResult("PPO-Hopper-v5-ptdq", dict(figs), machine, {})
+    same = CellRecord.from_figures("PPO-Hopper-v5-ptdq", dict(figs), machine)
     assert not any(v.failed for v in check_cell(same, store))
-    retrained = CellResult("PPO-Hopper-v5-ptdq", {**figs, "policy_sha256": "b" * 64},
-                           {"ratios": {"variant/fp32": 9.0}, "ratio_ci": {"variant/fp32": [8.9, 9.1]}}, {})
+    retrained = CellRecord.from_figures("PPO-Hopper-v5-ptdq", {**figs, "policy_sha256": "b" * 64},
+                           {"ratios": {"variant/fp32": 9.0}, "ratio_ci": {"variant/fp32": [8.9, 9.1]}})
     verdicts = check_cell(retrained, store)  # one verdict: the 18x ratio is another policy's, not a regression
     assert [(v.metric, v.failed) for v in verdicts] == [("policy", True)]
     assert re.match(r"PPO-Hopper-v5-ptdq: stored figures were recorded from policy sha256 aaaaaaaaaaaa, this one is "
@@ -84,34 +87,44 @@ def test_a_cell_recorded_from_another_policy_says_so_instead_of_regressing(tmp_p
 
 
 def test_a_baseline_cell_checks_no_ratio_of_its_timing_with_itself(tmp_path):
-    from rlbench.grid.cell import CellResult, check_cell
+    from rlbench.grid.cell import check_cell
+    from rlbench.grid.record import CellRecord
 
     figs = {"returns": [100.0, 101.0, 99.0], "seeds": [1, 2, 3], "model_bytes": {"policy.onnx": 10}, "params": 5,
             "method": "baseline"}
     store = _stored_row(tmp_path, "PPO-Hopper-v5-baseline", figs, {"torch-fp32/numpy-ref": 4.0})
     # 9.0 against 4.0 is beyond even the wide per-cell bar of a ratio across runtimes (+100%)
     machine = {"ratios": {"torch-fp32/numpy-ref": 9.0}, "ratio_ci": {"torch-fp32/numpy-ref": [8.9, 9.1]}}
-    verdicts = check_cell(CellResult("PPO-Hopper-v5-baseline", figs, machine, {}), store)
+    verdicts = check_cell(CellRecord.from_figures("PPO-Hopper-v5-baseline", figs, machine), store)
     latency = [v for v in verdicts if v.metric == "latency"]
     assert len(latency) == 1 and latency[0].failed and "torch-fp32/numpy-ref" in latency[0].message
 
 
 def test_a_machine_recording_checks_the_machine_independent_figures_first(tmp_path):
     from rlbench.gate.store import BaselineStore
-    from rlbench.grid.cell import CellResult, check_recording
+    from rlbench.grid.cell import check_recording
+    from rlbench.grid.record import CellRecord
 
     good = [100.0 + (i % 5) for i in range(20)]
     figs = {"returns": good, "seeds": list(range(20)), "model_bytes": {"model.onnx": 10}, "params": 5,
             "method": "ptdq", "runtime": "onnxruntime", "int8_weight_tensors": 3}
     _stored_row(tmp_path, "PPO-Hopper-v5-ptdq", figs, {"variant/fp32": 0.5})
-    broken = CellResult("PPO-Hopper-v5-ptdq", {**figs, "returns": [2.0] * 20}, {"ratios": {}}, {})
+    broken = CellRecord.from_figures("PPO-Hopper-v5-ptdq", {**figs, "returns": [2.0] * 20}, {"ratios": {}})
     exact = BaselineStore(tmp_path, "m")
     assert [v.metric for v in check_recording(broken, exact) if v.failed] == ["return"]
     # kernels that saturate: this recording writes the cell's int8 returns, so only bytes, params and policy
     saturating = BaselineStore(tmp_path, "m", int8_kernel="u8s8-saturating")
     assert not any(v.failed for v in check_recording(broken, saturating))
-    rebuilt = CellResult("PPO-Hopper-v5-ptdq", {**figs, "model_bytes": {"model.onnx": 11}}, {"ratios": {}}, {})
+    rebuilt = CellRecord.from_figures("PPO-Hopper-v5-ptdq", {**figs, "model_bytes": {"model.onnx": 11}}, {"ratios": {}})
     assert [v.metric for v in check_recording(rebuilt, saturating) if v.failed] == ["model bytes"]
+
+
+class _Timing(str):
+    """A stand-in result: a name that is its own record."""
+
+    @property
+    def record(self):
+        return self
 
 
 class _FakeGrid:
@@ -128,11 +141,11 @@ class _FakeGrid:
 
     def run_cell(self, cell, store, rounds, memory, reuse=None):
         self.calls.append(("run", rounds, memory, reuse))
-        return f"timing{len([c for c in self.calls if c[0] == 'run'])}"
+        return _Timing(f"timing{len([c for c in self.calls if c[0] == 'run'])}")
 
     def pool_latency(self, first, second):
         self.calls.append(("pool", first, second))
-        return f"{first}+{second}"
+        return _Timing(f"{first}+{second}")
 
     def check_cell(self, result, store, gate_latency=True, memory=True):
         self.calls.append(("check", result, gate_latency, memory))

@@ -8,7 +8,7 @@ import torch
 
 from rlbench.zoo.export import deployable_from_sb3
 from rlbench.zoo.onnx_graph import onnx_bytes
-from rlbench.zoo.registry import ALGOS, get_config
+from rlbench.zoo.registry import CONTINUOUS_ALGOS, DISCRETE_ENVS, get_config
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
 from rlbench.zoo.agents import build_model, make_vec_env
 
@@ -25,7 +25,9 @@ def _real_observations(env_id: str, n: int, seed: int = 123) -> np.ndarray:
     out, (obs, _) = [], env.reset(seed=seed)
     while len(out) < n:
         out.append(obs)
-        obs, _, term, trunc, _ = env.step(rng.uniform(env.action_space.low, env.action_space.high))
+        action = (int(rng.integers(env.action_space.n)) if hasattr(env.action_space, "n")
+                  else rng.uniform(env.action_space.low, env.action_space.high))
+        obs, _, term, trunc, _ = env.step(action)
         if term or trunc:
             obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
     return np.asarray(out, dtype=np.float32)
@@ -46,7 +48,7 @@ def _agent(algo: str, env_id: str = ENV):
     return model, (venv if cfg.normalize else None)
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", CONTINUOUS_ALGOS)
 def test_torch_onnx_and_sb3_agree(algo):
     model, vn = _agent(algo)
     obs = _real_observations(ENV, 300)
@@ -78,3 +80,42 @@ def test_sac_squashes_to_action_bounds_on_humanoid():
     got = TorchPredictor(deployable_from_sb3(model, vn)).predict(obs)
     assert np.abs(got - expected).max() < TOL
     assert np.abs(got).max() <= 0.4 + 1e-7
+
+
+@pytest.mark.parametrize("env_id", DISCRETE_ENVS)
+def test_dqn_argmax_in_the_graph_matches_sb3_and_torch(env_id):
+    """The deployable DQN graph ends in ArgMax: int64 action indices [B], equal to SB3's greedy
+    action, to the torch module's and to NumPy's on sampled states, and accepted by the env."""
+    import onnx
+
+    from rlbench.zoo.envs import make_env
+
+    model, vn = _agent("DQN", env_id)
+    with torch.no_grad():  # weights spread enough that the greedy action varies across states
+        torch.manual_seed(2)
+        for p in model.q_net.parameters():
+            p.normal_(0.0, 0.5)
+    # visited states, and sampled ones spread wider (CartPole's visited states are near zero, where an
+    # untrained net picks one action everywhere)
+    obs = np.concatenate([_real_observations(env_id, 200),
+                          np.random.default_rng(5).normal(0, 3, (200, model.observation_space.shape[0]))]).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    dep = deployable_from_sb3(model, vn)
+    data = onnx_bytes(dep)
+    graph = onnx.load_from_string(data).graph
+    assert graph.node[-1].op_type == "ArgMax" and graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    got = {"torch": TorchPredictor(dep).predict(obs), "onnx": OrtPredictor(data).predict(obs),
+           "numpy": NumpyPredictor(dep).predict(obs)}
+    for name, actions in got.items():
+        assert actions.dtype == np.int64 and actions.shape == (400,), name
+        assert np.array_equal(actions, expected), name
+    # the Q-values the argmax is taken of are SB3's q_net's
+    with torch.no_grad():
+        q_sb3 = model.q_net(torch.as_tensor(obs)).numpy()
+        assert np.abs(dep.head_output(torch.as_tensor(obs)).numpy() - q_sb3).max() < TOL
+    assert len(set(expected.tolist())) > 1  # not one constant action: a wrong layer would show
+    env = make_env(env_id)
+    env.reset(seed=0)
+    assert env.action_space.contains(got["onnx"][0])
+    env.step(got["onnx"][0])
+    env.close()

@@ -245,13 +245,13 @@ def test_an_update_names_each_finding_it_changes_old_and_new():
 FAKE_CELLS = '''
 import json, os
 import pytest
-from rlbench.grid.cell import CellResult
+from rlbench.grid.record import CellRecord
 
 FRESH = json.loads(open(os.environ["RLBENCH_TEST_FRESH"]).read())
 
 @pytest.mark.parametrize("cell", sorted(FRESH))
 def test_cell(cell, record_cell):
-    record_cell(CellResult(cell, FRESH[cell], {"ratios": {}}, {"data": [1e-4, 1.1e-4], "iterations": 1}))
+    record_cell(CellRecord.from_figures(cell, FRESH[cell], {"ratios": {}}, {"data": [1e-4, 1.1e-4], "iterations": 1}))
 '''
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from rlbench.gate.store import BaselineStore
 from rlbench.gate.tolerances import Tolerances
-from rlbench.grid.cell import CellResult, check_cell, idle_by_seed
+from rlbench.grid.cell import check_cell, idle_by_seed
+from rlbench.grid.record import CellRecord
 from rlbench.gate.checks import (
     CELL_METRICS,
     CellFigures,
@@ -84,7 +85,8 @@ def _doc(entries):
 def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_path, stored, noise):
     """The stored figures of a row as OLD (and as the grid's store), faults planted in NEW: every
     cell gets the same verdicts, metric, status and line, from both paths."""
-    from rlbench.report.compare import _idle, compare_results
+    from rlbench.gate.idle import by_seed
+    from rlbench.report.compare import compare_results
     from rlbench.report.results import load_results
 
     figures, machine = stored
@@ -101,12 +103,12 @@ def test_the_grid_and_compare_give_the_same_verdicts_on_the_same_figures(tmp_pat
     new[l2][1]["ratios"]["variant/fp32"], new[l2][1]["ratio_ci"]["variant/fp32"] = r * 1.3, [r * 0.9, r * 1.7]
     del new[f"{ROW}-fp16"][1]["ratios"]["variant/fp32"]  # a stored ratio this run did not measure
 
-    grid = {c: check_cell(CellResult(c, f, m, {}), store) for c, (f, m) in new.items()}
+    grid = {c: check_cell(CellRecord.from_figures(c, f, m), store) for c, (f, m) in new.items()}
     old_path, new_path = tmp_path / "old.json", tmp_path / "new.json"
     old_path.write_text(json.dumps(_doc([_entry(c, figures[c], machine[c]) for c in cells])))
     new_path.write_text(json.dumps(_doc([_entry(c, f, m) for c, (f, m) in new.items()])))
     cmp = compare_results(load_results(old_path), load_results(new_path), store.tolerances(),
-                          idle=_idle(store.root), rss_noise=store.machine_rss_noise())
+                          idle=by_seed(store.root), rss_noise=store.machine_rss_noise())
     via_compare = {c.cell: list(c.verdicts) for c in cmp.cells}
 
     def shape(vs):  # compare's hint for recording differs by design ("a run of OLD's version...")
@@ -129,8 +131,7 @@ def test_doing_nothing_fails_every_stored_cell_whose_return_beats_doing_nothing(
     from rlbench.gate.checks import idle_bar
 
     figures, _ = stored
-    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
-                    for env, e in idle.read(baselines_dir()).items()}
+    idle_returns = idle.by_seed(baselines_dir())
     beats, passed = 0, []
     for cell, fig in figures.items():
         if "returns" not in fig:
@@ -153,8 +154,7 @@ def test_a_resampled_grid_fails_the_return_check_in_about_half_a_cell_at_most(st
     from rlbench.gate import idle
 
     figures, _ = stored
-    idle_returns = {env: {int(s): r for s, r in zip(e["seeds"], e["returns"])}
-                    for env, e in idle.read(baselines_dir()).items()}
+    idle_returns = idle.by_seed(baselines_dir())
     rng = np.random.default_rng(7)
     cells = [(c, np.asarray(f["returns"]), f["seeds"]) for c, f in figures.items() if "returns" in f]
     false = []

@@ -98,3 +98,48 @@ def test_env_pool_keeps_at_most_its_limit(monkeypatch):
     monkeypatch.setattr(envs_mod, "POOL_LIMIT", 2)
     evaluate_returns(TorchPredictor(_policy()), "Hopper-v5", [1, 2, 3], max_steps=3)
     assert len(envs_mod._pool["Hopper-v5"]) == 2
+
+
+# ------------------------------------------------------------------ discrete actions: argmax flips
+def test_argmax_flip_counts_active_states_only():
+    from rlbench.measure.returns import argmax_flip, flip_record
+
+    actions = np.array([0, 1, 2, 3, 1])
+    reference = np.array([0, 2, 2, 0, 0])
+    assert argmax_flip(actions, reference) == (5, 3)
+    # the last two episodes have ended: their (frozen) states do not count
+    assert argmax_flip(actions, reference, np.array([True, True, True, False, False])) == (3, 1)
+    assert flip_record(3, 1) == {"states": 3, "flips": 1, "fraction": 1 / 3}
+    assert flip_record(0, 0)["fraction"] == 0.0
+
+
+def test_evaluate_returns_reports_flips_against_a_reference_on_the_variants_own_states():
+    from rlbench.runtime.predictors import ConstantActionPredictor
+
+    seeds = [1_000_000, 1_000_001, 1_000_002]
+    left = ConstantActionPredictor(0)
+    rec = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(1))
+    # every state the always-left policy visits, the always-right reference would have pushed right
+    assert rec.argmax_flip == {"states": sum(rec.lengths), "flips": sum(rec.lengths), "fraction": 1.0}
+    same = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(0))
+    assert same.argmax_flip["flips"] == 0 and same.returns == rec.returns  # the reference never steers
+    plain = evaluate_returns(left, "CartPole-v1", seeds)
+    assert plain.argmax_flip is None and "argmax_flip" not in plain.to_json()
+
+
+def test_doing_nothing_on_discrete_tasks():
+    from rlbench.runtime.predictors import ConstantActionPredictor, RandomActionPredictor, ZeroPredictor, idle_predictor
+
+    lunar = idle_predictor("LunarLander-v3")
+    assert isinstance(lunar, ConstantActionPredictor) and lunar.action == 0  # no engine fires
+    cart = idle_predictor("CartPole-v1")
+    assert isinstance(cart, RandomActionPredictor) and cart.n_actions == 2  # no action leaves the cart alone
+    assert isinstance(idle_predictor("Hopper-v5"), ZeroPredictor)
+    obs = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    a = cart.predict(obs)
+    assert a.dtype == np.int64 and set(a.tolist()) == {0, 1} and 0.4 < a.mean() < 0.6
+    # a state's draw does not depend on the batch it comes in: per-seed idle returns are well defined
+    assert np.array_equal(cart.predict(obs[:7]), a[:7]) and np.array_equal(cart.predict(obs[::-1]), a[::-1])
+    seeds = [1_000_000, 1_000_001]
+    both = evaluate_returns(cart, "CartPole-v1", seeds).returns
+    assert evaluate_returns(cart, "CartPole-v1", seeds[1:]).returns == both[1:]

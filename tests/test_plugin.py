@@ -11,9 +11,9 @@ pytest_plugins = ["pytester"]
 
 FAKE_CELLS = '''
 import pytest
-from rlbench.grid.cell import CellResult
+from rlbench.grid.record import CellRecord
 
-@pytest.mark.parametrize("cell", ["A-baseline", "B-baseline", "C-baseline"])
+@pytest.mark.parametrize("cell", ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline", "PPO-Hopper-v5-baseline"])
 def test_cell(cell, record_cell, record_outcome, rlbench_session):
     samples = [1e-4, 1.1e-4, 0.9e-4, 1.05e-4]
     from pytest_benchmark.stats import Stats
@@ -21,8 +21,8 @@ def test_cell(cell, record_cell, record_outcome, rlbench_session):
     for s in samples:
         st.update(s)
     stats = dict(st.as_dict(), data=samples, iterations=10)
-    result = CellResult(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]},
-                        {"ratios": {"x/y": 1.5}, "ratio_ci": {"x/y": [1.5, 1.5]}}, stats)
+    result = CellRecord.from_figures(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]},
+                                     {"ratios": {"x/y": 1.5}, "ratio_ci": {"x/y": [1.5, 1.5]}}, stats)
     record_cell(result)
     if rlbench_session.update or rlbench_session.store.figures(cell) is None:
         return
@@ -51,7 +51,7 @@ def test_benchmark_json_has_one_entry_per_cell(run, tmp_path, xdist):
     res = _run(*xdist, f"--benchmark-json={out}")
     res.assert_outcomes(passed=3)
     data = json.loads(out.read_text())
-    assert sorted(b["param"] for b in data["benchmarks"]) == ["A-baseline", "B-baseline", "C-baseline"]
+    assert sorted(b["param"] for b in data["benchmarks"]) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline", "PPO-Hopper-v5-baseline"]
     b = data["benchmarks"][0]
     assert b["stats"]["median"] == pytest.approx(1.025e-4) and b["stats"]["rounds"] == 4
     assert b["extra_info"]["figures"]["returns"] == [1.0, 2.0]
@@ -80,34 +80,34 @@ def test_pytest_benchmark_compare_reads_the_file(run, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", str(out)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "test_cell[A-baseline]" in proc.stdout
+    assert "test_cell[PPO-Ant-v5-baseline]" in proc.stdout
 
 
 def test_update_writes_only_cells_that_ran(run):
     _run, base = run
-    _run("-n", "2", "-k", "A-baseline or B-baseline").assert_outcomes(passed=2)
+    _run("-n", "2", "-k", "PPO-Ant-v5-baseline or PPO-HalfCheetah-v5-baseline").assert_outcomes(passed=2)
     assert not (base / "figures.json").exists()  # nothing written without the flag
-    _run("-n", "2", "-k", "A-baseline or B-baseline", "--rlbench-update-baselines").assert_outcomes(passed=2)
+    _run("-n", "2", "-k", "PPO-Ant-v5-baseline or PPO-HalfCheetah-v5-baseline", "--rlbench-update-baselines").assert_outcomes(passed=2)
     cells = json.loads((base / "figures.json").read_text())["cells"]
-    assert sorted(cells) == ["A-baseline", "B-baseline"]
+    assert sorted(cells) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"]
     machines = list((base / "machines").glob("*.json"))
-    assert len(machines) == 1 and json.loads(machines[0].read_text())["cells"]["A-baseline"]["ratios"] == {"x/y": 1.5}
+    assert len(machines) == 1 and json.loads(machines[0].read_text())["cells"]["PPO-Ant-v5-baseline"]["ratios"] == {"x/y": 1.5}
 
 
 def test_cells_without_this_machines_figures_are_their_own_outcome_and_fail_when_strict(run, tmp_path, monkeypatch):
     _run, _ = run
     _run("--rlbench-update-baselines").assert_outcomes(passed=3)
     monkeypatch.setenv("RLBENCH_MACHINE_ID", "another-machine")
-    _run("-k", "A-baseline", "--rlbench-record-machine").assert_outcomes(passed=1)
+    _run("-k", "PPO-Ant-v5-baseline", "--rlbench-record-machine").assert_outcomes(passed=1)
     out = tmp_path / "out.json"
     res = _run("-n", "2", f"--benchmark-json={out}")
     assert res.parseoutcomes() == {"passed": 1, "ungated": 2}  # not a plain pass: their latency went unchecked
     data = json.loads(out.read_text())
-    assert data["rlbench"]["outcomes"]["ungated"] == ["B-baseline", "C-baseline"]
-    assert data["rlbench"]["outcomes"]["unchanged"] == ["A-baseline"]
+    assert data["rlbench"]["outcomes"]["ungated"] == ["PPO-HalfCheetah-v5-baseline", "PPO-Hopper-v5-baseline"]
+    assert data["rlbench"]["outcomes"]["unchanged"] == ["PPO-Ant-v5-baseline"]
     by_cell = {b["param"]: b["extra_info"]["outcome"] for b in data["benchmarks"]}
-    assert by_cell["B-baseline"]["outcome"] == "ungated" and by_cell["A-baseline"]["outcome"] == "unchanged"
-    assert "no latency ratios stored for machine another-machine" in by_cell["B-baseline"]["notes"][0]
+    assert by_cell["PPO-HalfCheetah-v5-baseline"]["outcome"] == "ungated" and by_cell["PPO-Ant-v5-baseline"]["outcome"] == "unchanged"
+    assert "no latency ratios stored for machine another-machine" in by_cell["PPO-HalfCheetah-v5-baseline"]["notes"][0]
     res.stdout.fnmatch_lines(["*ungated cells*", "2 of 3 cells have no figures for machine another-machine*"])
     strict = _run("--rlbench-strict")
     strict.assert_outcomes(passed=1, failed=2)
@@ -115,12 +115,12 @@ def test_cells_without_this_machines_figures_are_their_own_outcome_and_fail_when
 
 def test_record_machine_writes_this_machines_figures_and_leaves_figures_json_alone(run):
     _run, base = run
-    _run("-k", "A-baseline", "--rlbench-update-baselines").assert_outcomes(passed=1)
+    _run("-k", "PPO-Ant-v5-baseline", "--rlbench-update-baselines").assert_outcomes(passed=1)
     before = (base / "figures.json").read_bytes()
-    _run("-k", "B-baseline", "--rlbench-record-machine").assert_outcomes(passed=1)
+    _run("-k", "PPO-HalfCheetah-v5-baseline", "--rlbench-record-machine").assert_outcomes(passed=1)
     assert (base / "figures.json").read_bytes() == before  # B's returns were not written
     machines = list((base / "machines").glob("*.json"))
-    assert sorted(json.loads(machines[0].read_text())["cells"]) == ["A-baseline", "B-baseline"]
+    assert sorted(json.loads(machines[0].read_text())["cells"]) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"]
 
 
 FAKE_ZOO_CHECKS = '''
@@ -143,7 +143,7 @@ def test_steps_of_non_cell_checks_reach_the_benchmark_json_across_xdist(run, pyt
 FAKE_ENERGY = '''
 import pytest
 
-@pytest.mark.parametrize("cell", ["A-baseline", "C-baseline"])
+@pytest.mark.parametrize("cell", ["PPO-Ant-v5-baseline", "PPO-Hopper-v5-baseline"])
 def test_energy(cell, record_energy):
     record_energy(cell, {"available": True, "reason": None, "joules_per_1000": 2.5, "meter": "fake"})
 '''
@@ -158,8 +158,8 @@ def test_a_measured_energy_reaches_its_cells_entry_in_the_benchmark_json(run, py
     _run(f"--benchmark-json={out}").assert_outcomes(passed=5)
     energy = {b["param"]: b["extra_info"]["machine_figures"].get("energy")
               for b in json.loads(out.read_text())["benchmarks"]}
-    assert energy["A-baseline"]["joules_per_1000"] == 2.5 and energy["C-baseline"]["meter"] == "fake"
-    assert energy["B-baseline"] is None
+    assert energy["PPO-Ant-v5-baseline"]["joules_per_1000"] == 2.5 and energy["PPO-Hopper-v5-baseline"]["meter"] == "fake"
+    assert energy["PPO-HalfCheetah-v5-baseline"] is None
 
 
 @pytest.mark.parametrize(("args", "message"), [

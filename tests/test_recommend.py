@@ -11,7 +11,7 @@ from rlbench.gate.tolerances import Tolerances
 from rlbench.gate.checks import Status, check_return
 from rlbench.report.build import build_document
 from rlbench.cli.main import main
-from rlbench.report.markup import to_html, to_markdown
+from rlbench.report.markup import slug, to_html, to_markdown
 from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.report.recommend import (KEPT, NO_FP32, NO_VARIANT, NONE_ADMISSIBLE, RECOMMENDED, UNRESOLVED,
                                       WEAK_BASELINE, from_json, markdown, recommend, recommend_file, stored_results,
@@ -212,4 +212,4 @@ def test_the_report_has_the_recommend_section(tmp_path):
     md, html = to_markdown(doc), to_html(doc)
     heading = "Which variant to deploy (return kept ≥ 95% of fp32)"
     assert f"## {heading}" in md and md.index(heading) < md.index("Table 1")
-    assert f"<h2>{heading}</h2>" in html and "<td>smallest</td>" in html
+    assert f'<h2 id="{slug(heading)}">{heading}</h2>' in html and ">smallest</td>" in html

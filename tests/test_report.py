@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import statistics
+from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import pytest
 
-from rlbench.report.build import PLOTS, write_report
+from rlbench.report.build import PLOTS, build_document, pareto_name, png_size, write_report
+from rlbench.report.markup import to_markdown
+from rlbench.zoo.paper import load_paper
+from rlbench.report.summary import argmax_flip
 from rlbench.cli.main import main
 from rlbench.report.gab import export_gab
 from rlbench.zoo.paper import PAPER_TABLES
@@ -213,11 +219,14 @@ def test_report_writes_markdown_html_and_pngs(report):
     _, files = report
     out = files.markdown.parent
     assert files.markdown.name == "report.md" and files.html.name == "report.html"
-    assert sorted(p.name for p in files.images) == sorted(PLOTS)
-    for name in PLOTS:
+    names = sorted(PLOTS) + [pareto_name("PPO"), pareto_name("SAC")]
+    assert sorted(p.name for p in files.images) == sorted(names)
+    for name in names:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = files.html.read_text()
-    assert html.startswith("<!DOCTYPE html>") and all(f'<img src="{name}"' in html for name in PLOTS)
+    # no meter in this file: energy is a sentence, not an empty figure
+    shown = [n for n in names if n != "energy_relative.png"]
+    assert html.startswith("<!DOCTYPE html>") and all(f'<img src="{name}"' in html for name in shown)
     md = files.markdown.read_text()
     for section in ("Table 1", "Table 2", "Table 3", "Machine", "Library versions", "Run date", "Threads per cell"):
         assert section in md
@@ -309,3 +318,164 @@ def test_sample_file_matches_its_generator():
     assert [b["param"] for b in stored["benchmarks"]] == SAMPLE_CELLS
     assert stored["benchmarks"][0]["extra_info"]["figures"]["returns"] == pytest.approx(
         fresh["benchmarks"][0]["extra_info"]["figures"]["returns"])
+
+
+# ------------------------------------------------------------------------------------------ the page
+
+
+class _Page(HTMLParser):
+    """The structure of report.html: headings with ids, links, images, details and tables in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple] = []
+        self.stack: list[str] = []
+        self.text: list[str] = []
+        self.meta: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "meta":
+            self.meta.append(a)
+        if tag not in ("meta", "img", "br"):
+            self.stack.append(tag)
+        self.events.append(("start", tag, a, tuple(self.stack)))
+
+    def handle_endtag(self, tag):
+        if tag in self.stack:
+            while self.stack.pop() != tag:
+                pass
+        self.events.append(("end", tag, {}, tuple(self.stack)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+        self.events.append(("data", data, {}, tuple(self.stack)))
+
+    def h2(self) -> list[tuple[str, str]]:
+        """(id, text) of each level-2 heading, in order."""
+        out, current = [], None
+        for kind, tag, a, _ in self.events:
+            if kind == "start" and tag == "h2":
+                current = [a.get("id"), ""]
+            elif kind == "data" and current is not None:
+                current[1] += tag
+            elif kind == "end" and tag == "h2" and current is not None:
+                out.append(tuple(current))
+                current = None
+        return out
+
+
+def _page(html: str) -> _Page:
+    p = _Page()
+    p.feed(html)
+    return p
+
+
+def test_the_page_answers_first_and_folds_the_cells(report):
+    """What a reader meets, in order; the structure a browser renders (report.html) and GitHub (report.md)."""
+    src, files = report
+    html, md = files.html.read_text(), files.markdown.read_text()
+    page = _page(html)
+    assert {"name": "viewport", "content": "width=device-width, initial-scale=1"} in page.meta
+    heads = [text for _, text in page.h2()]
+    order = ["Summary", "Which variant to deploy (return kept ≥ 95% of fp32)", "Latency per runtime",
+             "Weak or degenerate baselines", "Figures per variant and pair", "All cells, per pair", "Run"]
+    assert [h for h in heads if h in order] == order and heads[0] == "Summary" and heads[-1] == "Run"
+    # the contents link every section, and every link lands on an id
+    ids = {a.get("id") for kind, _, a, _ in page.events if kind == "start" and a.get("id")}
+    toc = [a["href"] for kind, tag, a, stack in page.events if kind == "start" and tag == "a" and "nav" in stack]
+    assert toc == [f"#{i}" for i, _ in page.h2()] and all(h[1:] in ids for h in toc)
+    assert all(a["href"][1:] in ids for kind, tag, a, _ in page.events
+               if kind == "start" and tag == "a" and a.get("href", "").startswith("#"))
+    # code spans are <code>, never literal backticks, in the page
+    assert "`" not in html and "<code>ptdq</code>" in html
+    # the recommend table, with its picks
+    assert ">Pick</th>" in html and ">smallest</td>" in html and "## Which variant to deploy" in md
+    # every pair's cells folded in a <details> whose summary names the pair; no cell table outside one
+    cells = html[html.index('id="all-cells-per-pair"'):html.index('id="run"')]
+    pairs = load_results(src).pairs()
+    assert cells.count("<details>") == len(pairs) == cells.count("<table>")
+    for algo, env in pairs:
+        assert f"<details><summary><strong>{algo}-{env}</strong>" in cells
+    table_events = [stack for kind, tag, _, stack in _page(cells).events if kind == "start" and tag == "table"]
+    assert all("details" in stack for stack in table_events)
+    assert md.count("<details><summary><strong>") >= len(pairs)
+
+
+def test_figures_are_sized_for_the_page_and_linked_to_full_size(report):
+    _, files = report
+    out = files.html.parent
+    page = _page(files.html.read_text())
+    imgs = [(a, stack) for kind, tag, a, stack in page.events if kind == "start" and tag == "img"]
+    assert imgs
+    links = [a.get("href") for kind, tag, a, _ in page.events if kind == "start" and tag == "a"]
+    for a, stack in imgs:
+        assert "a" in stack and a["src"] in links  # each figure opens its full-size file
+        w, h = png_size(out / a["src"])
+        assert int(a["width"]) == w <= 1200 and int(a["height"]) == h  # shown at most at its own size
+    assert "figure img { max-width: 100%; height: auto;" in files.html.read_text()
+
+
+def test_the_summary_states_the_run_s_figures(report):
+    """Every figure in the summary is the file's: the latency sentence quotes the median over its cells."""
+    src, files = report
+    res = load_results(src)
+    md = files.markdown.read_text()
+    summary = md[md.index("## Summary"):md.index("## Which variant")]
+    torch_us = statistics.median(r.latency_s["torch-fp32"] * 1e6 for r in res.records)
+    assert f"against {torch_us:.0f} µs for torch fp32" in summary
+    n = len(res.records)
+    assert summary.count("**") >= 12 and f"{n} cells of 2 algorithm x environment pairs" in summary
+    for word in ("**Return**", "**Latency**", "**Memory (RSS)**", "**Bytes**", "**Deploy**", "**Baselines**"):
+        assert word in summary
+    ptdq = _row(md, "int8 dynamic (`ptdq`)")
+    assert ptdq[2] == "2 / 2"  # both pairs keep 95% under ptdq (0.99x in the factory)
+
+
+def test_flags_weak_and_saturated_baselines(tmp_path, capsys):
+    """Below doing nothing (an Ant at 500 against a motionless ant's ~993) and saturated (the same return at
+    every pruning ratio) are flagged, with the figures; --keep reaches the recommend table."""
+    entries = [_exact("SAC-Ant-v5-baseline", 500.0), _exact("SAC-Ant-v5-ptdq", 480.0)]
+    entries += [_exact("DDPG-Humanoid-v5-baseline", 63.7)]
+    entries += [_exact(f"DDPG-Humanoid-v5-l1-{r:.2f}", 63.7) for r in (0.05, 0.10, 0.30)]
+    doc = make_results([])
+    doc["benchmarks"] = entries
+    src = _write(tmp_path, "flags.json", json.dumps(doc))
+    assert main(["report", str(src), "--out", str(tmp_path / "r"), "--keep", "0.9"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    flags = md[md.index("## Weak or degenerate baselines"):md.index("## Figures")]
+    ant = _row(flags, "SAC-Ant-v5", "500.0 [498.0, 502.0]")
+    assert "**below doing nothing**" in ant[-1] and ant[2].startswith("99")
+    hum = _row(flags, "DDPG-Humanoid-v5")
+    assert "**saturated**: the same return (63.7) at every one of 3 pruning ratios" in hum[-1]
+    assert "## Which variant to deploy (return kept ≥ 90% of fp32)" in md
+    # a weak pair is named under the recommend table, with doing nothing's return, not given a pick
+    assert "**Not recommended, weak baseline**" in md and "SAC-Ant-v5 (500.0 against 99" in md
+    assert main(["report", str(src), "--out", str(tmp_path / "r"), "--keep", "1.5"]) == 2
+    assert "--keep 1.5" in capsys.readouterr().err
+
+
+def test_argmax_flips_are_read_where_a_cell_records_them():
+    from rlbench.grid.record import ArgmaxFlips
+
+    assert argmax_flip(SimpleNamespace(argmax_flip=ArgmaxFlips(states=8, flips=1))) == 0.125
+    assert argmax_flip(SimpleNamespace(argmax_flip=None)) is None
+
+
+def test_a_discrete_cells_argmax_flips_stand_beside_its_return(tmp_path):
+    from tests.data.results_factory import edit
+
+    from rlbench.report.tables import cell_rows
+
+    doc = make_results(["DQN-CartPole-v1-baseline", "DQN-CartPole-v1-ptdq", "PPO-Hopper-v5-ptdq"], episodes=10)
+    doc = edit(doc, "DQN-CartPole-v1-ptdq", lambda e: e["extra_info"]["figures"].update(
+        argmax_flip={"states": 4000, "flips": 82, "fraction": 0.0205}))
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    results = load_results(p)
+    rows = {r.rec.id: r for r in cell_rows(results)}
+    assert rows["DQN-CartPole-v1-ptdq"].rec.argmax_flip.fraction == 0.0205
+    assert rows["PPO-Hopper-v5-ptdq"].rec.argmax_flip is None  # continuous: no such figure
+    md = to_markdown(build_document(results, load_paper()))
+    cartpole = md[md.index("<strong>DQN-CartPole-v1</strong>"):]
+    assert "Argmax flips" in cartpole and "| 2.1% |" in cartpole

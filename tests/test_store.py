@@ -197,13 +197,13 @@ FAKE = '''
 import os, pytest
 from pathlib import Path
 from types import SimpleNamespace
-from rlbench.grid.cell import CellResult
+from rlbench.grid.record import CellRecord
 
-@pytest.mark.parametrize("cell", ["A-baseline", "B-baseline"])
+@pytest.mark.parametrize("cell", ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"])
 def test_cell(cell, record_cell, rlbench_session):
     Path(os.environ["MARKS"], cell).touch()  # the cell ran
-    record_cell(CellResult(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]}, {"ratios": {"x/y": 1.5}},
-                           {"data": [1e-4, 1.1e-4, 0.9e-4], "iterations": 1}))
+    record_cell(CellRecord.from_figures(cell, {"returns": [1.0, 2.0], "seeds": [1, 2]}, {"ratios": {"x/y": 1.5}},
+                                        {"data": [1e-4, 1.1e-4, 0.9e-4], "iterations": 1}))
 
 def test_idle(rlbench_session, record_idle):
     r = float(os.environ.get("IDLE", "3.0"))
@@ -251,7 +251,7 @@ def test_an_update_run_writes_every_file_at_its_end(run, xdist):
     run.run(*xdist, "--rlbench-update-baselines").assert_outcomes(passed=4)
     stored = _stored(run.base)
     assert sorted(stored) == ["figures.json", "findings.json", "idle.json", "machines/m1.json"]
-    assert sorted(stored["figures.json"]["cells"]) == ["A-baseline", "B-baseline"]
+    assert sorted(stored["figures.json"]["cells"]) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"]
     assert stored["idle.json"]["envs"]["Hopper-v5"]["returns"] == [3.0]  # measured by a worker, written by the controller
     assert not list(run.base.glob(".staging-*")) and not (run.base / io.JOURNAL).exists()
 
@@ -285,8 +285,8 @@ def test_an_update_that_cannot_be_written_keeps_its_figures_and_says_how_to_appl
     assert main(["baselines", "apply", str(saved), "--baselines", str(run.base)]) == 0
     assert "applied" in capsys.readouterr().out
     stored = _stored(run.base)
-    assert sorted(stored["figures.json"]["cells"]) == ["A-baseline", "B-baseline"]
-    assert sorted(stored["machines/m1.json"]["cells"]) == ["A-baseline", "B-baseline"]
+    assert sorted(stored["figures.json"]["cells"]) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"]
+    assert sorted(stored["machines/m1.json"]["cells"]) == ["PPO-Ant-v5-baseline", "PPO-HalfCheetah-v5-baseline"]
     assert stored["idle.json"]["envs"]["Hopper-v5"]["returns"] == [4.0] and "findings.json" in stored
 
 
@@ -304,7 +304,7 @@ def test_a_run_after_an_interrupted_commit_completes_it_and_says_so_first(run):
     run.run("--rlbench-update-baselines").assert_outcomes(passed=4)
     proc = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_RENAME, str(run.base)], cwd=REPO, check=False)
     assert proc.returncode == 9 and (run.base / io.JOURNAL).exists()
-    res = run.run("-q", "-k", "A-baseline")
+    res = run.run("-q", "-k", "PPO-Ant-v5-baseline")
     res.stdout.fnmatch_lines([f"rlbench: an update of {run.base} was interrupted while it replaced its files; "
                               "completed it from its journal: *"])
     assert not (run.base / io.JOURNAL).exists()
@@ -331,7 +331,7 @@ def test_a_broken_stored_file_or_tolerance_is_one_line_before_any_cell_runs(run,
 def test_the_repair_of_a_corrupt_committed_file_works(tmp_path, capsys):
     repo = git_repo(tmp_path / "repo")
     store = BaselineStore(repo / "baselines", "m1")
-    store.update({"A-baseline": {"returns": [1.0]}}, {"A-baseline": {"ratios": {"x": 1.0}}})
+    store.update({"PPO-Ant-v5-baseline": {"returns": [1.0]}}, {"PPO-Ant-v5-baseline": {"ratios": {"x": 1.0}}})
     (repo / "baselines" / "tolerances.toml").write_text("[returns]\nalpha = 0.01\n")
     commit(repo)
     for path, text in ((store.figures_path, "{ broken"), (store.machine_path, "[]"),
@@ -354,7 +354,7 @@ def test_the_repair_of_a_corrupt_committed_file_works(tmp_path, capsys):
 def test_the_repair_of_a_corrupt_uncommitted_file_works(tmp_path):
     repo = git_repo(tmp_path / "repo")
     store = BaselineStore(repo / "baselines", "m1")
-    store.update({"A-baseline": {"returns": [1.0]}}, {})
+    store.update({"PPO-Ant-v5-baseline": {"returns": [1.0]}}, {})
     store.figures_path.write_text("{ broken")
     with pytest.raises(BaselineError) as exc:
         store.check()
@@ -363,7 +363,7 @@ def test_the_repair_of_a_corrupt_uncommitted_file_works(tmp_path):
                             "`pytest bench --rlbench-update-baselines`")
     assert "git checkout" not in message  # git does not have it
     subprocess.run(command(message.split("delete it ", 1)[1]), check=True)
-    store.update({"A-baseline": {"returns": [1.0]}}, {})  # what the record command does
+    store.update({"PPO-Ant-v5-baseline": {"returns": [1.0]}}, {})  # what the record command does
     store.check()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from rlbench.zoo.registry import pairs
+
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,7 +92,7 @@ def test_export_never_overwrites_silently(tmp_baselines):
 def test_zoo_table_lists_all_pairs(tmp_baselines):
     ship_fake(tmp_baselines, returns=(10.0, 20.0, 30.0))
     rows = zoo_table(verify=True)
-    assert len(rows) == 25
+    assert len(rows) == len(pairs()) == 25 + 2  # the paper's grid, then DQN on CartPole and LunarLander
     shipped = [r for r in rows if r["status"] != "missing"]
     assert [(r["algo"], r["env"]) for r in shipped] == [("PPO", "Hopper-v5")]
     assert shipped[0]["return_mean"] == 20.0 and shipped[0]["episodes"] == 3
@@ -146,4 +149,44 @@ def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
     assert lines[2].endswith("| 993 (**ours below**) |")  # whole CI under the idle CI
     assert lines[3].endswith("| 993 |")  # CI reaches it: not below
     assert lines[4].endswith("| 0 |") and lines[5].endswith("| not recorded |")
-    assert lines[-1].endswith("Below doing nothing (our whole CI under the zero-action return's): 1 of 4.")
+    assert lines[-1].endswith("Below doing nothing (our whole CI under the doing-nothing return's): 1 of 4.")
+
+
+def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():
+    from rlbench.report.zoo_table import zoo_matrix_markdown
+
+    def row(algo, env, lo, hi):
+        return {"algo": algo, "env": env, "status": "ok", "return_mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+
+    idle = {"Ant-v5": {"mean": 993.4, "ci": [991.6, 995.2]}}
+    rows = [row("SAC", "Ant-v5", 637, 862), row("TD3", "Ant-v5", 3500, 3600), row("SAC", "Hopper-v5", 2500, 2600)]
+    lines = zoo_matrix_markdown(rows, idle).splitlines()
+    assert lines[0] == "| env | SAC | TD3 |"
+    assert lines[2] == "| Ant-v5 | **750** (4022) † | 3550 (3424) |"  # SAC: CI under both; TD3: above both
+    assert lines[3] == "| Hopper-v5 | 2550 (2539) |  |"  # the CI reaches the paper's figure: not bold
+    assert lines[-1].endswith("At or above the paper: 2 of 3 pairs it reports. Below doing nothing: 1 of 3 shipped pairs.")
+
+
+def test_readme_zoo_table_is_the_generated_one():
+    from rlbench.core.paths import baselines_dir
+    from rlbench.gate import idle
+    from rlbench.report.zoo_table import zoo_matrix_markdown
+    from rlbench.zoo.shipped import zoo_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = zoo_matrix_markdown(zoo_table(), idle.read(baselines_dir()))
+    assert table in readme, "README's zoo table is stale: paste the output of `rlbench zoo list --matrix`"
+
+
+
+
+def test_zoo_markdown_has_no_paper_figure_for_dqn_and_counts_it_apart():
+    from rlbench.report.zoo_table import zoo_markdown
+
+    rows = [{"algo": "DQN", "env": "CartPole-v1", "status": "ok", "return_mean": 500.0, "ci_low": 500.0,
+             "ci_high": 500.0, "timesteps": 200_000, "target_timesteps": 200_000},
+            {"algo": "DQN", "env": "LunarLander-v3", "status": "missing"}]
+    lines = zoo_markdown(rows, {"CartPole-v1": {"mean": 22.1, "ci": [20.0, 24.0]}}).splitlines()
+    assert lines[2] == "| DQN | CartPole-v1 | 500 [500, 500] | 200k | — | — | no paper figure | 22 |"
+    assert lines[3] == "| DQN | LunarLander-v3 | not shipped yet | — | — | — | — | not recorded |"
+    assert "0 of 0 shipped pairs the paper has a figure for; 1 of 2 not shipped yet" in lines[-1]

@@ -20,8 +20,8 @@ from pathlib import Path
 from rlbench.compress.base import METHODS, SHIPPED_METHODS, cached_entry, compress, get_method, ship_artefact
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import atomic_write_bytes, atomic_write_json
-from rlbench.grid.matrix import METHOD_PARAM, cells, parse_list, variants
-from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env
+from rlbench.grid.matrix import METHOD_PARAM, cells, inapplicable, parse_list, variants
+from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env, has_pair
 from rlbench.zoo.shipped import is_shipped, load_shipped
 
 SUMMARY_FILE = "summary.json"
@@ -140,7 +140,8 @@ def run_ship(args) -> int:
         raise CompressionError(f"--method {','.join(bad)}: only {', '.join(SHIPPED_METHODS)} artefacts are shipped "
                                "(the others build in seconds)")
     todo = [(a, e, v) for a in _pick(args.algo, canonical_algo, ALGOS) for e in _pick(args.env, canonical_env, ENVS)
-            if is_shipped(a, e) for v in variants() if v.method in methods]
+            if has_pair(a, e) and is_shipped(a, e) for v in variants()
+            if v.method in methods and inapplicable(a, e, v.method) is None]
     for algo, env_id, v in todo:
         t0 = time.perf_counter()
         entry, status = ship_artefact(load_shipped(algo, env_id), v.method, v.params(), overwrite=args.overwrite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rlbench.core.errors import RLBenchError
 from rlbench.core.threads import default_thread_env
@@ -49,17 +50,30 @@ def _cmd_rss_noise(args) -> int:
     return 0
 
 
+def _cmd_zoo_curves(args) -> int:
+    # deferred: matplotlib is loaded only by the commands that draw
+    from rlbench.core.paths import baselines_dir, runs_dir
+    from rlbench.gate import idle
+    from rlbench.report import curves
+
+    for path in curves.write(curves.collect(idle.read(baselines_dir()), runs_dir() if args.runs else None), args.out,
+                              per_pair=args.pairs):
+        print(path)
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.zoo.shipped import zoo_table
 
     rows = zoo_table(verify=args.verify)
-    if getattr(args, "markdown", False):
+    if getattr(args, "markdown", False) or getattr(args, "matrix", False):
         from rlbench.gate import idle
         from rlbench.core.paths import baselines_dir
-        from rlbench.report.zoo_table import zoo_markdown
+        from rlbench.report.zoo_table import zoo_markdown, zoo_matrix_markdown
 
-        print(zoo_markdown(rows, idle.read(baselines_dir())))
+        table = zoo_matrix_markdown if args.matrix else zoo_markdown
+        print(table(rows, idle.read(baselines_dir())))
         return _zoo_errors(rows)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -180,7 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also check every file's sha256 against meta.json and load policy.pt (exit 2 naming each "
                          "policy that fails, the file and the reason)")
     zl.add_argument("--markdown", action="store_true", help="the table of docs/zoo.md: ours beside the paper and rl-zoo")
+    zl.add_argument("--matrix", action="store_true", help="the README's table: environments by algorithms, ours and the paper's")
     zl.set_defaults(func=_cmd_zoo)
+    zc = zsub.add_parser("curves", help="learning curves: each pair's training evaluations beside the paper and "
+                                        "doing nothing, all pairs in DIR/learning-curves.png")
+    zc.add_argument("--out", type=Path, default=Path("docs/zoo"), metavar="DIR", help="Default: docs/zoo")
+    zc.add_argument("--runs", action="store_true",
+                    help="also draw the training runs under RLBENCH_HOME/runs that have gone past the shipped policy")
+    zc.add_argument("--pairs", action="store_true", help="also one larger PNG per pair, DIR/ALGO-ENV.png")
+    zc.set_defaults(func=_cmd_zoo_curves)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--seed", type=int, default=0, metavar="S")

@@ -14,10 +14,22 @@ from pathlib import Path
 
 def cmd_report(args) -> int:
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
-    from rlbench.report.build import write_report
+    from rlbench.core.errors import ResultsError
+    from rlbench.core.paths import baselines_dir
+    from rlbench.core.versions import machine_id
+    from rlbench.report.build import KEEP, write_report
+    from rlbench.report.recommend import check_keep, stored_results
 
-    files = write_report(args.results, args.out, paper=args.paper)
-    print(f"report written to {files.markdown} and {files.html} ({len(files.images)} plots)")
+    keep = check_keep(KEEP if args.keep is None else args.keep)
+    if args.results is not None and args.machine is not None:
+        raise ResultsError(f"{args.results}: --machine reports a machine's stored figures; give a results file or "
+                           f"--machine, not both")
+    results = args.results
+    if results is None:
+        root = Path(args.baselines) if args.baselines else baselines_dir()
+        results = stored_results(root, args.machine or machine_id())
+    files = write_report(results, args.out, paper=args.paper, keep=keep, baselines=args.baselines)
+    print(f"report written to {files.markdown} and {files.html} ({len(files.images)} figures)")
     return 0
 
 
@@ -90,12 +102,29 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def _source_args(p, keep_help: str) -> None:
+    """What ``report`` and ``recommend`` read: a results file, or a machine's stored figures."""
+    p.add_argument("results", metavar="OUT.json", nargs="?", default=None,
+                   help="a results file (pytest bench --benchmark-json, rlbench merge); default: the stored figures "
+                        "of --machine")
+    p.add_argument("--machine", metavar="ID", default=None,
+                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
+    p.add_argument("--keep", metavar="FRACTION", type=float, default=None, help=keep_help)
+    p.add_argument("--baselines", metavar="DIR", default=None,
+                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
+
+
 def add_parsers(subparsers) -> None:
     """Register ``report``, ``compare``, ``merge`` and ``export-gab`` on an argparse subparsers object."""
-    r = subparsers.add_parser("report", help="tables (the paper's Tables 1-3 beside ours), plots, report.md/html",
-                              description="Write DIR/report.md, DIR/report.html and PNG plots from a results file "
-                                          "(pytest bench --benchmark-json OUT.json, or rlbench merge output).")
-    r.add_argument("results", metavar="OUT.json")
+    r = subparsers.add_parser(
+        "report", help="a page a person reads: summary, what to deploy, latency per runtime, figures, every cell",
+        description="Write DIR/report.md, DIR/report.html and PNG figures from a results file (pytest bench "
+                    "--benchmark-json OUT.json, or rlbench merge output), or from a machine's stored figures. The "
+                    "page opens with a summary in figures, the recommend table, absolute latency per runtime and "
+                    "the pairs whose fp32 baseline is weak; then figures, the paper's Tables 1-3 beside ours, "
+                    "and every cell folded per pair (docs/report.md). Exit 2 on bad input.")
+    _source_args(r, keep_help="the fraction of the fp32 return a variant must keep, for the recommend table "
+                              "and the summary (the paper's Table 2 keeps its own 90%%). Default: 0.95")
     r.add_argument("--out", metavar="DIR", required=True, help="output directory (created if missing)")
     r.add_argument("--paper", metavar="PATH", default=None,
                    help="the paper's tables as JSON (default: the copy shipped in rlbench.zoo.paper)")
@@ -157,13 +186,6 @@ def add_parsers(subparsers) -> None:
                     "whose return is not resolved below KEEP of the fp32 return by the grid's return gate. "
                     "Pairs whose fp32 policy scores no better than doing nothing are flagged. Markdown on stdout, "
                     "or JSON with --json; exit 2 on bad input.")
-    r.add_argument("results", metavar="OUT.json", nargs="?", default=None,
-                   help="a results file (pytest bench --benchmark-json, rlbench merge); default: the stored figures")
-    r.add_argument("--machine", metavar="ID", default=None,
-                   help="without OUT.json: whose stored figures (baselines/machines/ID.json). Default: this machine")
-    r.add_argument("--keep", metavar="FRACTION", type=float, default=None,
-                   help="the fraction of the fp32 return a variant must not be resolved below. Default: 0.95")
-    r.add_argument("--baselines", metavar="DIR", default=None,
-                   help="stored figures, tolerances and idle returns. Default: the repository's baselines/")
+    _source_args(r, keep_help="the fraction of the fp32 return a variant must not be resolved below. Default: 0.95")
     r.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     r.set_defaults(func=cmd_recommend)

@@ -46,9 +46,12 @@ def prune_module(module, ratio: float, p: int):
         raise CompressionError(f"ratio {ratio} would remove every neuron of a hidden layer (widths {list(spec.hidden)} "
                                f"-> {list(want)}); use a smaller ratio")
     pruned = copy.deepcopy(module).eval()
+    # a discrete policy's output is an argmax, which has no gradient graph for DepGraph to trace;
+    # the Q-values before it have the same layers and dependencies
+    forward = (lambda m, x: m.head_output(x)) if spec.discrete else None
     pruner = tp.pruner.BasePruner(
         pruned, torch.zeros(1, spec.obs_dim), importance=tp.importance.GroupMagnitudeImportance(p=p),
-        pruning_ratio=ratio, ignored_layers=[pruned.head], global_pruning=False)
+        pruning_ratio=ratio, ignored_layers=[pruned.head], global_pruning=False, forward_fn=forward)
     pruner.step()
     del pruner  # drops the dependency graph's references to the module
     got = pruned.current_spec()

@@ -640,11 +640,10 @@ def _rl_on_policy(policy, env_id: str, agent: dict, agent_pt: Path, algo: str, p
 # ------------------------------------------------------------------------------------ export
 def qdq_onnx(student: QuantPolicy) -> bytes:
     """The student as an ONNX graph: QDQ int8 for quantised layers, fp32 MatMul + Add otherwise."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     # deferred: it loads onnx, which importing this module does not
-    from rlbench.zoo.onnx_graph import INPUT, OPSET, OUTPUT
+    from onnx import helper, numpy_helper
+
+    from rlbench.zoo.onnx_graph import input_nodes, output_nodes, policy_model
 
     spec = student.spec
     inits: list = []
@@ -658,13 +657,7 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     def buf(name: str) -> np.ndarray:
         return getattr(student, name).detach().numpy().astype(np.float32)
 
-    x = INPUT
-    if spec.normalize:
-        nodes.append(helper.make_node("Sub", [x, const("obs_mean", buf("obs_mean"))], ["obs_centered"]))
-        nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", buf("obs_std"))], ["obs_scaled"]))
-        nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
-                                               const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
-        x = "obs_norm"
+    x = input_nodes(nodes, const, spec, buf("obs_mean"), buf("obs_std"))
     act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
     with torch.no_grad():
         for i, (name, layer) in enumerate(zip(student.names, student.layers)):
@@ -700,24 +693,8 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
             if i < len(student.layers) - 1:
                 nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
                 x = f"{name}_act"
-    low, high = buf("act_low"), buf("act_high")
-    if spec.squash:
-        nodes.append(helper.make_node("Tanh", [x], ["squashed"]))
-        nodes.append(helper.make_node("Mul", ["squashed", const("act_half", (high - low) / 2)], ["scaled"]))
-        nodes.append(helper.make_node("Add", ["scaled", const("act_mid", (high + low) / 2)], ["unscaled"]))
-        x = "unscaled"
-    nodes.append(helper.make_node("Min", [x, const("act_high", high)], ["clipped_hi"]))
-    nodes.append(helper.make_node("Max", ["clipped_hi", const("act_low", low)], [OUTPUT]))
-    graph = helper.make_graph(
-        nodes, "rlbench_policy",
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.obs_dim])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="rlbench", producer_version="1")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString(deterministic=True)
+    output_nodes(nodes, const, spec, x, buf("act_low"), buf("act_high"))
+    return policy_model(nodes, inits, spec).SerializeToString(deterministic=True)
 
 
 def quant_layers_record(student: QuantPolicy) -> list[dict]:

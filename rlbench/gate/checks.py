@@ -16,6 +16,7 @@ from enum import StrEnum
 import numpy as np
 
 from rlbench.core.cellid import method_of, pair_of
+from rlbench.gate.ratios import YARDSTICKS, RatioKind
 from rlbench.gate.tolerances import LatencyTolerance, ReturnTolerance, Tolerances
 from rlbench.measure.stats import bootstrap_ci, diff_ci
 
@@ -292,8 +293,6 @@ def outcome(verdicts: Iterable[Verdict]) -> Status:
 
 
 # ---------------------------------------------------------------- run-level gates
-YARDSTICKS = ("torch-fp32/numpy-ref", "onnx-fp32/numpy-ref")
-"""Each runtime's fp32 policy over the NumPy reference, which no runtime under test touches."""
 
 
 def pool_yardsticks(ratios_by_cell: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -319,7 +318,7 @@ def check_runtimes(cells, tol: LatencyTolerance) -> list[Verdict]:
 
 
 #: The ratio a method-level gate reads: the variant over the fp32 policy in the variant's own runtime.
-METHOD_RATIO = "variant/fp32"
+METHOD_RATIO = RatioKind.VARIANT
 
 
 def kernel_class(figures: Mapping) -> str:

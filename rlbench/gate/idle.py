@@ -1,4 +1,6 @@
-"""What doing nothing scores: each environment's return under a zero-action policy.
+"""What doing nothing scores: each environment's return under a zero-action policy (on a discrete
+task, the registry's idle action, or a uniformly random one where none means no actuation:
+:data:`rlbench.zoo.registry.IDLE_ACTION`).
 
 A policy that scores below standing still has learnt nothing worth compressing: Ant-v5 pays a
 healthy reward of 1 per step, so a motionless ant earns about 995 over 1000 steps, more than
@@ -16,13 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from rlbench.core.errors import BaselineError
 from rlbench.core.io import atomic_write_json, read_stored_json
 from rlbench.gate.store import locked
 from rlbench.measure.returns import eval_seeds, evaluate_returns
-from rlbench.runtime.predictors import ZeroPredictor
+from rlbench.runtime.predictors import idle_predictor
 
 SCHEMA = 1
 EPISODES = 50
@@ -35,14 +36,9 @@ def idle_path(root: Path) -> Path:
 
 
 def measure(env_id: str, episodes: int = EPISODES, lock=None):
-    """The zero-action policy's returns on the first ``episodes`` evaluation seeds."""
-    # deferred: it loads gymnasium, which importing this module does not
-    from rlbench.zoo.envs import make_env
-
-    env = make_env(env_id)
-    dim = int(np.prod(env.action_space.shape))
-    env.close()
-    return evaluate_returns(ZeroPredictor(dim), env_id, eval_seeds(episodes), label=f"idle-{env_id}", lock=lock)
+    """Doing nothing's returns (:func:`~rlbench.runtime.predictors.idle_predictor`) on the first
+    ``episodes`` evaluation seeds."""
+    return evaluate_returns(idle_predictor(env_id), env_id, eval_seeds(episodes), label=f"idle-{env_id}", lock=lock)
 
 
 def read(root: Path) -> dict[str, dict]:
@@ -64,6 +60,13 @@ def read(root: Path) -> dict[str, dict]:
                             f"{{'returns': [...], 'ci': [low, high]}} entries); restore it with "
                             f"`git checkout -- {path}`")
     return envs
+
+
+def by_seed(root: Path) -> dict[str, dict[int, float]]:
+    """Doing nothing's return per evaluation seed, per environment (environments stored without
+    seeds are left out); what the return gate's doing-nothing test reads."""
+    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
+            for env, e in read(root).items() if "seeds" in e}
 
 
 def entry(rec) -> dict:

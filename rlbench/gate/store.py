@@ -44,7 +44,9 @@ from rlbench.measure.int8kernel import uses_int8_kernels
 
 SCHEMA = 1
 UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
-RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci")
+#: What a cell's rollouts measure, so what depends on a machine's int8 kernels (``argmax_flip``: a
+#: discrete cell's share of states whose action its compression changed).
+RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci", "argmax_flip")
 IDENTITY_KEYS = ("seeds", "files", "calibration")
 RECORD_DIRS = ("machines", "int8-kernels")
 """Subdirectories of the baselines that hold stored figures (``policies/`` and ``artefacts/`` do not)."""
@@ -314,6 +316,29 @@ class BaselineStore:
             paths += sorted(p for d in RECORD_DIRS for p in (self.root / d).glob("*.json"))
         for path in dict.fromkeys(paths):
             read_record_file(path)
+
+    @classmethod
+    def of_stored_machine(cls, root: Path, machine_id: str) -> BaselineStore:
+        """The store of a machine with figures in ``machines/``, with that machine's int8 kernel class
+        as recorded; :class:`BaselineError` listing the stored machines if it has none."""
+        path = Path(root) / "machines" / f"{machine_id}.json"
+        if not path.exists():
+            known = sorted(p.stem for p in (Path(root) / "machines").glob("*.json"))
+            raise BaselineError(f"{path}: no stored figures for machine {machine_id}; stored machines: "
+                                f"{', '.join(known) or 'none'} (pick one with --machine, or record a machine's "
+                                f"figures on it with: pytest bench -n 8 --rlbench-record-machine)")
+        info = read_record_file(path).get("machine")
+        kernel = info.get("int8_kernel") if isinstance(info, dict) else None
+        return cls(root, machine_id, int8_kernel=str(kernel or "exact"))
+
+    def cells(self) -> list[str]:
+        """Every cell with figures in ``figures.json``."""
+        return list(read_record_file(self.figures_path)["cells"])
+
+    def machine_info(self) -> dict:
+        """The machine facts stored with this machine's figures ({} if none)."""
+        info = read_record_file(self.machine_path).get("machine")
+        return copy.deepcopy(info) if isinstance(info, dict) else {}
 
     def figures(self, cell: str) -> dict | None:
         return copy.deepcopy(read_record_file(self.figures_path)["cells"].get(cell))

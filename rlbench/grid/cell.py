@@ -6,6 +6,7 @@ policy and the recording modes); it runs from a script as well::
     from rlbench.grid.cell import run_cell
     from rlbench.grid.matrix import parse_cell
     result = run_cell(parse_cell("PPO-Hopper-v5-l2-0.30"))
+    result.record.return_stat(), result.record.ratios["variant/fp32"]
 
 Every cell measures the same things whatever its method (one code path):
 
@@ -15,6 +16,8 @@ Every cell measures the same things whatever its method (one code path):
   (:mod:`rlbench.measure.quiet`); the gated figures are paired per-round CPU-time ratios;
 * batch-64 throughput of the variant and the NumPy reference;
 * bytes, parameter counts and (for pruning) channel and parameter ratios;
+* for a discrete-action pair, ``argmax_flip``: the share of the variant's rollout states on which
+  its action differs from the fp32 policy's (:func:`rlbench.measure.returns.argmax_flip`);
 * peak-RSS deltas of the artefact in a fresh subprocess (ONNX Runtime with the arena on and off;
   torch for torch artefacts).
 """
@@ -23,9 +26,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -35,16 +39,21 @@ from rlbench.core.errors import BaselineError
 from rlbench.gate import idle
 from rlbench.gate.checks import (CELL_METRICS, IDENTITY_METRICS, CellFigures, Metric, Status, check_methods, check_runtimes,
                                  judge_cell, pair_of, pool_yardsticks)
+from rlbench.core.threads import DEFAULT_THREADS
+from rlbench.core.versions import library_versions, machine_id
+from rlbench.gate.ratios import RatioKind
 from rlbench.grid.matrix import Cell
+from rlbench.grid.record import ArgmaxFlips, CellRecord, Durations, Episodes, Latency, Phase, RunContext, parse_cell_id
 from rlbench.measure.energy import detect_meter, measure_energy_per_inference
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.latency import paired_ratio, time_interleaved
+from rlbench.measure.machine import machine_info
 from rlbench.measure.memory import measure_memory
 from rlbench.measure.quiet import quiet_lock
 from rlbench.measure.returns import evaluate_returns
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
-from rlbench.zoo.registry import EVAL_SEED_BASE
+from rlbench.zoo.registry import EVAL_SEED_BASE, is_discrete
 from rlbench.zoo.shipped import load_shipped
 
 MIN_EPISODES = 10
@@ -68,17 +77,18 @@ def choose_episodes(returns, detectable: float = DETECTABLE_DROP, z: float = 1.9
     return int(min(max(n, MIN_EPISODES), MAX_EPISODES))
 
 
-@dataclass
+@dataclass(frozen=True)
 class CellResult:
-    cell: str
-    figures: dict
-    """Machine-independent: seeds, per-episode returns and lengths, bytes, parameters."""
-    machine: dict
-    """Machine-dependent: absolute latencies, latency ratios, RSS."""
-    benchmark: dict
-    """The variant's single-observation latency samples (``data``, seconds a call) and ``iterations``
-    a sample; the plugin hands them to pytest-benchmark (:func:`rlbench.plugin.benchmark.benchmark_stats`)."""
-    extra: dict = field(default_factory=dict)
+    """A measured cell: its :class:`~rlbench.grid.record.CellRecord`, and the per-round latency
+    ratios behind the record's ratio medians, which stay in the worker (a re-time pools them,
+    :func:`pool_latency`)."""
+
+    record: CellRecord
+    ratio_samples: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def cell(self) -> str:
+        return self.record.id
 
 
 def _seeds_for(cell: Cell, store, shipped) -> list[int]:
@@ -147,16 +157,15 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             summary["bytes_total"] = summary["model_bytes"]["model.onnx"]  # the deployed ONNX, as for baseline
         seeds = _seeds_for(cell, store, shipped)
         obs1 = np.asarray([_first_obs(cell.env_id, seeds[0])], dtype=np.float32)
-    phases.mark("setup")
+    phases.mark(Phase.SETUP)
     if reuse is None:
-        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock)
-        returns = {"returns": list(rec.returns), "lengths": list(rec.lengths), "return_mean": rec.mean,
-                   "return_ci": [rec.ci_low, rec.ci_high]}
-        extra = {"return": rec.to_json()}
+        reference = torch_fp32 if is_discrete(cell.env_id) else None
+        rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock, reference=reference)
+        episodes = Episodes(tuple(seeds), tuple(rec.returns), tuple(rec.lengths), rec.mean, (rec.ci_low, rec.ci_high))
+        flips = None if rec.argmax_flip is None else ArgmaxFlips.from_json(rec.argmax_flip)
     else:
-        returns = {k: reuse.figures[k] for k in ("returns", "lengths", "return_mean", "return_ci")}
-        extra = {"return": reuse.extra.get("return"), "confirmation_of": reuse.machine.get("ratios")}
-    phases.mark("returns")
+        episodes, flips = reuse.record.episodes, reuse.record.argmax_flip
+    phases.mark(Phase.RETURNS)
 
     obs64 = np.repeat(obs1, BATCH, axis=0)
     fns = {p.name: (lambda p=p: p.predict(obs1)) for p in (torch_fp32, onnx_fp32, ref)}
@@ -166,49 +175,51 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
             v_onnx = art.predictor(runtime="onnxruntime", name="variant-onnx")
             fns["variant-onnx"] = lambda: v_onnx.predict(obs1)
     batch_fns = {"variant@64": lambda: variant.predict(obs64), "numpy-ref@64": lambda: ref.predict(obs64)}
-    phases.mark("setup")  # the timed predictors (a second session for a torch variant's ONNX)
+    phases.mark(Phase.SETUP)  # the timed predictors (a second session for a torch variant's ONNX)
     with lock.timing():
-        phases.mark("lock_wait")
+        phases.mark(Phase.LOCK_WAIT)
         lat = time_interleaved(fns, rounds=rounds, settings={"batch": 1, "threads": 1})
         lat64 = time_interleaved(batch_fns, rounds=max(rounds // 4, 5), settings={"batch": BATCH, "threads": 1})
-        phases.mark("timing")
+        phases.mark(Phase.TIMING)
     vname = "variant" if art is not None else "torch-fp32"
-    ratios = {"torch-fp32/numpy-ref": paired_ratio(lat["torch-fp32"], lat["numpy-ref"]),
-              "onnx-fp32/numpy-ref": paired_ratio(lat["onnx-fp32"], lat["numpy-ref"])}
+    ratios = {RatioKind.TORCH_YARDSTICK: paired_ratio(lat["torch-fp32"], lat["numpy-ref"]),
+              RatioKind.ONNX_YARDSTICK: paired_ratio(lat["onnx-fp32"], lat["numpy-ref"])}
     if art is not None:  # a baseline cell's variant is torch-fp32: its ratios would be 1 or a yardstick again
-        ratios["variant/fp32"] = paired_ratio(lat[vname], lat[same_runtime_fp32.name])
-        ratios["variant/numpy-ref"] = paired_ratio(lat[vname], lat["numpy-ref"])
+        ratios[RatioKind.VARIANT] = paired_ratio(lat[vname], lat[same_runtime_fp32.name])
+        ratios[RatioKind.VARIANT_REF] = paired_ratio(lat[vname], lat["numpy-ref"])
     if "variant-onnx" in lat:
-        ratios["variant-onnx/onnx-fp32"] = paired_ratio(lat["variant-onnx"], lat["onnx-fp32"])
-    figures = {**summary, "seeds": seeds, **returns, "policy_sha256": shipped.sha256}
-    machine = {
-        "latency_s": {k: v.median for k, v in lat.items()},
-        "latency_cpu_s": {k: v.cpu_median for k, v in lat.items()},
-        "throughput_batch64_per_s": {k: BATCH / v.median for k, v in lat64.items()},
-        "ratio_clock": "thread CPU time",
-        "ratios": {k: r.median for k, r in ratios.items()},
-        "ratio_ci": {k: [r.ci_low, r.ci_high] for k, r in ratios.items()},
-        "noisy": sorted(k for k, v in lat.items() if v.noisy),
-    }
-    phases.mark("stats")
-    if reuse is not None and "memory" in reuse.machine:
-        machine["memory"] = reuse.machine["memory"]
+        ratios[RatioKind.VARIANT_ONNX] = paired_ratio(lat["variant-onnx"], lat["onnx-fp32"])
+    latency = Latency(
+        stats={"data": list(lat[vname].samples), "iterations": lat[vname].iterations},  # the plugin adds the statistics
+        latency_s={k: v.median for k, v in lat.items()}, latency_cpu_s={k: v.cpu_median for k, v in lat.items()},
+        throughput_batch64_per_s={k: BATCH / v.median for k, v in lat64.items()},
+        ratios={str(k): r.median for k, r in ratios.items()},
+        ratio_ci={str(k): (r.ci_low, r.ci_high) for k, r in ratios.items()},
+        ratio_clock="thread CPU time", noisy=tuple(sorted(k for k, v in lat.items() if v.noisy)))
+    phases.mark(Phase.STATS)
+    mem = {}
+    if reuse is not None and reuse.record.memory:
+        mem = reuse.record.memory
     elif memory:
         with lock.shared():
-            machine["memory"] = cell_memory(shipped, art)
-        phases.mark("memory")
-    machine["cell_seconds"] = round(time.perf_counter() - t_start, 2)
-    machine["phase_seconds"], machine["phase_cpu_seconds"] = phases.record()
+            mem = cell_memory(shipped, art)
+        phases.mark(Phase.MEMORY)
+    cell_seconds = round(time.perf_counter() - t_start, 2)
+    wall, cpu = phases.record()
     # seconds spent inside the timed loops: the part of the cell's latency work a floor counts
-    machine["timed_seconds"] = round(sum(sum(r.samples) * r.iterations
-                                         for recs in (lat, lat64) for r in recs.values()), 3)
-    extra["ratio_samples"] = {k: list(r.samples) for k, r in ratios.items()}
-    return CellResult(cell.id, figures, machine, {"data": list(lat[vname].samples), "iterations": lat[vname].iterations},
-                      extra={**extra, "latency": {k: v.to_json() for k, v in lat.items()}})
+    timed = round(sum(sum(r.samples) * r.iterations for recs in (lat, lat64) for r in recs.values()), 3)
+    typed = {k: summary.pop(k, None) for k in ("runtime", "model_bytes", "bytes_total", "params",
+                                               "int8_weight_tensors", "compression_factor")}
+    record = CellRecord(
+        cell=parse_cell_id(cell.id), episodes=episodes, **typed, policy_sha256=shipped.sha256, argmax_flip=flips,
+        summary=summary,
+        latency=latency, memory=mem, durations=Durations(cell_seconds, timed, wall, cpu),
+        context=RunContext(machine_id(), machine_info(), library_versions(), DEFAULT_THREADS))
+    return CellResult(record, {str(k): tuple(r.samples) for k, r in ratios.items()})
 
 
 #: A cell's phases, in order (``setup`` is marked twice: loading, then building the timed predictors).
-PHASES = ("setup", "returns", "lock_wait", "timing", "stats", "memory")
+PHASES = tuple(Phase)
 
 
 class _Phases:
@@ -223,21 +234,23 @@ class _Phases:
         import time
 
         self._clock, self._cpu = time.perf_counter, time.process_time
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
+        self.wall: dict[Phase, float] = {}
+        self.cpu: dict[Phase, float] = {}
         self._t, self._c = self._clock(), self._cpu()
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: Phase) -> None:
         """Close the phase ``name``: the time since the previous mark."""
-        if name not in PHASES:
-            raise ValueError(f"unknown cell phase {name!r}; add it to rlbench.grid.cell.PHASES for rlbench floor")
+        try:
+            name = Phase(name)
+        except ValueError:
+            raise ValueError(f"unknown cell phase {name!r}; add it to rlbench.grid.record.Phase for rlbench floor") from None
         t, c = self._clock(), self._cpu()
         self.wall[name] = self.wall.get(name, 0.0) + t - self._t
         self.cpu[name] = self.cpu.get(name, 0.0) + c - self._c
         self._t, self._c = t, c
 
     def record(self) -> tuple[dict[str, float], dict[str, float]]:
-        return ({k: round(v, 3) for k, v in self.wall.items()}, {k: round(v, 3) for k, v in self.cpu.items()})
+        return ({str(k): round(v, 3) for k, v in self.wall.items()}, {str(k): round(v, 3) for k, v in self.cpu.items()})
 
 
 def cell_memory(shipped, art) -> dict:
@@ -260,35 +273,38 @@ def pool_latency(first: CellResult, second: CellResult) -> CellResult:
     """A confirmation run's latency ratios pooled with the first run's: the per-round ratios of
     both are one sample (twice the rounds, a narrower CI), so a verdict that one run could not
     settle is settled by more data rather than by a second coin toss."""
-    a, b = first.extra["ratio_samples"], second.extra["ratio_samples"]
+    a, b = first.ratio_samples, second.ratio_samples
     ratios, cis, samples = {}, {}, {}
-    for key in second.machine["ratios"]:
-        x = np.asarray(a.get(key, []) + b[key])
-        samples[key] = x.tolist()
+    for key in second.record.ratios:
+        x = np.asarray([*a.get(key, ()), *b[key]])
+        samples[key] = tuple(x.tolist())
         ratios[key] = float(np.median(x))
-        cis[key] = list(bootstrap_ci(x, statistic=np.median, resamples=2000))
-    machine = {**second.machine, "ratios": ratios, "ratio_ci": cis, "confirmed": True,
-               **_summed_durations(first.machine, second.machine)}
-    return CellResult(second.cell, second.figures, machine, second.benchmark,
-                      extra={**second.extra, "ratio_samples": samples})
+        cis[key] = tuple(bootstrap_ci(x, statistic=np.median, resamples=2000))
+    rec = second.record
+    latency = replace(rec.latency, ratios=MappingProxyType(ratios), ratio_ci=MappingProxyType(cis), confirmed=True)
+    return CellResult(replace(rec, latency=latency, durations=_summed_durations(first.record.durations, rec.durations)),
+                      samples)
 
 
-def _summed_durations(first: dict, second: dict) -> dict:
+def _summed_durations(first: Durations, second: Durations) -> Durations:
     """The cell's cost is both runs: the first one's rollouts and timing, then the confirmation's timing.
 
     Keeping the confirmation's durations alone would make every recorded ``cell_seconds`` its
     timing phase (0.9 to 7 s), and ``rlbench floor`` would leave the first run's rollouts
     unattributed and its timed loops out of the floor.
     """
-    out: dict = {}
-    for key in ("cell_seconds", "timed_seconds"):
-        if key in first or key in second:
-            out[key] = round(float(first.get(key, 0.0)) + float(second.get(key, 0.0)), 3)
-    for key in ("phase_seconds", "phase_cpu_seconds"):
-        a, b = first.get(key) or {}, second.get(key) or {}
-        if a or b:
-            out[key] = {k: round(a.get(k, 0.0) + b.get(k, 0.0), 3) for k in dict.fromkeys([*a, *b])}
-    return out
+    def total(x, y):
+        return None if x is None and y is None else round(float(x or 0.0) + float(y or 0.0), 3)
+
+    def phases(x, y):
+        x, y = x or {}, y or {}
+        if not (x or y):
+            return None
+        return MappingProxyType({k: round(x.get(k, 0.0) + y.get(k, 0.0), 3) for k in dict.fromkeys([*x, *y])})
+
+    return Durations(total(first.cell_seconds, second.cell_seconds), total(first.timed_seconds, second.timed_seconds),
+                     phases(first.phase_seconds, second.phase_seconds),
+                     phases(first.phase_cpu_seconds, second.phase_cpu_seconds))
 
 
 def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True, pooled=None):
@@ -308,10 +324,7 @@ def stored_figures(store, cell_id: str, int8: bool = False, returns: bool = True
 
 def idle_by_seed(store, env_id: str) -> dict[int, float] | None:
     """Doing nothing's return per evaluation seed in ``env_id`` (``idle.json``), or None if unrecorded."""
-    entry = idle.read(store.root).get(env_id)
-    if entry is None or "seeds" not in entry:
-        return None
-    return {int(s): float(r) for s, r in zip(entry["seeds"], entry["returns"])}
+    return idle.by_seed(store.root).get(env_id)
 
 
 def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
@@ -334,31 +347,32 @@ def check_runtime_yardsticks(machine_by_cell: dict[str, dict], store) -> list:
         {c: (machine_by_cell[c].get("ratios") or {}, stored[c]) for c in sorted(stored)}, tol, kernels)
 
 
-def check_recording(result: CellResult, store) -> list:
+def check_recording(record: CellRecord, store) -> list:
     """What a machine recording (``--rlbench-record-machine``) must agree on before it stores this
     machine's latency and RSS bars: the machine-independent figures (returns, seeds, bytes,
     parameters, the policy). A broken build must fail, not become the bar. On a machine whose int8
     kernels are not exact, an int8 cell's returns are what the recording writes, so only its
     bytes, parameters and policy are checked."""
     scope = IDENTITY_METRICS
-    if store.kernel_path is not None and uses_int8_kernels(result.figures):
+    if store.kernel_path is not None and uses_int8_kernels(record.figures_json()):
         scope = scope - {Metric.RETURN, Metric.SEEDS}
-    return check_cell(result, store, scope=scope)
+    return check_cell(record, store, scope=scope)
 
 
-def check_cell(result: CellResult, store, gate_latency: bool = True, memory: bool = True, scope=None) -> list:
-    """Verdicts of a result against the stored figures (:func:`rlbench.gate.checks.judge_cell`; raises
+def check_cell(record: CellRecord, store, gate_latency: bool = True, memory: bool = True, scope=None) -> list:
+    """Verdicts of a cell's record against the stored figures (:func:`rlbench.gate.checks.judge_cell`; raises
     :class:`~rlbench.core.errors.BaselineError` if none are stored). ``scope``: the metrics judged
     (default: all but energy; without ``gate_latency`` not latency, without ``memory`` not RSS:
     the run's summary says so)."""
     if scope is None:
         scope = CELL_METRICS - ({Metric.LATENCY} if not gate_latency else set()) - ({Metric.MEMORY} if not memory else set())
     returns = Metric.RETURN in scope
-    stored = stored_figures(store, result.cell, int8=uses_int8_kernels(result.figures), returns=returns)
-    new = CellFigures.from_dicts(result.cell, result.figures, result.machine)
-    return judge_cell(new, stored, store.tolerances(), idle=idle_by_seed(store, env_of(result.cell)), scope=scope,
+    figures = record.figures_json()
+    stored = stored_figures(store, record.id, int8=uses_int8_kernels(figures), returns=returns)
+    new = CellFigures.from_dicts(record.id, figures, record.machine_json())
+    return judge_cell(new, stored, store.tolerances(), idle=idle_by_seed(store, env_of(record.id)), scope=scope,
                       rss_noise=store.machine_rss_noise(),
-                      record_hint=f"pytest bench --rlbench-record-machine -k {result.cell}")
+                      record_hint=f"pytest bench --rlbench-record-machine -k {record.id}")
 
 
 class Mode(enum.Enum):
@@ -399,10 +413,10 @@ class CellRun:
 
 
 def measure_and_judge(cell: Cell, store, options: CellOptions = CellOptions(),
-                      record: Callable[[CellResult], None] = lambda result: None) -> CellRun:
+                      record: Callable[[CellRecord], None] = lambda record: None) -> CellRun:
     """Measure a cell and judge it, or time it again for a recording, as ``options.mode`` says.
 
-    ``record`` receives each result to hand on, latest last (a later one replaces an earlier:
+    ``record`` receives each result's record to hand on, latest last (a later one replaces an earlier:
     the plugin's ``record_cell``); a machine recording whose machine-independent figures
     disagree with the stored ones hands on nothing. A latency verdict that one timing leaves
     regressed or unsettled is timed again and judged over both timings' rounds. Raises
@@ -411,7 +425,7 @@ def measure_and_judge(cell: Cell, store, options: CellOptions = CellOptions(),
     """
     result = run_cell(cell, store, rounds=options.rounds, memory=options.memory)
     if options.mode is Mode.RECORD_MACHINE:
-        failures = [v.message for v in check_recording(result, store) if v.failed]
+        failures = [v.message for v in check_recording(result.record, store) if v.failed]
         if failures:
             return CellRun(result, [], [*failures, "(nothing recorded for this cell)"], judged=False)
     if options.mode is not Mode.CHECK:
@@ -420,18 +434,18 @@ def measure_and_judge(cell: Cell, store, options: CellOptions = CellOptions(),
         # phase of this VM can store 0.709 where its neighbours read 0.83-0.94.
         result = pool_latency(result, run_cell(cell, store, rounds=options.rounds, memory=options.memory,
                                                reuse=result))
-        record(result)
+        record(result.record)
         return CellRun(result, [], [], judged=False)  # the plugin's controller writes the figures at the end
-    record(result)
+    record(result.record)
     judge = dict(gate_latency=options.gate_latency, memory=options.memory)
-    verdicts = check_cell(result, store, **judge)
+    verdicts = check_cell(result.record, store, **judge)
     if any(v.metric is Metric.LATENCY and v.status in (Status.REGRESSED, Status.UNSETTLED) for v in verdicts):
         # Settle a latency verdict with more data before failing: re-time (returns and memory are
         # kept) and pool the rounds of both timings. A real slowdown persists; noise averages out.
         again = run_cell(cell, store, rounds=options.rounds, memory=options.memory, reuse=result)
         result = pool_latency(result, again)
-        record(result)
-        verdicts = check_cell(result, store, **judge)
+        record(result.record)
+        verdicts = check_cell(result.record, store, **judge)
     failures = [v.message for v in verdicts if v.failed]
     if options.strict:
         failures += [f"{v.message} (--rlbench-strict)" for v in verdicts if v.status is Status.UNGATED]

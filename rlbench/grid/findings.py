@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -28,10 +29,43 @@ from rlbench.core.io import atomic_write_json, read_stored_json
 from rlbench.gate import idle
 from rlbench.gate.idle import below_idle
 from rlbench.gate.store import RETURN_KEYS, locked, read_record_file
+from rlbench.grid.record import CellRecord
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.stats import BOOTSTRAP_SEED, bootstrap_ci
+from rlbench.zoo.registry import DISCRETE_ENVS
 
-KEEP = 0.90  # "keeps at least 90% of baseline return"
+KEEP = 0.90
+"""A pruned model keeps its baseline's return when its mean return is at least this fraction of it."""
+QUANT = ("ptdq", "ptsq", "qat")
+"""The paper's quantization methods, in the order a tie for the highest mean is broken."""
+
+
+# ------------------------------------------------------------------------------------- the rules
+# One rule per finding, used by the findings checks (below) and the report's Tables
+# (rlbench.report.tables): the report and the checks read the same figures the same way.
+
+
+def keeps(mean, baseline_mean, keep: float = KEEP):
+    """Whether ``mean`` keeps ``keep`` of ``baseline_mean``: at least ``b - (1 - keep) |b|``, which stays
+    meaningful for a negative baseline. Elementwise on arrays (the bootstrap kernels pass resamples)."""
+    return mean >= baseline_mean - (1 - keep) * np.abs(baseline_mean)
+
+
+def highest_kept_ratio(baseline_mean: float, points: Mapping[float, float], keep: float = KEEP) -> float | None:
+    """The highest measured ratio whose mean return keeps ``keep`` of the baseline's (the paper's Table 2
+    rule read literally: a lower ratio that lost more does not stop it), or ``None`` if none does."""
+    passing = [r for r, m in points.items() if keeps(m, baseline_mean, keep)]
+    return max(passing) if passing else None
+
+
+def best_by_mean(means: Mapping[str, float]) -> str | None:
+    """The quantization method with the highest mean return, the first in :data:`QUANT` order on a tie
+    (the paper's "best" share). Unresolved differences count: the ``ptdq_resolved_*`` figures do not."""
+    present = [m for m in QUANT if means.get(m) is not None]
+    return max(present, key=lambda m: (means[m], -present.index(m))) if present else None
+
+
+# ---------------------------------------------------------------------------------- the findings
 
 
 @dataclass(frozen=True)
@@ -48,21 +82,25 @@ class Finding:
         return f"[{self.key}] {self.claim} | paper: {self.paper} | ours (n={self.n}): {self.ours}"
 
 
+def _in_paper_grid(pair: str) -> bool:
+    """False for a discrete-action (DQN) pair: the paper's findings are about continuous control."""
+    return pair.split("-", 1)[1] not in DISCRETE_ENVS
+
+
 def _by_pair(figures: dict) -> dict[str, dict[str, dict]]:
+    """Cells by pair and variant, the paper's grid only: the findings are the paper's claims about
+    continuous control, and the discrete-action (DQN) pairs are not in it."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for cid, fig in figures.items():
         pair, variant = split_cell_id(cid)
+        if not _in_paper_grid(pair):
+            continue
         out[pair][variant] = fig
     return out
 
 
 def _mean(fig) -> float:
     return float(np.mean(fig["returns"]))
-
-
-def _keeps(fig, base) -> bool:
-    b = _mean(base)
-    return _mean(fig) >= b - (1 - KEEP) * abs(b)
 
 
 def _untrained(pairs: dict) -> list[str]:
@@ -108,9 +146,8 @@ def _point(pairs: dict):
 
 
 def _kept(means, pair: str, variant: str, base: np.ndarray) -> np.ndarray:
-    """Whether the variant keeps >= 90% of the baseline's mean return; ``90%`` of a baseline b is
-    ``b - 0.1 |b|``, meaningful for negative baselines too."""
-    return means(pair, variant) >= base - (1 - KEEP) * np.abs(base)
+    """Whether the variant keeps >= 90% of the baseline's mean return (:func:`keeps`)."""
+    return keeps(means(pair, variant), base)
 
 
 def _l2_vs_l1_counts(pairs: dict, means) -> tuple[np.ndarray, np.ndarray, int]:
@@ -126,6 +163,7 @@ def _l2_vs_l1_counts(pairs: dict, means) -> tuple[np.ndarray, np.ndarray, int]:
             ratios = sorted(split_variant(k)[1] for k in v if k.startswith(norm + "-"))
             if not ratios:
                 break
+            # :func:`highest_kept_ratio` over every resample at once (0 where no ratio keeps)
             hi[norm] = np.max([r * _kept(means, pair, f"{norm}-{r:.2f}", base) for r in ratios], axis=0)
         if len(hi) < 2:
             continue
@@ -159,9 +197,6 @@ def _keep90(pairs: dict, ratio: float) -> dict:
     return {"kept": int(kept[0]), "models": k}
 
 
-QUANT = ("ptdq", "ptsq", "qat")
-
-
 def _quant_pairs(pairs: dict) -> dict:
     """Pairs with PTDQ and PTSQ returns, their cells with returns only: a pair recorded only where
     the int8 kernels saturate has its int8 returns in baselines/int8-kernels/ (see
@@ -176,7 +211,7 @@ def _quant_pairs(pairs: dict) -> dict:
 
 def _quant_counts(qpairs: dict, means) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pairs where PTDQ's mean return is at least PTSQ's, and per method the pairs where its mean is
-    the highest of PTDQ, PTSQ and QAT (the first of them on a tie)."""
+    the highest of PTDQ, PTSQ and QAT (:func:`best_by_mean` over every resample at once)."""
     ge = np.zeros(1, dtype=int)
     best = {m: np.zeros(1, dtype=int) for m in QUANT}
     for pair, v in qpairs.items():
@@ -669,7 +704,7 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
                 resamples: int = RESAMPLES) -> list[FreshFinding]:
     """Every finding recomputed with a run's fresh cell figures laid over the stored ones.
 
-    ``stored``: figures.json's cells; ``fresh``: the run's ``CellResult.figures`` by cell id
+    ``stored``: figures.json's cells; ``fresh``: the run's ``CellRecord.figures_json()`` by cell id
     (fresh figures replace stored ones cell by cell). ``machine`` and ``fresh_machine``: this
     machine's stored and fresh machine figures, for the RSS finding. ``idle``: the zero-action
     returns (``rlbench.gate.idle.read``). ``int8_exact``: whether this machine's int8 kernels are exact.
@@ -740,7 +775,8 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     for key, f in after.items():
         measured_key = "memory" if key == "rss" else "bytes_total" if key == "bytes" else "returns"
         source = (fresh_machine or {}) if key == "rss" else fresh
-        reads = [c for c in (machine if key == "rss" else stored) if _reads(key, split_cell_id(c)[1])]
+        reads = [c for c in (machine if key == "rss" else stored)
+                 if _reads(key, split_cell_id(c)[1]) and _in_paper_grid(split_cell_id(c)[0])]
         remeasured = sum(1 for c in reads if measured_key in source.get(c, {}))
         stored_f = before.get(key)
         out.append(FreshFinding(key, f.claim, f.paper, stored_f, f, remeasured, len(reads),
@@ -748,13 +784,13 @@ def check_fresh(stored: dict, fresh: dict, *, machine: dict | None = None, fresh
     return out
 
 
-def check_run(store, results: dict[str, dict]) -> list[FreshFinding]:
+def check_run(store, results: Mapping[str, CellRecord]) -> list[FreshFinding]:
     """:func:`check_fresh` for a pytest session: ``results`` is the plugin's ``rs.results`` (per cell
-    id, a payload with the cell's ``figures`` and ``machine`` figures), laid over the store's figures."""
+    id, its record), laid over the store's figures."""
 
-    return check_fresh(read_record_file(store.figures_path)["cells"], {c: r["figures"] for c, r in results.items()},
+    return check_fresh(read_record_file(store.figures_path)["cells"], {c: r.figures_json() for c, r in results.items()},
                        machine=read_record_file(store.machine_path)["cells"],
-                       fresh_machine={c: r.get("machine") or {} for c, r in results.items()},
+                       fresh_machine={c: r.machine_json() for c, r in results.items()},
                        idle=idle.read(store.root), int8_exact=store.int8_kernel == "exact")
 
 

@@ -23,7 +23,9 @@ from rlbench.gate.store import read_record_file
 #: (``rlbench.measure.envsteps.bare_step_costs``, 10th percentile, nothing else training).
 #: Only their proportions matter here.
 STEP_S = {"Hopper-v5": 131e-6, "HalfCheetah-v5": 48e-6, "Ant-v5": 303e-6, "Humanoid-v5": 304e-6,
-          "HumanoidStandup-v5": 538e-6}
+          "HumanoidStandup-v5": 538e-6,
+          # the discrete tasks: same function, measured while training jobs ran (an upper bound)
+          "CartPole-v1": 7e-6, "LunarLander-v3": 57e-6}
 #: Seconds of a cell beside its rollouts (loading, latency timing, RSS children): 1.3 s a cell
 #: on the smoke tier's Hopper cells, more for wider networks.
 CELL_FIXED_S = 2.0

@@ -266,7 +266,9 @@ def param_bytes_of(path: Path | str) -> int:
     return int(sum(v.numel() * v.element_size() for v in payload["state_dict"].values() if hasattr(v, "numel")))
 
 
-def _onnx_dims(path: Path) -> tuple[int, int]:
+def _onnx_dims(path: Path) -> tuple[int, int, bool]:
+    """(obs_dim, act_dim, discrete): a discrete policy's output is one int64 action index per
+    observation, [batch] (act_dim 1)."""
     model = _load_onnx(path)
 
     def last_dim(value_info, what: str) -> int:
@@ -279,31 +281,41 @@ def _onnx_dims(path: Path) -> tuple[int, int]:
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or not model.graph.output:
         raise ValueError(f"{path}: expected one observation input and an action output")
-    return last_dim(inputs[0], "input"), last_dim(model.graph.output[0], "output")
+    out = model.graph.output[0].type.tensor_type
+    if out.elem_type == 7 and len(out.shape.dim) == 1:  # onnx.TensorProto.INT64
+        return last_dim(inputs[0], "input"), 1, True
+    return last_dim(inputs[0], "input"), last_dim(model.graph.output[0], "output"), False
 
 
 # --------------------------------------------------------------------------------------------
 # The stand-in: same input/output widths, no hidden layers
 
 
-def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int) -> int:
+def _write_onnx_stand_in(path: Path, obs_dim: int, act_dim: int, discrete: bool = False) -> int:
+    """A single ``obs_dim x act_dim`` layer (discrete: two Q-values and their ArgMax, int64 [batch])."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.zeros((obs_dim, act_dim), dtype=np.float32), "w")
-    b = numpy_helper.from_array(np.zeros(act_dim, dtype=np.float32), "b")
+    width = 2 if discrete else act_dim
+    w = numpy_helper.from_array(np.zeros((obs_dim, width), dtype=np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(width, dtype=np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["obs", "w"], ["mm"])]
+    if discrete:
+        nodes += [helper.make_node("Add", ["mm", "b"], ["q"]),
+                  helper.make_node("ArgMax", ["q"], ["action"], axis=1, keepdims=0)]
+        out = helper.make_tensor_value_info("action", TensorProto.INT64, ["batch"])
+    else:
+        nodes.append(helper.make_node("Add", ["mm", "b"], ["action"]))
+        out = helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", act_dim])
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["obs", "w"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["action"])],
-        "rlbench_stand_in",
-        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", obs_dim])],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", act_dim])],
-        initializer=[w, b])
+        nodes, "rlbench_stand_in", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", obs_dim])],
+        [out], initializer=[w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="rlbench")
     model.ir_version = 8
     onnx.checker.check_model(model)
     atomic_write_bytes(path, model.SerializeToString(deterministic=True))
-    return 4 * (obs_dim * act_dim + act_dim)
+    return 4 * (obs_dim * width + width)
 
 
 def _write_pt_stand_in(path: Path, spec_json: dict) -> int:
@@ -478,9 +490,9 @@ def measure_memory(artefact: Path | str, runtime: str, arena: bool | None = None
         "vm_rss_model", "vm_rss_empty", "rss_at_fork_model", "rss_at_fork_empty")}
     with tempfile.TemporaryDirectory(prefix="rlbench-mem-") as tmp:
         if runtime == "onnxruntime":
-            obs_dim, act_dim = _onnx_dims(path)
+            obs_dim, act_dim, discrete = _onnx_dims(path)
             stand_in = Path(tmp) / "stand_in.onnx"
-            stand_in_bytes = _write_onnx_stand_in(stand_in, obs_dim, act_dim)
+            stand_in_bytes = _write_onnx_stand_in(stand_in, obs_dim, act_dim, discrete)
         else:
             spec = _load_pt(path)["spec"]
             obs_dim, act_dim = int(spec["obs_dim"]), int(spec["act_dim"])

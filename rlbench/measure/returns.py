@@ -4,6 +4,11 @@ All episodes of one evaluation step together: one batched ``predict`` per enviro
 so evaluation costs little more than stepping MuJoCo. The batch keeps a constant shape (a
 finished episode keeps feeding its last observation and its action is ignored), so the
 inference kernels, and therefore the returns, are the same run after run.
+
+With a ``reference`` predictor (a discrete policy's fp32 original), every state an episode visits
+is also given to the reference, and the record counts the states where the two pick different
+actions (:func:`argmax_flip`): what compression did to the greedy choice, on the states the
+compressed policy itself reaches.
 """
 
 from __future__ import annotations
@@ -42,10 +47,15 @@ class ReturnRecord:
     machine: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     schema: int = SCHEMA
+    argmax_flip: dict | None = None
+    """With a reference predictor: ``{"states", "flips", "fraction"}`` over every state of every
+    episode (:func:`argmax_flip`); None otherwise, and then absent from the JSON."""
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["seeds"], d["returns"], d["lengths"] = list(self.seeds), list(self.returns), list(self.lengths)
+        if d["argmax_flip"] is None:
+            del d["argmax_flip"]
         d["kind"] = "return"
         return d
 
@@ -57,15 +67,30 @@ class ReturnRecord:
         return cls(**d)
 
 
+def argmax_flip(actions: np.ndarray, reference: np.ndarray, active: np.ndarray | None = None) -> tuple[int, int]:
+    """(states, flips): how many states count (``active``, default all) and on how many of them the
+    discrete ``actions`` differ from the ``reference`` policy's on the same states."""
+    a, r = np.asarray(actions).reshape(len(actions)), np.asarray(reference).reshape(len(reference))
+    mask = np.ones(len(a), dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    return int(mask.sum()), int(np.count_nonzero(a[mask] != r[mask]))
+
+
+def flip_record(states: int, flips: int) -> dict:
+    """The stored form of an argmax-flip count."""
+    return {"states": int(states), "flips": int(flips), "fraction": flips / states if states else 0.0}
+
+
 def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps: int | None = None,
                      label: str | None = None, ci_level: float = 0.95, lock=None,
-                     chunk: int = 25) -> ReturnRecord:
+                     chunk: int = 25, reference=None) -> ReturnRecord:
     """Run one deterministic episode per seed and keep every return and length.
 
     ``label`` names the cell in errors: a NaN or infinite action or reward raises
     :class:`MeasurementError` instead of becoming a number in a table. ``lock`` (a
     :class:`~rlbench.measure.quiet.QuietLock`) is held shared for every ``chunk`` steps, so a
-    latency measurement elsewhere can pause this rollout.
+    latency measurement elsewhere can pause this rollout. ``reference``: a predictor of discrete
+    actions whose choices on the same states are compared with ``predictor``'s (the record's
+    ``argmax_flip``); it never steers the episodes.
     """
     from contextlib import nullcontext
 
@@ -80,12 +105,20 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
         limit = int(max_steps or envs[0].spec.max_episode_steps or 1000)
         with lock.shared() if lock is not None else nullcontext():
             obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
-        totals, lengths = _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk)
-    return _record(predictor, env_id, seeds, totals, lengths, ci_level, limit)
+        flips = [0, 0]
+        totals, lengths = _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk, reference, flips)
+    rec = _record(predictor, env_id, seeds, totals, lengths, ci_level, limit)
+    if reference is None:
+        return rec
+    from dataclasses import replace
+
+    return replace(rec, argmax_flip=flip_record(*flips))
 
 
-def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk) -> tuple[np.ndarray, np.ndarray]:
-    """Step every episode to its end with one batched ``predict`` per step; returns totals and lengths."""
+def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk, reference=None,
+             flips=None) -> tuple[np.ndarray, np.ndarray]:
+    """Step every episode to its end with one batched ``predict`` per step; returns totals and lengths.
+    With a ``reference``, adds the step's (states, flips) into ``flips``."""
     from contextlib import nullcontext
 
     n = len(envs)
@@ -99,6 +132,10 @@ def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk) -> tuple[np
                 if not np.all(np.isfinite(actions[active])):
                     bad = [seeds[i] for i in np.flatnonzero(active) if not np.all(np.isfinite(actions[i]))]
                     raise MeasurementError(f"{where}: non-finite action (NaN/inf) on episode seeds {bad[:5]}")
+                if reference is not None:
+                    states, flipped = argmax_flip(actions, reference.predict(obs), active)
+                    flips[0] += states
+                    flips[1] += flipped
                 for i in np.flatnonzero(active):
                     o, r, terminated, truncated, _ = envs[i].step(actions[i])
                     if not math.isfinite(r):

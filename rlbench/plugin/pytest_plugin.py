@@ -27,6 +27,7 @@ from rlbench.core.paths import baselines_dir
 from rlbench.core.versions import library_versions, machine_id
 from rlbench.gate import idle
 from rlbench.gate.checks import Status, outcome
+from rlbench.grid.record import CellRecord, Energy, Outcome, RunContext
 from rlbench.gate.store import BaselineStore, Recording, is_record_file, recover, write_run
 from rlbench.grid import findings
 from rlbench.grid.cell import CellOptions, Mode, check_runtime_yardsticks
@@ -36,7 +37,7 @@ from rlbench.measure.int8kernel import probe
 from rlbench.measure.machine import machine_info
 from rlbench.measure.quiet import quiet_lock
 from rlbench.plugin.benchmark import benchmark_stats
-from rlbench.core.threads import pin_threads
+from rlbench.core.threads import DEFAULT_THREADS, pin_threads
 from rlbench.zoo.registry import canonical_algo, canonical_env
 
 RESULT_KEY = "rlbench_result"
@@ -45,7 +46,7 @@ STEPS_KEY = "rlbench_env_steps"
 OUTCOME_KEY = "rlbench_outcome"
 IDLE_KEY = "rlbench_idle"
 #: Passing outcomes reported as themselves, with pytest's one-letter progress mark.
-OWN_OUTCOMES = {"ungated": "G", "unsettled": "S"}
+OWN_OUTCOMES = {Status.UNGATED: "G", Status.UNSETTLED: "S"}
 
 
 def pytest_addoption(parser):
@@ -103,15 +104,18 @@ class RLBenchSession:
     memory: bool = True
     machine_only: bool = False
     """``--rlbench-record-machine``: a recording run (``update``) that leaves figures.json alone."""
-    results: dict = field(default_factory=dict)
-    energy: dict = field(default_factory=dict)
+    results: dict[str, CellRecord] = field(default_factory=dict)
+    """Per cell id: its record, as the latest measurement of the cell left it."""
+    entries: dict = field(default_factory=dict)
+    """Per cell id: its ``--benchmark-json`` entry (which shows the record as it is at the end)."""
+    energy: dict[str, Energy] = field(default_factory=dict)
     idle: dict = field(default_factory=dict)
     """Per env id: the zero-action returns an update run measured (``idle.json`` entries)."""
     missing: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
     runtime_verdicts: list = field(default_factory=list)
-    outcomes: dict = field(default_factory=dict)
-    """Per cell: its outcome (:class:`rlbench.gate.checks.Status` value) and the lines that explain it."""
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    """Per cell: its outcome and the lines that explain it."""
     other_env_steps: dict = field(default_factory=dict)
     """Environment steps of checks that are not cells (the zoo's return checks), per env id."""
     timeline: dict = field(default_factory=dict)
@@ -132,9 +136,9 @@ class RLBenchSession:
         return CellOptions(mode=self.mode, rounds=self.rounds, memory=self.memory, gate_latency=self.gate_latency,
                            strict=self.strict)
 
-    def with_outcome(self, status: str) -> list[str]:
-        """Cells of this run whose outcome was ``status`` (e.g. ``ungated``: a figure went unchecked)."""
-        return sorted(c for c, o in self.outcomes.items() if o["outcome"] == status)
+    def with_outcome(self, status: Status) -> list[str]:
+        """Cells of this run whose outcome was ``status`` (e.g. ungated: a figure went unchecked)."""
+        return sorted(c for c, o in self.outcomes.items() if o.status is status)
 
     @classmethod
     def from_config(cls, config) -> RLBenchSession:
@@ -229,19 +233,22 @@ class _Collector:
         if report.when != "call":
             return
         rs: RLBenchSession = self.config._rlbench
-        latest: dict[str, dict] = {}  # a confirmation run replaces the first measurement
+        latest: dict[str, tuple[CellRecord, dict]] = {}  # a confirmation run replaces the first measurement
         for key, value in report.user_properties:
             if key == ENERGY_KEY:
                 payload = json.loads(value)
-                rs.energy[payload["cell"]] = payload["energy"]
-                if payload["cell"] in rs.results:  # the cell's entry is already in the JSON: add it there
-                    rs.results[payload["cell"]]["machine"]["energy"] = payload["energy"]
+                cell, energy = payload["cell"], Energy.from_json(payload["energy"], payload["cell"])
+                rs.energy[cell] = energy
+                if cell in rs.results:  # the cell's entry is already in the JSON: add it there
+                    rs.results[cell] = rs.results[cell].with_energy(energy)
+                    rs.entries[cell].record = rs.results[cell]
             elif key == RESULT_KEY:
                 payload = json.loads(value)
-                latest[payload["cell"]] = payload
+                rec = CellRecord.from_json(payload["record"], f"the report of {report.nodeid}")
+                latest[rec.id] = (rec, payload)
             elif key == OUTCOME_KEY:
                 payload = json.loads(value)
-                rs.outcomes[payload["cell"]] = payload
+                rs.outcomes[payload["cell"]] = Outcome(Status(payload["outcome"]), tuple(payload["notes"]))
             elif key == IDLE_KEY:
                 payload = json.loads(value)
                 rs.idle[payload["env_id"]] = payload["entry"]
@@ -249,14 +256,15 @@ class _Collector:
                 payload = json.loads(value)
                 rs.other_env_steps[payload["env_id"]] = rs.other_env_steps.get(payload["env_id"], 0) + payload["steps"]
         bs = getattr(self.config, "_benchmarksession", None)
-        for cell, payload in latest.items():
+        for cell, (rec, payload) in latest.items():
             if cell in rs.outcomes:
-                payload["outcome"] = rs.outcomes[cell]
+                rec = rec.with_outcome(rs.outcomes[cell])
             if cell in rs.energy:  # its energy test ran first (another worker, or -p randomly)
-                payload["machine"]["energy"] = rs.energy[cell]
-            rs.results[cell] = payload
+                rec = rec.with_energy(rs.energy[cell])
+            rs.results[cell] = rec
+            entry = rs.entries[cell] = _ForwardedBenchmark(rec, payload["nodeid"])
             if bs is not None:
-                bs.benchmarks.append(_ForwardedBenchmark(payload))
+                bs.benchmarks.append(entry)
 
 
 def _add_to_timeline(timeline: dict, report) -> None:
@@ -318,13 +326,13 @@ def rlbench_session(pytestconfig) -> RLBenchSession:
 
 @pytest.fixture
 def record_cell(request):
-    """Attach a :class:`~rlbench.grid.cell.CellResult` to the report (crosses xdist to the controller)."""
+    """Attach a :class:`~rlbench.grid.record.CellRecord` to the report (crosses xdist to the controller):
+    its JSON, with pytest-benchmark's statistics of its latency samples and this session's context."""
 
-    def _record(result) -> None:
-        payload = {"cell": result.cell, "figures": result.figures, "machine": result.machine,
-                   "benchmark": benchmark_stats(result.benchmark), "nodeid": request.node.nodeid, "name": request.node.name,
-                   "context": {"machine_id": machine_id(), "machine": machine_info(), "versions": library_versions(),
-                               "threads": 1, "schema": 1}}
+    def _record(record: CellRecord) -> None:
+        record = record.with_stats(benchmark_stats(record.stats)).with_context(
+            RunContext(machine_id(), machine_info(), library_versions(), DEFAULT_THREADS))
+        payload = {"record": {**record.to_json(), "name": request.node.name}, "nodeid": request.node.nodeid}
         request.node.user_properties.append((RESULT_KEY, json.dumps(payload)))
 
     return _record
@@ -349,9 +357,9 @@ def pytest_report_teststatus(report, config):
         return None
     for key, value in report.user_properties:
         if key == OUTCOME_KEY:
-            status = json.loads(value)["outcome"]
+            status = Status(json.loads(value)["outcome"])
             if status in OWN_OUTCOMES:
-                return status, OWN_OUTCOMES[status], status.upper()
+                return str(status), OWN_OUTCOMES[status], status.upper()
     return None
 
 
@@ -389,23 +397,29 @@ def record_energy(request):
 
 
 class _ForwardedBenchmark:
-    """Quacks like pytest-benchmark's ``Metadata`` for stats computed in a worker."""
+    """Quacks like pytest-benchmark's ``Metadata`` for a record measured in a worker: its
+    ``extra_info`` is the record's JSON, its ``stats`` the record's statistics."""
 
     has_error = False
     cprofile_stats = None
 
-    def __init__(self, payload: dict):
-        self.name = payload["name"]
-        self.fullname = payload["nodeid"]
+    def __init__(self, record: CellRecord, nodeid: str):
+        self.record = record
+        self.name = record.name
+        self.fullname = nodeid
         self.group = None
-        self.param = payload["cell"]
-        self.params = {"cell": payload["cell"]}
-        self.extra_info = {"figures": payload["figures"], "machine_figures": payload["machine"],
-                           "rlbench": payload.get("context", {}), "outcome": payload.get("outcome")}
+        self.param = record.id
+        self.params = {"cell": record.id}
         self.options = {"timer": "perf_counter", "interleaved": True, "threads": 1}
-        self._stats = dict(payload["benchmark"])
+        self._stats = dict(record.stats)
         self.iterations = self._stats.get("iterations", 1)
         self.stats = self
+
+    @property
+    def extra_info(self) -> dict:
+        out = self.record.to_json(stats=False)
+        out.pop("name", None)  # the entry's own
+        return out
 
     def __bool__(self):
         return True
@@ -453,8 +467,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "latency_rounds": config._rlbench.rounds,
         "machine_id": config._rlbench.store.machine_id,
         "int8_kernel": config._rlbench.store.int8_kernel,
-        "outcomes": {status: config._rlbench.with_outcome(status)
-                     for status in ("regressed", "ungated", "unsettled", "improved", "unchanged")},
+        "outcomes": {str(status): config._rlbench.with_outcome(status)
+                     for status in (Status.REGRESSED, Status.UNGATED, Status.UNSETTLED, Status.IMPROVED,
+                                    Status.UNCHANGED)},
         "run_verdicts": [{"metric": str(v.metric), "status": str(v.status), "message": v.message}
                          for v in config._rlbench.runtime_verdicts],
     }
@@ -467,7 +482,7 @@ def pytest_sessionfinish_judge_runtimes(session, exitstatus):
     config = session.config
     rs: RLBenchSession | None = None if _is_worker(config) else config._rlbench
     if rs is not None and not rs.update and rs.gate_latency and rs.results:
-        rs.runtime_verdicts = check_runtime_yardsticks({c: r["machine"] for c, r in rs.results.items()}, rs.store)
+        rs.runtime_verdicts = check_runtime_yardsticks({c: r.machine_json() for c, r in rs.results.items()}, rs.store)
         if any(v.failed for v in rs.runtime_verdicts) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     yield
@@ -489,10 +504,10 @@ def _write_baselines(session, exitstatus) -> None:
     one line saying where the measured figures were saved instead."""
     config = session.config
     rs: RLBenchSession = config._rlbench
-    machine = {c: dict(r["machine"]) for c, r in rs.results.items()}
+    machine = {c: r.machine_json() for c, r in rs.results.items()}
     for c, e in rs.energy.items():
-        machine.setdefault(c, {})["energy"] = e
-    rec = Recording(rs.store.machine_id, rs.store.int8_kernel, {c: r["figures"] for c, r in rs.results.items()},
+        machine.setdefault(c, {})["energy"] = e.to_json()
+    rec = Recording(rs.store.machine_id, rs.store.int8_kernel, {c: r.figures_json() for c, r in rs.results.items()},
                     machine, machine_info(), rs.machine_only)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     rs.written, config._rlbench_unsaved = write_run(
@@ -569,7 +584,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                                  red=bad, green=not bad)
         for v in rs.runtime_verdicts:
             terminalreporter.write_line(f"{v.status.upper():10} {v.message}")
-    ungated = rs.with_outcome("ungated")
+    ungated = rs.with_outcome(Status.UNGATED)
     if ungated:
         terminalreporter.section("rlbench: ungated cells (a figure went unchecked; --rlbench-strict fails them)",
                                  yellow=True)
@@ -581,14 +596,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
                 f"(first: {', '.join(unrecorded[:3])}{' ...' if len(unrecorded) > 3 else ''})")
         for c in (c for c in ungated if c not in unrecorded):
-            for note in rs.outcomes[c]["notes"]:
+            for note in rs.outcomes[c].notes:
                 terminalreporter.write_line(note)
-    unsettled = rs.with_outcome("unsettled")
+    unsettled = rs.with_outcome(Status.UNSETTLED)
     if unsettled:
         terminalreporter.section("rlbench: unsettled cells (a latency ratio above its limit, CI reaching below "
                                  "it, after one re-time)", yellow=True)
         for c in unsettled:
-            for note in rs.outcomes[c]["notes"]:
+            for note in rs.outcomes[c].notes:
                 terminalreporter.write_line(note)
     if not rs.update and rs.results and (not rs.gate_latency or not rs.memory):
         off = [what for what, on in (("latency (--rlbench-no-latency-gate)", rs.gate_latency),

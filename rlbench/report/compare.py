@@ -85,7 +85,7 @@ class CellComparison:
     def line(self) -> str:
         """One line for a CI log: the cell, then every regressed or improved verdict (for an
         unchanged cell, the checks that ran)."""
-        parts = [_strip_cell(v.message, self.cell) for v in self.verdicts if v.status != "unchanged"]
+        parts = [_strip_cell(v.message, self.cell) for v in self.verdicts if v.status is not Status.UNCHANGED]
         if not parts:
             counts: dict[str, int] = {}
             for v in self.verdicts:
@@ -115,12 +115,12 @@ class Comparison:
     runtimes: tuple[Verdict, ...] = ()
     """Run-level verdicts, one per runtime yardstick (``torch-fp32/numpy-ref``, ``onnx-fp32/numpy-ref``)."""
 
-    def with_status(self, status: str) -> list[CellComparison]:
-        return [c for c in self.cells if c.status == status]
+    def with_status(self, status: Status) -> list[CellComparison]:
+        return [c for c in self.cells if c.status is status]
 
     @property
     def regressed(self) -> list[CellComparison]:
-        return self.with_status("regressed")
+        return self.with_status(Status.REGRESSED)
 
     @property
     def regressed_runtimes(self) -> list[Verdict]:
@@ -132,9 +132,9 @@ class Comparison:
 
     def summary(self) -> str:
         runtimes = f"{len(self.regressed_runtimes)} runtime(s) regressed, " if self.regressed_runtimes else ""
-        return (f"{runtimes}{len(self.regressed)} regressed, {len(self.with_status('ungated'))} ungated, "
-                f"{len(self.with_status('unsettled'))} unsettled, {len(self.with_status('improved'))} improved, "
-                f"{len(self.with_status('unchanged'))} unchanged, {len(self.only_old)} only in OLD, "
+        return (f"{runtimes}{len(self.regressed)} regressed, {len(self.with_status(Status.UNGATED))} ungated, "
+                f"{len(self.with_status(Status.UNSETTLED))} unsettled, {len(self.with_status(Status.IMPROVED))} improved, "
+                f"{len(self.with_status(Status.UNCHANGED))} unchanged, {len(self.only_old)} only in OLD, "
                 f"{len(self.only_new)} only in NEW")
 
     def lines(self, verbose: bool = False) -> list[str]:
@@ -145,11 +145,11 @@ class Comparison:
         out += [c.line() for c in self.regressed]
         out += [f"ONLY OLD   {c}: in OLD only (not run, skipped or deselected in NEW)" for c in self.only_old]
         out += [f"ONLY NEW   {c}: in NEW only (no OLD figure to compare with)" for c in self.only_new]
-        out += [c.line() for c in self.with_status("ungated")]
-        out += [c.line() for c in self.with_status("unsettled")]
-        out += [c.line() for c in self.with_status("improved")]
+        out += [c.line() for c in self.with_status(Status.UNGATED)]
+        out += [c.line() for c in self.with_status(Status.UNSETTLED)]
+        out += [c.line() for c in self.with_status(Status.IMPROVED)]
         if verbose:
-            out += [c.line() for c in self.with_status("unchanged")]
+            out += [c.line() for c in self.with_status(Status.UNCHANGED)]
             out += [f"NOTE       {c.cell}: {n}" for c in self.cells for n in c.notes]
         out.append(f"rlbench compare: {self.summary()}")
         return out
@@ -163,8 +163,8 @@ class Comparison:
         if self.runtimes:
             md += ["**Runtimes** (each yardstick's median over the common cells):", ""]
             md += [f"- {v.status}: {_md(v.message)}" for v in self.runtimes] + [""]
-        for title, status in (("Regressed", "regressed"), ("Improved", "improved")):
-            rows = [(c.cell, v) for c in self.with_status(status) for v in c.verdicts if v.status == status]
+        for title, status in (("Regressed", Status.REGRESSED), ("Improved", Status.IMPROVED)):
+            rows = [(c.cell, v) for c in self.with_status(status) for v in c.verdicts if v.status is status]
             if rows:
                 md += [f"#### {title}", "", "| Cell | Metric | Detail |", "|---|---|---|"]
                 md += [f"| `{cell}` | {v.metric} | {_md(_strip_cell(v.message, cell))} |" for cell, v in rows]
@@ -172,7 +172,7 @@ class Comparison:
         for title, cells in (("Only in OLD", self.only_old), ("Only in NEW", self.only_new)):
             if cells:
                 md += [f"#### {title} ({len(cells)})", "", ", ".join(f"`{c}`" for c in cells), ""]
-        unchanged = self.with_status("unchanged")
+        unchanged = self.with_status(Status.UNCHANGED)
         if unchanged:
             md += [f"<details><summary>{len(unchanged)} unchanged cells</summary>", "",
                    ", ".join(f"`{c.cell}`" for c in unchanged), "", "</details>", ""]
@@ -287,14 +287,8 @@ def compare_files(old: str | Path, new: str | Path, tolerances: str | Path | Non
     tol_path = Path(tolerances) if tolerances is not None else default_tolerances_path()
     tol = Tolerances.load(tol_path)
     old_results, new_results = load_results(old), load_results(new)
-    return compare_results(old_results, new_results, tol, thresholds, idle=_idle(tol_path.parent),
+    return compare_results(old_results, new_results, tol, thresholds, idle=idle.by_seed(tol_path.parent),
                            rss_noise=_rss_noise(tol_path.parent, old_results.machine_ids()))
-
-
-def _idle(root: Path) -> dict[str, dict[int, float]]:
-    """Doing nothing's return per seed and environment, from the baselines beside the tolerances."""
-    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
-            for env, e in idle.read(root).items() if "seeds" in e}
 
 
 def _rss_noise(root: Path, machine_ids: list[str]) -> dict[str, float] | None:

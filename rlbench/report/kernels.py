@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench.core.errors import BaselineError
-from rlbench.gate.checks import check_return
+from rlbench.gate.checks import Status, check_return
 from rlbench.gate.store import read_record_file
 from rlbench.gate.tolerances import Tolerances
 from rlbench.grid.matrix import parse_cell
@@ -29,7 +29,7 @@ class KernelRow:
     ci: tuple[float, float]
     identical: bool
     """The same per-episode returns: on these episodes no pair of products saturated."""
-    status: str
+    status: Status
     """The return check of the saturating returns against the exact ones: regressed/improved/unchanged."""
 
 
@@ -63,12 +63,12 @@ def markdown(rows: list[KernelRow]) -> str:
     for (method, kernel) in sorted({(r.method, r.kernel) for r in rows}):
         sel = [r for r in rows if (r.method, r.kernel) == (method, kernel)]
         out.append(f"| {method} | {kernel} | {len(sel)} | {sum(r.identical for r in sel)} | "
-                   f"{sum(r.status == 'regressed' for r in sel)} | {sum(r.status == 'improved' for r in sel)} |")
-    moved = [r for r in rows if r.status in ("regressed", "improved")]
+                   f"{sum(r.status is Status.REGRESSED for r in sel)} | {sum(r.status is Status.IMPROVED for r in sel)} |")
+    moved = [r for r in rows if r.status in (Status.REGRESSED, Status.IMPROVED)]
     if moved:
         out += ["", "| cell | exact kernels | saturating kernels |", "|---|---|---|"]
         for r in moved:
-            bold = "**" if r.status == "regressed" else ""
+            bold = "**" if r.status is Status.REGRESSED else ""
             out.append(f"| {r.cell} | {r.exact_mean:.0f} [{r.exact_ci[0]:.0f}, {r.exact_ci[1]:.0f}] | "
                        f"{bold}{r.mean:.0f}{bold} [{r.ci[0]:.0f}, {r.ci[1]:.0f}] |")
     return "\n".join(out)

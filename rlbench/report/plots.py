@@ -1,31 +1,59 @@
-"""PNG plots of a results file: figures relative to baseline (the paper's Figures 1-3), return
-against pruning ratio, a return/latency Pareto plot and model sizes.
+"""PNG figures of a results file, each sized to be read at the report's page width.
+
+One figure per metric (a variant x pair grid of return, latency, RSS, energy and bytes relative to
+fp32; absolute latency per runtime) or per algorithm (return against pruning ratio, return
+against latency with the Pareto front). Each is at most :data:`WIDTH_IN` x :data:`DPI` pixels wide
+with labels of at least 10 pt, so the page shows it at full size, with its legend inside the figure.
 
 Uses matplotlib's object API (``Figure`` + Agg) rather than ``pyplot``, so it neither needs a
 display nor changes the backend of a caller's session. Every function writes its PNG even when
 the file has nothing to plot (the image then says what is missing), so report links never break.
-A missing figure is never drawn as zero: it has no bar, no point.
+A missing figure is never drawn as zero: it has no bar, no point, an empty grid cell.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from rlbench.core.cellid import split_variant
 from rlbench.report.results import CellRecord, ResultsFile, variant_sort_key
+from rlbench.report.summary import METHOD_LABEL, RUNTIME_LABEL, by_pair, latency_samples
 from rlbench.report.tables import KEEP_FRACTION, relative_energy, relative_latency, relative_memory
 from rlbench.zoo.registry import ENVS, env_short
 
-DPI = 110
-METRICS = {
-    "latency": ("Latency relative to fp32 (ratios['variant/fp32'], 95% CI)", "variant / fp32"),
-    "memory": ("RSS delta relative to baseline (memory.rss_delta_bytes)", "variant / baseline"),
-    "energy": ("Energy per 1000 inferences relative to baseline", "variant / baseline"),
+DPI = 100
+WIDTH_IN = 11.0
+"""1100 px: the page's content width, so a figure is shown at 100%."""
+FONT = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10,
+        "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12}
+METHOD_COLORS = {"baseline": "black", "ptdq": "tab:blue", "ptsq": "tab:orange", "qat": "tab:green",
+                 "int8pc": "tab:cyan", "fp16": "tab:olive", "int4": "tab:brown", "gmp": "tab:pink",
+                 "lowrank": "tab:gray", "l1": "tab:red", "l2": "tab:purple"}
+RUNTIME_COLORS = {"torch": "tab:red", "onnxruntime": "tab:blue"}
+#: The grid figures: metric -> (title, colour-bar label).
+GRIDS = {
+    "return": ("Mean return over the pair's fp32 mean (pairs with a positive fp32 mean)", "return / fp32"),
+    "latency": ("Latency over fp32 in the variant's own runtime (variant/fp32, interleaved in-process)",
+                "variant / fp32"),
+    "memory": ("RSS delta over the pair's fp32 cell (memory.rss_delta_bytes)", "variant / fp32"),
+    "energy": ("Energy per 1000 inferences over the pair's fp32 cell", "variant / fp32"),
+    "size": ("Compression: fp32 bytes over the variant's deployed bytes (bytes_total)", "fp32 bytes / variant bytes"),
 }
-_METHOD_COLORS = {"baseline": "black", "ptdq": "tab:blue", "ptsq": "tab:orange", "qat": "tab:green",
-                  "l1": "tab:red", "l2": "tab:purple"}
+
+
+@contextmanager
+def _style():
+    with matplotlib.rc_context(FONT):
+        yield
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -36,44 +64,65 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _message(path: Path, title: str, lines: list[str]) -> Path:
-    fig = Figure(figsize=(8, 1.2 + 0.3 * len(lines)), layout="constrained")
-    ax = fig.add_subplot()
-    ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.5, "\n".join(lines), ha="center", va="center", wrap=True, transform=ax.transAxes)
-    return _save(fig, path)
+    with _style():
+        fig = Figure(figsize=(8, 1.2 + 0.3 * len(lines)), layout="constrained")
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.set_title(title)
+        ax.text(0.5, 0.5, "\n".join(lines), ha="center", va="center", wrap=True, transform=ax.transAxes)
+        return _save(fig, path)
 
 
-def _by_pair(results: ResultsFile) -> dict[tuple[str, str], dict[str, CellRecord]]:
-    out: dict[tuple[str, str], dict[str, CellRecord]] = {}
-    for r in results.records:
-        out.setdefault((r.cell.algo, r.cell.env_id), {})[r.cell.variant] = r
-    return out
-
-
-def _env_order(envs) -> list[str]:
+def _env_order(envs: Iterable[str]) -> list[str]:
     return sorted(set(envs), key=lambda e: (ENVS.index(e) if e in ENVS else len(ENVS), e))
 
 
-def _relative_value(metric: str, rec: CellRecord, base: CellRecord | None):
+def _env_colors(envs: Iterable[str]) -> dict[str, str]:
+    return {e: f"C{i % 10}" for i, e in enumerate(_env_order(envs))}
+
+
+# ------------------------------------------------------------------------------------------ grids
+
+
+def _grid_value(metric: str, rec: CellRecord, base: CellRecord | None) -> float | None:
+    if metric == "return":
+        st, bst = rec.return_stat(), base.return_stat() if base is not None else None
+        return st.mean / bst.mean if st is not None and bst is not None and bst.mean > 0 else None
     if metric == "latency":
-        return relative_latency(rec)
-    v = relative_memory(rec, base) if metric == "memory" else relative_energy(rec, base)
-    return None if v is None else (v, v, v)
+        v = relative_latency(rec)
+        return None if v is None else v[0]
+    if metric == "memory":
+        return relative_memory(rec, base)
+    if metric == "energy":
+        return relative_energy(rec, base)
+    if metric == "size":
+        if base is not None and base.bytes_total and rec.bytes_total:
+            return base.bytes_total / rec.bytes_total
+        return rec.compression_factor
+    raise ValueError(f"metric must be one of {sorted(GRIDS)}")
 
 
-def plot_relative(results: ResultsFile, metric: str, path: Path) -> Path:
-    """Grouped bars per algorithm: one group per variant, one bar per environment, 1.0 = baseline.
+def _fmt_cell(v: float) -> str:
+    if round(v, 2) == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}".rstrip("0").rstrip(".")
+    text = f"{v:.2f}"
+    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
-    ``metric`` is ``latency`` (``ratios['variant/fp32']`` with its CI), ``memory`` (RSS delta over the
-    baseline's) or ``energy`` (J/1000 over the baseline's, only where both had a meter)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}")
-    title, ylabel = METRICS[metric]
-    pairs = _by_pair(results)
-    data: dict[str, dict[str, dict[str, tuple]]] = {}
+
+def plot_grid(results: ResultsFile, metric: str, path: Path, marked: Iterable[str] = ()) -> Path:
+    """A variant (rows) x pair (columns, grouped by algorithm) grid of one figure relative to the
+    pair's fp32 cell, each cell coloured and written. ``marked`` pairs get a ``*`` (weak baselines)."""
+    if metric not in GRIDS:
+        raise ValueError(f"metric must be one of {sorted(GRIDS)}")
+    title, cbar = GRIDS[metric]
+    pairs = by_pair(results)
+    values: dict[tuple[str, str], float] = {}
     no_meter: dict[str, int] = {}
-    for (algo, env_id), cells in pairs.items():
+    for pair, cells in pairs.items():
         base = cells.get("baseline")
         for variant, rec in cells.items():
             if metric == "energy" and rec.energy is not None and not rec.energy.available:
@@ -81,93 +130,176 @@ def plot_relative(results: ResultsFile, metric: str, path: Path) -> Path:
                 no_meter[reason] = no_meter.get(reason, 0) + 1
             if rec.cell.is_baseline:
                 continue
-            v = _relative_value(metric, rec, base)
-            if v is not None:
-                data.setdefault(algo, {}).setdefault(variant, {})[env_id] = v
-    if not data:
+            v = _grid_value(metric, rec, base)
+            if v is not None and math.isfinite(v):
+                values[variant, pair] = v
+    if not values:
         if metric == "energy" and no_meter:
             return _message(path, title, [f"no meter: {reason} ({n} cells)" for reason, n in sorted(no_meter.items())])
-        return _message(path, title, [f"no {metric} figures relative to baseline in {Path(results.path).name}"])
-
-    algos = [a for a in dict.fromkeys(r.cell.algo for r in results.records) if a in data]
-    envs = _env_order(e for a in data.values() for v in a.values() for e in v)
-    colors = {e: f"C{i}" for i, e in enumerate(envs)}
-    nvar = max(len(v) for v in data.values())
-    fig = Figure(figsize=(min(40, max(8, 0.3 * nvar * max(1, len(envs)) + 2)), 3.2 * len(algos) + 0.6),
-                 layout="constrained")
-    axes = fig.subplots(len(algos), 1, squeeze=False)[:, 0]
-    for ax, algo in zip(axes, algos):
-        variants = sorted(data[algo], key=lambda v: variant_sort_key(*split_variant(v)))
-        width = 0.8 / max(1, len(envs))
-        for j, env_id in enumerate(envs):
-            xs, ys, err_lo, err_hi = [], [], [], []
-            for i, variant in enumerate(variants):
-                v = data[algo][variant].get(env_id)
-                if v is None:
+        return _message(path, title, [f"no {metric} figures relative to fp32 in {Path(results.path).name}"])
+    present = {p for _, p in values}
+    cols = [p for p in pairs if p in present]
+    rows = sorted({v for v, _ in values}, key=lambda v: variant_sort_key(*split_variant(v)))
+    a = np.full((len(rows), len(cols)), np.nan)
+    for (v, p), x in values.items():
+        a[rows.index(v), cols.index(p)] = x
+    if metric == "return":
+        norm, cmap = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=1.5), "RdYlGn"
+    elif metric == "size":
+        norm, cmap = Normalize(vmin=1.0, vmax=max(2.0, float(np.nanmax(a)))), "Greens"
+    else:
+        norm, cmap = LogNorm(vmin=0.5, vmax=2.0), "RdYlGn_r"
+    marked = set(marked)
+    with _style():
+        width = min(WIDTH_IN, max(7.0, 2.4 + 0.42 * len(cols)))
+        fig = Figure(figsize=(width, 1.9 + 0.24 * len(rows)), layout="constrained")
+        ax = fig.add_subplot()
+        img = ax.imshow(np.clip(a, norm.vmin, norm.vmax), cmap=cmap, norm=norm, aspect="auto",
+                        interpolation="nearest")
+        fontsize = 9 if len(cols) > 12 else 10
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                x = a[i, j]
+                if np.isnan(x):
                     continue
-                xs.append(i - 0.4 + width * (j + 0.5))
-                ys.append(v[0])
-                err_lo.append(max(0.0, v[0] - v[1]))
-                err_hi.append(max(0.0, v[2] - v[0]))
-            if xs:
-                ax.bar(xs, ys, width=width, color=colors[env_id], label=env_short(env_id),
-                       yerr=[err_lo, err_hi] if metric == "latency" else None, capsize=1.5, ecolor="0.3")
-        ax.axhline(1.0, color="black", lw=0.8, ls="--")
-        ax.set_xticks(range(len(variants)), variants, rotation=90 if len(variants) > 8 else 0, fontsize=7)
-        ax.set_ylabel(ylabel)
-        ax.set_title(algo, fontsize=10, loc="left")
-        ax.legend(fontsize=7, ncols=len(envs), loc="upper right")
-    suptitle = title
-    if metric == "energy" and no_meter:
-        suptitle += "\n" + "; ".join(f"no meter: {r} ({n} cells)" for r, n in sorted(no_meter.items()))
-    fig.suptitle(suptitle, fontsize=11)
-    return _save(fig, path)
+                shade = img.cmap(img.norm(min(max(x, norm.vmin), norm.vmax)))
+                dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
+                ax.text(j, i, _fmt_cell(x), ha="center", va="center", fontsize=fontsize,
+                        color="white" if dark else "black")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xticks(range(len(cols)), [env_short(p.split("-", 1)[1]) + (" *" if p in marked else "")
+                                         for p in cols], rotation=90)
+        algos = [p.split("-", 1)[0] for p in cols]
+        top = ax.secondary_xaxis("top")
+        starts = [j for j in range(len(cols)) if j == 0 or algos[j] != algos[j - 1]]
+        ends = starts[1:] + [len(cols)]
+        top.set_xticks([(s + e - 1) / 2 for s, e in zip(starts, ends)], [algos[s] for s in starts])
+        top.tick_params(length=0)
+        for s in starts[1:]:
+            ax.axvline(s - 0.5, color="white", lw=3)
+        ax.tick_params(length=0)
+        fig.colorbar(img, ax=ax, orientation="horizontal", location="bottom", shrink=0.5, aspect=40,
+                     pad=0.01, label=cbar + (" (colour clipped at its ends)" if metric != "size" else ""))
+        sup = title if width >= 9 else title.replace(" (", "\n(", 1)
+        if marked & set(cols):
+            sup += "\n* weak or degenerate fp32 baseline (see the flags section)"
+        if metric == "energy" and no_meter:
+            sup += "\n" + "; ".join(f"no meter: {r} ({n} cells)" for r, n in sorted(no_meter.items()))
+        fig.suptitle(sup)
+        return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ latency
+
+
+def _log_ticks(ax, values) -> None:
+    """Plain 1-2-5 labels on a log x axis (matplotlib's minor labels collide at this width)."""
+    lo, hi = min(values), max(values)
+    steps = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5)]
+    ticks = [t for t in steps if lo / 1.5 <= t <= hi * 1.5] or [lo, hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def plot_latency_absolute(results: ResultsFile, path: Path) -> Path:
+    """Median single-observation latency per cell (µs, log scale), one row per runtime x policy:
+    each runtime's fp32 policy first, then each method's variants; the bar is the median."""
+    samples = latency_samples(results)
+    if not samples:
+        return _message(path, "Latency per runtime", [f"no latency figures in {Path(results.path).name}"])
+    order = {"torch": 0, "onnxruntime": 1}
+    keys = sorted(samples, key=lambda k: (k[1] != "fp32", order.get(k[0], 9),
+                                          float(np.median([u for u, _ in samples[k]]))))
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN * 0.8, 1.4 + 0.36 * len(keys)), layout="constrained")
+        ax = fig.add_subplot()
+        rng = np.random.default_rng(0)
+        for i, key in enumerate(keys):
+            us = np.asarray([u for u, _ in samples[key]])
+            color = RUNTIME_COLORS.get(key[0], "tab:gray")
+            ax.scatter(us, i + rng.uniform(-0.18, 0.18, us.size), s=8, color=color, alpha=0.35, lw=0)
+            med = float(np.median(us))
+            ax.plot([med, med], [i - 0.32, i + 0.32], color="black", lw=2)
+            ax.annotate(f"{med:.0f} µs" if med >= 10 else f"{med:.1f} µs", (med, i), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=10)
+        ax.set_yticks(range(len(keys)), [f"{RUNTIME_LABEL.get(rt, rt)}: {METHOD_LABEL.get(p, p)}"
+                                         + ("" if METHOD_LABEL.get(p, p) == p else f" ({p})") for rt, p in keys])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        _log_ticks(ax, [u for k in keys for u, _ in samples[k]])
+        ax.set_xlabel("median single-observation latency per cell (µs, log scale; this machine only)")
+        ax.grid(axis="x", which="both", alpha=0.3)
+        handles = [ax.scatter([], [], color=c, label=RUNTIME_LABEL[rt]) for rt, c in RUNTIME_COLORS.items()]
+        ax.legend(handles=handles, loc="lower right")
+        fig.suptitle("Latency per runtime: fp32 in each runtime, and each method's variants")
+        return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ pruning
+
+
+def _panels(n: int) -> tuple[int, int, bool]:
+    """(rows, columns, legend in a spare panel) for ``n`` panels three to a row."""
+    ncols = min(3, n + 1)
+    nrows = -(-(n + 1) // ncols)
+    return nrows, ncols, True
 
 
 def plot_pruning_curves(results: ResultsFile, path: Path, keep: float = KEEP_FRACTION) -> Path:
-    """Mean return (95% CI band) against pruning ratio, L1 and L2, one panel per algorithm x
-    environment in the file; the baseline at ratio 0 and the 90%-of-baseline line."""
-    pairs = _by_pair(results)
-    algos = list(dict.fromkeys(a for a, _ in pairs))
-    envs = _env_order(e for _, e in pairs)
-    has_pruning = any(r.cell.is_pruning for r in results.records)
-    if not has_pruning:
+    """Mean return over the fp32 mean against pruning ratio, one panel per algorithm, one colour per
+    environment, L1 solid and L2 dashed; the line at ``keep``. Pairs whose fp32 mean is not
+    positive cannot be drawn as a fraction and are named instead."""
+    pairs = by_pair(results)
+    if not any(r.cell.is_pruning for r in results.records):
         return _message(path, "Return against pruning ratio", [f"no L1/L2 pruning cells in {Path(results.path).name}"])
-    fig = Figure(figsize=(3.2 * len(envs) + 0.5, 2.6 * len(algos) + 0.6), layout="constrained")
-    axes = fig.subplots(len(algos), len(envs), squeeze=False)
-    for i, algo in enumerate(algos):
-        for j, env_id in enumerate(envs):
-            ax = axes[i][j]
-            ax.set_title(f"{algo} {env_short(env_id)}", fontsize=9)
-            cells = pairs.get((algo, env_id), {})
-            base = cells.get("baseline")
-            bstat = base.return_stat() if base is not None else None
-            drawn = False
-            for norm in ("l1", "l2"):
-                pts = sorted((r.cell.ratio, r.return_stat()) for r in cells.values()
-                             if r.cell.method == norm and r.cell.ratio is not None and r.return_stat() is not None)
-                if not pts:
+    algos = list(dict.fromkeys(p.split("-", 1)[0] for p, cells in pairs.items()
+                               if any(r.cell.is_pruning for r in cells.values())))
+    colors = _env_colors(next(iter(c.values())).cell.env_id for c in pairs.values())
+    nrows, ncols, _ = _panels(len(algos))
+    skipped = []
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN, 3.0 * nrows + 0.7), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, algo in zip(axes, algos):
+            ax.set_title(algo)
+            for pair, cells in pairs.items():
+                if pair.split("-", 1)[0] != algo:
                     continue
-                xs = [p[0] for p in pts]
-                ax.plot(xs, [p[1].mean for p in pts], marker=".", color=_METHOD_COLORS[norm], label=norm.upper())
-                ax.fill_between(xs, [p[1].lo for p in pts], [p[1].hi for p in pts], color=_METHOD_COLORS[norm], alpha=0.2)
-                drawn = True
-            if bstat is not None:
-                ax.errorbar([0.0], [bstat.mean], yerr=[[bstat.mean - bstat.lo], [bstat.hi - bstat.mean]],
-                            fmt="o", color="black", label="baseline", ms=4)
-                ax.axhline(bstat.mean - (1 - keep) * abs(bstat.mean), color="0.4", ls=":", lw=1,
-                           label=f"{keep:.0%} of baseline")
-                drawn = True
-            if not drawn:
-                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes, color="0.5")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            ax.set_xlabel("pruning ratio", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6)
-    fig.suptitle("Return against pruning ratio (mean, 95% CI)", fontsize=11)
-    return _save(fig, path)
+                base = cells.get("baseline")
+                bst = base.return_stat() if base is not None else None
+                env_id = next(iter(cells.values())).cell.env_id
+                if bst is None or bst.mean <= 0:
+                    skipped.append(pair)
+                    continue
+                for norm, style in (("l1", "-"), ("l2", "--")):
+                    pts = sorted((r.cell.ratio, r.return_stat().mean / bst.mean) for r in cells.values()
+                                 if r.cell.method == norm and r.cell.ratio is not None and r.return_stat() is not None)
+                    if pts:
+                        ax.plot([0.0] + [p[0] for p in pts], [1.0] + [p[1] for p in pts], style, marker=".",
+                                color=colors[env_id], lw=1.4)
+            ax.axhline(keep, color="0.4", ls=":", lw=1)
+            ax.set_ylim(-0.1, 1.3)
+            ax.set_xlabel("pruning ratio")
+            ax.set_ylabel("return / fp32")
+            ax.grid(alpha=0.3)
+        spare = axes[len(algos)]
+        spare.axis("off")
+        handles = [spare.plot([], [], color=c, lw=2, label=env_short(e))[0] for e, c in colors.items()]
+        handles += [spare.plot([], [], "-", color="0.3", label="L1")[0],
+                    spare.plot([], [], "--", color="0.3", label="L2")[0],
+                    spare.plot([], [], ":", color="0.4", label=f"{keep:.0%} of fp32")[0]]
+        spare.legend(handles=handles, loc="center", frameon=False)
+        for ax in axes[len(algos) + 1:]:
+            ax.axis("off")
+        sup = "Return against pruning ratio (mean over fp32 mean; y clipped to [-0.1, 1.3])"
+        if skipped:
+            sup += "\nnot drawn (fp32 mean not positive): " + ", ".join(skipped)
+        fig.suptitle(sup)
+        return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ Pareto
 
 
 def _latency_vs_ref(rec: CellRecord) -> float | None:
@@ -189,79 +321,47 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
     return sorted(front)
 
 
-def plot_pareto(results: ResultsFile, path: Path) -> Path:
-    """Return (95% CI) against latency relative to the NumPy reference, per pair; the Pareto front
-    (fastest for its return) joined and labelled."""
-    pairs = _by_pair(results)
+def plot_pareto(results: ResultsFile, path: Path, algo: str) -> Path:
+    """One algorithm: return (95% CI) against latency relative to the NumPy reference, one panel per
+    environment, colour by method; the Pareto front (fastest for its return) joined and labelled.
+    The legend fills the panel after the last environment."""
     panels = []
-    for key, cells in pairs.items():
-        pts = []
-        for rec in cells.values():
-            lat, st = _latency_vs_ref(rec), rec.return_stat()
-            if lat is not None and st is not None:
-                pts.append((lat, st, rec))
+    for pair, cells in by_pair(results).items():
+        if pair.split("-", 1)[0] != algo:
+            continue
+        pts = [(lat, st, rec) for rec in cells.values()
+               if (lat := _latency_vs_ref(rec)) is not None and (st := rec.return_stat()) is not None]
         if pts:
-            panels.append((key, pts))
+            panels.append((pair, pts))
     if not panels:
-        return _message(path, "Return against latency", ["no cells with both a return and a latency ratio"])
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, ((algo, env_id), pts) in zip(axes, panels):
-        for lat, st, rec in pts:
-            ax.errorbar([lat], [st.mean], yerr=[[st.mean - st.lo], [st.hi - st.mean]], fmt="o", ms=3.5,
-                        color=_METHOD_COLORS.get(rec.cell.method, "tab:gray"), alpha=0.8)
-        front = pareto_front([(lat, st.mean, rec.cell.variant) for lat, st, rec in pts])
-        ax.plot([p[0] for p in front], [p[1] for p in front], color="0.3", lw=0.8, drawstyle="steps-post")
-        for x, y, label in front:
-            ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_title(f"{algo} {env_short(env_id)}", fontsize=9)
-        ax.set_xlabel("latency / NumPy reference", fontsize=8)
-        ax.set_ylabel("return", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in axes[len(panels):]:
-        ax.axis("off")
-    handles = [axes[0].plot([], [], "o", color=c, label=m)[0] for m, c in _METHOD_COLORS.items()]
-    fig.legend(handles=handles + [axes[0].plot([], [], "o", color="tab:gray", label="other")[0]],
-               loc="outside lower center", ncols=7, fontsize=7)
-    fig.suptitle("Return against latency (Pareto front joined)", fontsize=11)
-    return _save(fig, path)
-
-
-def plot_model_size(results: ResultsFile, path: Path) -> Path:
-    """``bytes_total`` per variant (KiB, log scale), one panel per algorithm, one bar per environment.
-    Cells without ``bytes_total`` (often the baseline) have no bar."""
-    pairs = _by_pair(results)
-    data: dict[str, dict[str, dict[str, int]]] = {}
-    for (algo, env_id), cells in pairs.items():
-        for variant, rec in cells.items():
-            if rec.bytes_total is not None:
-                data.setdefault(algo, {}).setdefault(variant, {})[env_id] = rec.bytes_total
-    if not data:
-        return _message(path, "Model size", [f"no bytes_total figures in {Path(results.path).name}"])
-    algos = [a for a in dict.fromkeys(r.cell.algo for r in results.records) if a in data]
-    envs = _env_order(e for a in data.values() for v in a.values() for e in v)
-    nvar = max(len(v) for v in data.values())
-    fig = Figure(figsize=(min(40, max(8, 0.3 * nvar * max(1, len(envs)) + 2)), 3.0 * len(algos) + 0.6),
-                 layout="constrained")
-    axes = fig.subplots(len(algos), 1, squeeze=False)[:, 0]
-    for ax, algo in zip(axes, algos):
-        variants = sorted(data[algo], key=lambda v: variant_sort_key(*split_variant(v)))
-        width = 0.8 / max(1, len(envs))
-        for j, env_id in enumerate(envs):
-            xs, ys = [], []
-            for i, variant in enumerate(variants):
-                b = data[algo][variant].get(env_id)
-                if b is not None:
-                    xs.append(i - 0.4 + width * (j + 0.5))
-                    ys.append(b / 1024)
-            if xs:
-                ax.bar(xs, ys, width=width, color=f"C{j}", label=env_short(env_id))
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(variants)), variants, rotation=90 if len(variants) > 8 else 0, fontsize=7)
-        ax.set_ylabel("KiB (bytes_total)")
-        ax.set_title(algo, fontsize=10, loc="left")
-        ax.legend(fontsize=7, ncols=len(envs))
-    fig.suptitle("Model size on disk per variant", fontsize=11)
-    return _save(fig, path)
+        return _message(path, f"{algo}: return against latency", ["no cells with both a return and a latency ratio"])
+    nrows, ncols, _ = _panels(len(panels))
+    methods = list(dict.fromkeys(rec.cell.method for _, pts in panels for _, _, rec in pts))
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN if ncols == 3 else 3.7 * ncols, 3.3 * nrows + 0.6), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, (pair, pts) in zip(axes, panels):
+            for lat, st, rec in pts:
+                ax.errorbar([lat], [st.mean], yerr=[[st.mean - st.lo], [st.hi - st.mean]], fmt="o", ms=4,
+                            color=METHOD_COLORS.get(rec.cell.method, "tab:gray"), alpha=0.8)
+            front = pareto_front([(lat, st.mean, rec.cell.variant) for lat, st, rec in pts])
+            ax.plot([p[0] for p in front], [p[1] for p in front], color="0.3", lw=0.8, drawstyle="steps-post")
+            for x, y, text in front[:6]:
+                ax.annotate(text, (x, y), fontsize=9, xytext=(3, 3), textcoords="offset points")
+            ax.set_title(env_short(pair.split("-", 1)[1]))
+            ax.set_xscale("log")
+            _log_ticks(ax, [lat for lat, _, _ in pts])
+            ax.set_xlabel("latency / NumPy reference")
+            ax.set_ylabel("return")
+            ax.grid(alpha=0.3)
+        spare = axes[len(panels)]
+        spare.axis("off")
+        handles = [spare.plot([], [], "o", color=METHOD_COLORS.get(m, "tab:gray"),
+                              label=f"{METHOD_LABEL.get(m, m)} ({m})" if m in METHOD_LABEL and m != "fp16" else m)[0]
+                   for m in sorted(methods, key=lambda m: variant_sort_key(m, None))]
+        handles.append(spare.plot([], [], color="0.3", lw=0.8, label="Pareto front")[0])
+        spare.legend(handles=handles, loc="center", frameon=False, ncols=2 if len(handles) > 8 else 1)
+        for ax in axes[len(panels) + 1:]:
+            ax.axis("off")
+        fig.suptitle(f"{algo}: return (95% CI) against latency, Pareto front joined and labelled")
+        return _save(fig, path)

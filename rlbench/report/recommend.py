@@ -31,7 +31,6 @@ Inputs: a results file (:func:`recommend_file`) or a machine's stored figures
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -40,11 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from rlbench.core.errors import BaselineError, ResultsError
-from rlbench.core.io import read_stored_json
 from rlbench.core.paths import baselines_dir
 from rlbench.core.versions import machine_id
 from rlbench.gate.checks import Status, check_return, idle_bar, mann_whitney_p, pool_yardsticks
-from rlbench.gate.idle import read as read_idle
+from rlbench.gate.idle import by_seed as idle_by_seed
 from rlbench.gate.store import BaselineStore
 from rlbench.gate.tolerances import Tolerances
 from rlbench.measure.int8kernel import uses_int8_kernels
@@ -133,43 +131,25 @@ class Recommendations:
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def idle_returns(root: Path) -> dict[str, dict[int, float]]:
-    """Doing nothing's return per seed, per environment (``ROOT/idle.json``; {} if absent)."""
-    return {env: {int(s): float(r) for s, r in zip(e["seeds"], e["returns"])}
-            for env, e in read_idle(root).items() if "seeds" in e}
-
-
 def stored_results(root: Path, machine: str) -> ResultsFile:
     """A machine's stored figures as a results file: ``figures.json`` (returns, bytes) with
     ``machines/MACHINE.json`` (latency). Int8 ONNX Runtime cells take the returns of the
     machine's int8 kernel class (``int8-kernels/``); a cell without returns for it has none."""
-    root = Path(root)
-    hint = "pytest bench -n 8 --rlbench-record-machine"
-    figures = read_stored_json(root / "figures.json", "pytest bench --rlbench-update-baselines")
-    if not isinstance(figures, dict) or not isinstance(figures.get("cells"), dict) or not figures["cells"]:
-        raise BaselineError(f"{root / 'figures.json'}: no stored cells to recommend from")
-    path = root / "machines" / f"{machine}.json"
-    data = read_stored_json(path, hint)
-    if data is None:
-        known = sorted(p.stem for p in (root / "machines").glob("*.json"))
-        raise BaselineError(f"{path}: no stored figures for machine {machine}; stored machines: "
-                            f"{', '.join(known) or 'none'} (pick one with --machine, or record a machine's figures "
-                            f"on it with: {hint})")
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
-        raise BaselineError(f"{path} is not an rlbench machine figures file (no 'cells' object)")
-    info = data.get("machine") if isinstance(data.get("machine"), dict) else {}
-    store = BaselineStore(root, machine, int8_kernel=str(info.get("int8_kernel") or "exact"))
-    source = f"the stored figures of machine {machine} ({root})"
+    store = BaselineStore.of_stored_machine(root, machine)
+    cells = store.cells()
+    if not cells:
+        raise BaselineError(f"{store.figures_path}: no stored cells to recommend from")
+    info = store.machine_info()
+    source = f"the stored figures of machine {machine} ({store.root})"
     records = []
-    for cell, fig in figures["cells"].items():
-        if not isinstance(fig, dict):
-            raise BaselineError(f"{root / 'figures.json'}: cell {cell!r} is not an object")
+    for cell in cells:
         try:
-            fig = store.require(cell, int8=uses_int8_kernels(fig))
+            fig = store.require(cell, int8=uses_int8_kernels(store.figures(cell)))
         except BaselineError:  # no returns for this machine's kernels: the cell keeps its other figures
-            fig = {k: v for k, v in fig.items() if k not in ("returns", "return_mean", "return_ci", "lengths")}
+            fig = {k: v for k, v in store.require(cell, returns=False).items()
+                   if k not in ("returns", "return_mean", "return_ci", "lengths")}
         entry = {"param": cell, "name": cell,
-                 "extra_info": {"figures": fig, "machine_figures": data["cells"].get(cell) or {},
+                 "extra_info": {"figures": fig, "machine_figures": store.machine_figures(cell) or {},
                                 "rlbench": {"machine_id": machine, "machine": info}}}
         records.append(record_from_entry(entry, source))
     return ResultsFile(path=source, records=tuple(sorted(records, key=lambda r: r.cell.sort_key())),
@@ -188,7 +168,7 @@ def check_keep(keep: float) -> float:
 def recommend(results: ResultsFile, keep: float = KEEP, tolerances: Tolerances | None = None,
               idle: Mapping[str, Mapping[int, float]] | None = None) -> Recommendations:
     """Every pair of ``results``: see the module for the rule. ``idle``: doing nothing's return
-    per seed per environment (:func:`idle_returns`); ``tolerances``: the gate's (``alpha``,
+    per seed per environment (:func:`rlbench.gate.idle.by_seed`); ``tolerances``: the gate's (``alpha``,
     ``abs_floor``; ``rel_drop`` is replaced by ``1 - keep``)."""
     keep = check_keep(keep)
     tol = replace((tolerances or Tolerances()).returns, rel_drop=1.0 - keep)
@@ -215,7 +195,7 @@ def recommend_file(path: str | Path | None = None, *, machine: str | None = None
         results = stored_results(root, machine or machine_id())
     else:
         results = load_results(path)
-    return recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_returns(root))
+    return recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_by_seed(root))
 
 
 def _pair(pair: str, cells: list[CellRecord], tol, pooled: Mapping[str, float],
@@ -433,7 +413,7 @@ def report_blocks(results: ResultsFile, keep: float = KEEP) -> list:
     """The section ``rlbench report`` shows, judged with the repository's tolerances and doing
     nothing's returns (``baselines/``)."""
     root = baselines_dir()
-    return blocks(recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_returns(root)))
+    return blocks(recommend(results, keep, Tolerances.load(root / "tolerances.toml"), idle_by_seed(root)))
 
 
 # ------------------------------------------------------------------------------------------ command line

@@ -16,208 +16,22 @@ a number made up from other figures.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import ResultsError
-from rlbench.measure.stats import bootstrap_ci
-from rlbench.zoo.registry import ALGOS, ENVS, env_short
+from rlbench.grid.record import (PRUNE_METHODS, QUANT_METHODS, CellId, CellRecord, Energy, ReturnStat, RunContext,
+                                 parse_cell_id, variant_sort_key)
+
+__all__ = ["MERGE_KEY", "PRUNE_METHODS", "QUANT_METHODS", "CellId", "CellRecord", "Energy", "ResultsFile", "ReturnStat",
+           "RunContext", "entry_cell", "load_results", "parse_cell_id", "read_results_json", "record_from_entry",
+           "variant_sort_key"]
 
 #: Top-level key that ``rlbench merge`` adds (pytest-benchmark ignores unknown top-level keys).
 MERGE_KEY = "rlbench_merge"
-
-QUANT_METHODS: tuple[str, ...] = ("ptdq", "ptsq", "qat")
-"""The paper's quantization methods (Table 1), in its column order."""
-PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
-"""The paper's pruning norms (Tables 2-3)."""
-
-
-# ----------------------------------------------------------------------------------------- cell ids
-
-
-@dataclass(frozen=True)
-class CellId:
-    """A parsed cell id such as ``SAC-HalfCheetah-v5-l2-0.30``."""
-
-    text: str
-    """The id exactly as written in the results file."""
-    algo: str
-    env_id: str
-    method: str
-    """``baseline``, ``ptdq``, ``ptsq``, ``qat``, ``l1``, ``l2``, ``fp16``, ``int8pc``, ``lowrank``, ..."""
-    ratio: float | None
-    """The method's ratio (pruning fraction, rank fraction, sparsity), or ``None``."""
-
-    @property
-    def pair(self) -> str:
-        return f"{self.algo}-{self.env_id}"
-
-    @property
-    def env_short(self) -> str:
-        """The paper's environment name (``HalfCheetah``)."""
-        return env_short(self.env_id)
-
-    @property
-    def variant(self) -> str:
-        """``method`` or ``method-ratio`` as in the id (``l2-0.30``)."""
-        return self.text[len(self.pair) + 1:]
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.method == "baseline"
-
-    @property
-    def is_pruning(self) -> bool:
-        """L1/L2 structured pruning: the paper's Tables 2-3."""
-        return self.method in PRUNE_METHODS
-
-    def sort_key(self) -> tuple:
-        """Report order: algorithms and environments as in the registry (the paper's order), then
-        baseline, the paper's quantization methods, other methods, then L1 and L2 by ratio."""
-        a = ALGOS.index(self.algo)
-        e = ENVS.index(self.env_id) if self.env_id in ENVS else len(ENVS)
-        return (a, e, self.env_id) + variant_sort_key(self.method, self.ratio)
-
-
-def variant_sort_key(method: str, ratio: float | None) -> tuple:
-    if method == "baseline":
-        group = 0
-    elif method in QUANT_METHODS:
-        group = 1 + QUANT_METHODS.index(method)
-    elif method in PRUNE_METHODS:
-        group = 10 + PRUNE_METHODS.index(method)
-    else:
-        group = 5
-    return (group, method, -1.0 if ratio is None else ratio)
-
-
-def parse_cell_id(cell: Any, source: str | Path | None = None) -> CellId:
-    """Parse ``ALGO-Env-vN-method[-ratio]`` (:func:`rlbench.core.cellid.match_cell_id`, ALGO one of the
-    registry's) for every report module; any environment and method are read.
-
-    Raises :class:`ResultsError` naming ``source`` (the file) and the cell for anything else.
-    """
-    where = f"{source}: " if source is not None else ""
-    if not isinstance(cell, str):
-        raise ResultsError(f"{where}cell id {cell!r} is not a string")
-    m = match_cell_id(cell)
-    if m is None or m["algo"] not in ALGOS:
-        raise ResultsError(
-            f"{where}cell {cell!r} is not an rlbench cell id; expected ALGO-ENV-vN-METHOD[-RATIO] with ALGO one of "
-            f"{', '.join(ALGOS)}, e.g. SAC-HalfCheetah-v5-baseline or SAC-HalfCheetah-v5-l2-0.30")
-    ratio = m["ratio"]
-    return CellId(cell, m["algo"], m["env"], m["method"], None if ratio is None else float(ratio))
-
-
-# ------------------------------------------------------------------------------------------ records
-
-
-@dataclass(frozen=True)
-class Energy:
-    """Energy of a cell. ``joules_per_1000`` is ``None`` whenever ``available`` is false."""
-
-    available: bool
-    reason: str | None
-    joules_per_1000: float | None
-
-    def describe(self) -> str:
-        if self.available:
-            return f"{self.joules_per_1000:.4g} J/1000"
-        return f"no meter: {self.reason or 'no reason recorded'}"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Where and how a cell ran (``extra_info.rlbench``)."""
-
-    machine_id: str | None
-    machine: Mapping[str, Any]
-    versions: Mapping[str, Any]
-    threads: int | None
-    schema: int | None
-
-
-@dataclass(frozen=True)
-class ReturnStat:
-    """A mean return with its 95% CI and episode count."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-    @property
-    def half_width(self) -> float:
-        return (self.hi - self.lo) / 2
-
-    def overlaps(self, other: ReturnStat) -> bool:
-        return self.lo <= other.hi and other.lo <= self.hi
-
-    def format(self, digits: int = 1) -> str:
-        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
-
-
-@dataclass(frozen=True)
-class CellRecord:
-    """One cell of one results file. Mappings are read-only views; sequences are tuples."""
-
-    cell: CellId
-    source: str
-    """The results file the record came from."""
-    name: str | None
-    returns: tuple[float, ...]
-    seeds: tuple[int, ...]
-    lengths: tuple[int, ...]
-    return_mean: float | None
-    return_ci: tuple[float, float] | None
-    runtime: str | None
-    model_bytes: Mapping[str, int]
-    bytes_total: int | None
-    params: int | None
-    int8_weight_tensors: int | None
-    channel_ratio: float | None
-    param_ratio: float | None
-    compression_factor: float | None
-    policy_sha256: str | None
-    stats: Mapping[str, Any]
-    """pytest-benchmark stats of the single-observation latency (seconds)."""
-    latency_s: Mapping[str, float]
-    latency_cpu_s: Mapping[str, float]
-    ratios: Mapping[str, float]
-    ratio_ci: Mapping[str, tuple[float, float]]
-    memory: Mapping[str, Any]
-    energy: Energy | None
-    context: RunContext
-
-    @property
-    def id(self) -> str:
-        return self.cell.text
-
-    @property
-    def method(self) -> str:
-        return self.cell.method
-
-    @property
-    def latency_median_s(self) -> float | None:
-        v = self.stats.get("median")
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-    def return_stat(self) -> ReturnStat | None:
-        """Mean and 95% CI of the return: as recorded, or, when the file has only the per-episode
-        returns, derived from them with the suite's own bootstrap. ``None`` without returns."""
-        if self.return_mean is not None and self.return_ci is not None:
-            return ReturnStat(self.return_mean, self.return_ci[0], self.return_ci[1], len(self.returns))
-        if not self.returns:
-            return None
-
-        mean = self.return_mean if self.return_mean is not None else sum(self.returns) / len(self.returns)
-        lo, hi = self.return_ci if self.return_ci is not None else bootstrap_ci(self.returns)
-        return ReturnStat(float(mean), float(lo), float(hi), len(self.returns))
 
 
 @dataclass(frozen=True)
@@ -368,121 +182,10 @@ def load_results(path: str | Path) -> ResultsFile:
         datetime=data.get("datetime"), version=data.get("version"), merged_from=sources)
 
 
-class _Fields:
-    """Typed reads of one entry's figures; errors name the file, the cell and the key."""
-
-    def __init__(self, source: str, cell: str):
-        self.source, self.cell = source, cell
-
-    def fail(self, key: str, value: Any, want: str) -> ResultsError:
-        return ResultsError(f"{self.source}: cell {self.cell}: {key} is {value!r}, expected {want}")
-
-    def number(self, d: dict, key: str, prefix: str = "") -> float | None:
-        v = d.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail(prefix + key, v, "a number")
-        return float(v)
-
-    def integer(self, d: dict, key: str, prefix: str = "") -> int | None:
-        v = d.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
-            raise self.fail(prefix + key, v, "an integer")
-        return int(v)
-
-    def numbers(self, d: dict, key: str, prefix: str = "", cast=float) -> tuple:
-        v = d.get(key)
-        if v is None:
-            return ()
-        if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
-            raise self.fail(prefix + key, v if not isinstance(v, list) else "a list with a non-number", "a list of numbers")
-        return tuple(cast(x) for x in v)
-
-    def interval(self, v: Any, key: str) -> tuple[float, float] | None:
-        if v is None:
-            return None
-        if (not isinstance(v, list) or len(v) != 2
-                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
-            raise self.fail(key, v, "[low, high]")
-        return float(v[0]), float(v[1])
-
-    def mapping(self, d: dict, key: str, prefix: str = "") -> dict:
-        v = d.get(key)
-        if v is None:
-            return {}
-        if not isinstance(v, dict):
-            raise self.fail(prefix + key, v, "an object")
-        return v
-
-    def number_map(self, d: dict, key: str, prefix: str = "") -> dict[str, float]:
-        m = self.mapping(d, key, prefix)
-        out = {}
-        for k, v in m.items():
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise self.fail(f"{prefix}{key}.{k}", v, "a number")
-            out[str(k)] = v
-        return out
-
-
 def _ro(d: dict) -> Mapping:
     return MappingProxyType(dict(d))
 
 
 def record_from_entry(entry: dict, source: str) -> CellRecord:
     """One benchmark entry -> :class:`CellRecord` (the entry must have passed :func:`read_results_json`)."""
-    cid = parse_cell_id(entry_cell(entry), source)
-    f = _Fields(source, cid.text)
-    extra = entry["extra_info"]
-    fig = extra["figures"]
-    mach = f.mapping(extra, "machine_figures", "extra_info.")
-    ctx = f.mapping(extra, "rlbench", "extra_info.")
-    stats = entry.get("stats")
-    if stats is not None and not isinstance(stats, dict):
-        raise f.fail("stats", stats, "an object")
-
-    ratio_ci = {}
-    for k, v in f.mapping(mach, "ratio_ci", "machine_figures.").items():
-        iv = f.interval(v, f"machine_figures.ratio_ci.{k}")
-        if iv is not None:
-            ratio_ci[str(k)] = iv
-    energy = None
-    e = f.mapping(mach, "energy", "machine_figures.")
-    if e:
-        joules = f.number(e, "joules_per_1000", "machine_figures.energy.")
-        available = bool(e.get("available")) and joules is not None
-        reason = e.get("reason")
-        if bool(e.get("available")) and joules is None:
-            reason = "meter reported available but recorded no figure"
-        energy = Energy(available, None if available else (str(reason) if reason is not None else None),
-                        joules if available else None)
-    model_bytes = f.number_map(fig, "model_bytes", "figures.")
-    return CellRecord(
-        cell=cid, source=source, name=entry.get("name"),
-        returns=f.numbers(fig, "returns", "figures."), seeds=f.numbers(fig, "seeds", "figures.", int),
-        lengths=f.numbers(fig, "lengths", "figures.", int),
-        return_mean=f.number(fig, "return_mean", "figures."),
-        return_ci=f.interval(fig.get("return_ci"), "figures.return_ci"),
-        runtime=fig.get("runtime"),
-        model_bytes=_ro({k: int(v) for k, v in model_bytes.items()}),
-        bytes_total=f.integer(fig, "bytes_total", "figures."), params=f.integer(fig, "params", "figures."),
-        int8_weight_tensors=f.integer(fig, "int8_weight_tensors", "figures."),
-        channel_ratio=f.number(fig, "channel_ratio", "figures."), param_ratio=f.number(fig, "param_ratio", "figures."),
-        compression_factor=f.number(fig, "compression_factor", "figures."),
-        policy_sha256=fig.get("policy_sha256"),
-        stats=_ro(stats or {}),
-        latency_s=_ro(f.number_map(mach, "latency_s", "machine_figures.")),
-        latency_cpu_s=_ro(f.number_map(mach, "latency_cpu_s", "machine_figures.")),
-        ratios=_ro(f.number_map(mach, "ratios", "machine_figures.")),
-        ratio_ci=_ro(ratio_ci),
-        memory=_ro(f.mapping(mach, "memory", "machine_figures.")),
-        energy=energy,
-        context=RunContext(machine_id=ctx.get("machine_id"), machine=_ro(f.mapping(ctx, "machine", "rlbench.")),
-                           versions=_ro(f.mapping(ctx, "versions", "rlbench.")),
-                           threads=f.integer(ctx, "threads", "rlbench."),
-                           schema=ctx.get("schema")),
-    )
+    return CellRecord.from_entry(entry, source, cell=entry_cell(entry))

@@ -11,13 +11,17 @@ Rules, and why:
   its 95% CI overlaps no other variant's CI (in particular not the runner-up's); otherwise the row
   says ``tie (CIs overlap)`` and lists the variants whose CIs overlap the leader's. The paper picks
   the highest mean; with 10-50 chaotic episodes that often picks noise.
-* **Pruning (Table 2).** The paper's rule: the highest pruning ratio whose mean return keeps at
-  least 90% of the baseline mean return. Read literally: the highest *measured* ratio that passes,
-  even if a lower ratio failed (non-monotone curves happen). "90% of baseline" is
-  ``mean >= baseline - 0.1 * |baseline|`` so that it stays meaningful for negative baselines.
+* **Pruning (Table 2).** The paper's rule, as the findings checks apply it
+  (:func:`rlbench.grid.findings.highest_kept_ratio`): the highest *measured* pruning ratio whose mean
+  return keeps at least 90% of the baseline mean return, even if a lower ratio failed (non-monotone
+  curves happen). "90% of baseline" is ``mean >= baseline - 0.1 * |baseline|`` so that it stays
+  meaningful for negative baselines.
 * **Best pruning (Table 3).** The norm whose Table 2 ratio is higher (the paper: "at least 90% of
   the baseline while achieving the highest possible pruning percentage"); at equal ratios the
   higher return at that ratio, unless the two CIs overlap (then ``tie``).
+* **The findings** (best quantization share, models keeping 90% after 5% and 50% pruning) are
+  :func:`rlbench.grid.findings.compute` over the file's figures (:func:`report_findings`): the
+  figures the findings checks gate on, by the same rules, so the report cannot disagree with them.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rlbench.zoo.registry import ALGOS, ENVS, env_short
+from rlbench.grid import findings
+from rlbench.grid.findings import Finding, highest_kept_ratio, keeps
 from rlbench.report.results import QUANT_METHODS, CellRecord, ResultsFile, ReturnStat
+from rlbench.zoo.registry import ALGOS, ENVS, env_short, has_pair
 
 MISSING = "—"
-KEEP_FRACTION = 0.90
+KEEP_FRACTION = findings.KEEP
 TABLE1_METHODS: tuple[str, ...] = ("baseline",) + QUANT_METHODS
 MIB = 1024 * 1024
 
@@ -37,7 +43,7 @@ MIB = 1024 * 1024
 def report_pairs(results: ResultsFile) -> list[tuple[str, str]]:
     """Every algorithm x environment of the registry (the paper's grid, so missing rows show as
     missing), then any other pair present in the file, in registry order."""
-    pairs = [(a, e) for a in ALGOS for e in ENVS]
+    pairs = [(a, e) for a in ALGOS for e in ENVS if has_pair(a, e)]
     extra = [p for p in results.pairs() if p not in pairs]
     return pairs + sorted(extra, key=lambda p: (ALGOS.index(p[0]), p[1]))
 
@@ -124,16 +130,8 @@ def table1(results: ResultsFile, paper: Mapping) -> list[Table1Row]:
 # ------------------------------------------------------------------------------------------ Table 2
 
 
-def keeps(mean: float, baseline_mean: float, keep: float = KEEP_FRACTION) -> bool:
-    """True if ``mean`` is at least ``keep`` of the baseline (``baseline - (1-keep)*|baseline|``)."""
-    return mean >= baseline_mean - (1.0 - keep) * abs(baseline_mean)
-
-
-def highest_surviving_ratio(baseline_mean: float, points: Mapping[float, float],
-                            keep: float = KEEP_FRACTION) -> float | None:
-    """The highest ratio whose mean return keeps ``keep`` of the baseline, or ``None`` if none does."""
-    passing = [r for r, m in points.items() if keeps(m, baseline_mean, keep)]
-    return max(passing) if passing else None
+highest_surviving_ratio = highest_kept_ratio
+"""Table 2's rule: :func:`rlbench.grid.findings.highest_kept_ratio`."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +146,8 @@ class PruneChoice:
     stat: ReturnStat | None = None
     """The return at ``ratio``."""
     measured: tuple[float, ...] = ()
+    kept: tuple[float, ...] = ()
+    """The measured ratios whose mean return keeps ``keep`` of the baseline's (:func:`keeps`)."""
 
     def describe(self) -> str:
         if self.status == "ok":
@@ -170,10 +170,11 @@ def prune_choice(cells: Mapping[str, CellRecord], norm: str, keep: float = KEEP_
     measured = tuple(sorted(points))
     if bstat is None or not points:
         return PruneChoice(norm, "missing", measured=measured)
+    kept = tuple(r for r in measured if keeps(points[r].mean, bstat.mean, keep))
     ratio = highest_surviving_ratio(bstat.mean, {r: s.mean for r, s in points.items()}, keep)
     if ratio is None:
         return PruneChoice(norm, "none", measured=measured)
-    return PruneChoice(norm, "ok", ratio, points[ratio], measured)
+    return PruneChoice(norm, "ok", ratio, points[ratio], measured, kept)
 
 
 @dataclass(frozen=True)
@@ -335,24 +336,37 @@ def cell_rows(results: ResultsFile) -> list[CellRow]:
 # ---------------------------------------------------------------------------------------- findings
 
 
-def quantization_best_share(rows: list[Table1Row]) -> dict[str, dict[str, float]]:
-    """Which quantization method wins per pair (baseline excluded, like the paper's 40/36/24%
-    split). Ours counts decisive wins only; ties are counted separately."""
-    ours = {m: 0 for m in QUANT_METHODS} | {"tie": 0}
+def figures_of(results: ResultsFile) -> dict[str, dict]:
+    """The file's cells in the shape ``baselines/figures.json`` stores (:meth:`CellRecord.figures_json`)."""
+    return {r.id: r.figures_json() for r in results.records}
+
+
+def report_findings(results: ResultsFile) -> dict[str, Finding]:
+    """The paper's findings over the file's figures: :func:`rlbench.grid.findings.compute`, the one
+    computation the findings checks use, keyed by finding (``ptdq_vs_ptsq``, ``keep90_at_0.05``, ...)."""
+    return {f.key: f for f in findings.compute(figures_of(results))}
+
+
+def quantization_best_share(rows: list[Table1Row], found: Mapping[str, Finding]) -> dict[str, dict[str, int]]:
+    """Which quantization method has the highest mean return per pair (baseline excluded, like the
+    paper's 40/36/24% split): ours from the ``ptdq_vs_ptsq`` finding (:func:`rlbench.grid.findings.best_by_mean`,
+    over the pairs with PTDQ and PTSQ returns: ``pairs``), the paper's from Table 1."""
+    f = found.get("ptdq_vs_ptsq")
+    share = dict(f.ours.get("best_share", {})) if f is not None else {}
+    ours = {m: int(share.get(m, 0)) for m in QUANT_METHODS}
     paper = {m: 0 for m in QUANT_METHODS}
     for row in rows:
-        pick = pick_best({m: row.ours[m] for m in QUANT_METHODS})
-        if pick.status == "best":
-            ours[pick.leader] += 1
-        elif pick.status == "tie":
-            ours["tie"] += 1
         known = {m: row.paper[m] for m in QUANT_METHODS if row.paper.get(m) is not None}
         if known:
             paper[max(known, key=known.get)] += 1
-    return {"ours": ours, "paper": paper}
+    return {"ours": ours, "paper": paper, "pairs": {"ours": f.n if f is not None else 0}}
 
 
-def pruning_survival(rows: list[Table2Row], beyond: float) -> tuple[int, int]:
-    """(surviving, measured) norms x pairs whose Table 2 ratio exceeds ``beyond``."""
-    measured = [c for r in rows for c in (r.l1, r.l2) if c.status != "missing"]
-    return sum(1 for c in measured if c.status == "ok" and c.ratio > beyond + 1e-9), len(measured)
+def pruning_kept(found: Mapping[str, Finding], ratio: float) -> tuple[int, int]:
+    """(kept, models): pruned models (pair x norm) whose mean return keeps 90% of the baseline's at
+    exactly ``ratio`` (0.05 or 0.50), over pairs whose baseline return is positive (the
+    ``keep90_at_*`` finding)."""
+    f = found.get(f"keep90_at_{ratio:.2f}")
+    if f is None:
+        return 0, 0
+    return int(f.ours["kept"]), int(f.ours["models"])

@@ -19,7 +19,7 @@ class Predictor(Protocol):
     runtime: str
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        """obs [B, obs_dim] float32 -> actions [B, act_dim] float32."""
+        """obs [B, obs_dim] float32 -> actions [B, act_dim] float32 (a discrete policy: [B] int64 indices)."""
 
 
 class TorchPredictor:
@@ -107,6 +107,7 @@ class NumpyPredictor:
                         l.bias.detach().numpy().astype(np.float32)) for l in module.linears()]
         self.act = (lambda x: np.maximum(x, 0, out=x)) if spec.activation == "relu" else np.tanh
         self.squash = spec.squash
+        self.discrete = spec.discrete
         self.low, self.high = w["act_low"], w["act_high"]
         self.half, self.mid = (self.high - self.low) / 2, (self.high + self.low) / 2
 
@@ -118,6 +119,8 @@ class NumpyPredictor:
             x = self.act(x @ wt + b)
         wt, b = self.layers[-1]
         x = x @ wt + b
+        if self.discrete:
+            return np.argmax(x, axis=1).astype(np.int64)
         if self.squash:
             x = np.tanh(x) * self.half + self.mid
         return np.maximum(np.minimum(x, self.high), self.low)
@@ -135,3 +138,58 @@ class ZeroPredictor:
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         return np.zeros((len(obs), self.action_dim), dtype=np.float32)
+
+
+class ConstantActionPredictor:
+    """The same discrete action index in every state: doing nothing where an action means no actuation
+    (LunarLander's 0 fires no engine)."""
+
+    runtime = None
+    threads = None
+
+    def __init__(self, action: int):
+        self.action = int(action)
+        self.name = f"constant-action-{self.action}"
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.full(len(obs), self.action, dtype=np.int64)
+
+
+class RandomActionPredictor:
+    """A uniformly random discrete action per state, drawn from a hash of the observation's bytes.
+
+    Doing nothing on a task where every action actuates (CartPole pushes the cart either way). The
+    draw depends on the state alone, not on the batch or the call order, so an episode's return is
+    the same whichever seeds it is evaluated with: a per-seed figure the return gate can compare.
+    """
+
+    name = "uniform-random-action"
+    runtime = None
+    threads = None
+
+    def __init__(self, n_actions: int):
+        self.n_actions = int(n_actions)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        import zlib
+
+        rows = np.ascontiguousarray(obs, dtype=np.float32)
+        return np.array([zlib.crc32(r.tobytes()) % self.n_actions for r in rows], dtype=np.int64)
+
+
+def idle_predictor(env_id: str):
+    """What doing nothing is on ``env_id``: zero action (continuous), or the registry's
+    :data:`~rlbench.zoo.registry.IDLE_ACTION` (discrete: an action index, or ``"random"``)."""
+    # deferred: it loads gymnasium, which importing this module does not
+    from rlbench.zoo.envs import make_env
+    from rlbench.zoo.registry import IDLE_ACTION, is_discrete
+
+    env = make_env(env_id)
+    try:
+        space = env.action_space
+        if not is_discrete(env_id):
+            return ZeroPredictor(int(np.prod(space.shape)))
+        rule = IDLE_ACTION[env_id]
+        return RandomActionPredictor(int(space.n)) if rule == "random" else ConstantActionPredictor(int(rule))
+    finally:
+        env.close()

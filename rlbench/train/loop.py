@@ -14,14 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from rlbench.core.errors import RLBenchError
 from rlbench.core.paths import policies_dir
 from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
 from rlbench.measure.returns import eval_seeds, evaluate_returns
-from rlbench.runtime.predictors import TorchPredictor, ZeroPredictor
+from rlbench.runtime.predictors import TorchPredictor, idle_predictor
 from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoint, load_checkpoint, make_vec_env,
                                 run_dir, save_checkpoint, sb3_agent)
 from rlbench.zoo.paper import PAPER_TABLES
@@ -48,23 +47,23 @@ def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -
 # ------------------------------------------------------------------ early stopping
 def early_stop_bar(cfg: AlgoEnvConfig) -> dict:
     """What a run's training evaluations must beat to stop before its budget: the paper's Table 1
-    return and doing nothing's (on the training-evaluation seeds), both raised by the margin."""
-    # deferred: it loads gymnasium, which importing this module does not
-    from rlbench.zoo.envs import make_env
-
-    env = make_env(cfg.env_id)
-    dim = int(np.prod(env.action_space.shape))
-    env.close()
+    return and doing nothing's (on the training-evaluation seeds), both raised by the margin.
+    None for a pair the paper has no figure for (DQN): such a run trains its whole budget."""
+    paper_table = PAPER_TABLES["table1_average_return"].get(cfg.algo, {}).get(env_short(cfg.env_id))
+    if paper_table is None:
+        return None
     seeds = range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + TRAIN_EVAL_EPISODES)
-    idle = evaluate_returns(ZeroPredictor(dim), cfg.env_id, seeds, label=f"idle-{cfg.env_id}").mean
-    paper = float(PAPER_TABLES["table1_average_return"][cfg.algo][env_short(cfg.env_id)]["baseline"])
+    idle = evaluate_returns(idle_predictor(cfg.env_id), cfg.env_id, seeds, label=f"idle-{cfg.env_id}").mean
+    paper = float(paper_table["baseline"])
     top = max(paper, idle)
     return {"paper": paper, "idle": idle, "margin": EARLY_STOP_MARGIN, "evals": EARLY_STOP_EVALS,
             "bar": top + EARLY_STOP_MARGIN * abs(top)}
 
 
 def should_stop_early(evals: list[dict], bar: dict) -> bool:
-    """True once the last ``bar['evals']`` training evaluations each reach ``bar['bar']``."""
+    """True once the last ``bar['evals']`` training evaluations each reach ``bar['bar']`` (never without a bar)."""
+    if bar is None:
+        return False
     last = evals[-int(bar["evals"]):]
     return len(last) == int(bar["evals"]) and all(e["return"] >= bar["bar"] for e in last)
 
@@ -108,7 +107,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
     target = int(timesteps or cfg.timesteps)
     if target <= 0:
         raise RLBenchError(f"--timesteps must be positive, got {target}")
-    every = int(checkpoint_every or (10_000 if cfg.algo in ("SAC", "TD3", "DDPG") else 50_000))
+    every = int(checkpoint_every or (10_000 if cfg.algo in ("SAC", "TD3", "DDPG", "DQN") else 50_000))
     dest = policies_dir() / cfg.name
     if export and dest.exists() and not overwrite:
         raise RLBenchError(f"{dest} already holds a shipped policy; pass --overwrite to replace it "
@@ -139,6 +138,8 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         raise RLBenchError(f"{paths.root} was trained on {cfg.env_id} with keywords {state.get('env_kwargs', {})}, "
                            f"the registry now makes it with {env_kwargs(cfg.env_id)}; delete the folder to start over")
     state["target_timesteps"] = target
+    if hasattr(model, "schedule_timesteps"):  # DQN's epsilon anneals over the run, not over one chunk
+        model.schedule_timesteps = target
     state["trainer"] = trainer
     if early_stop and "early_stop_bar" not in state:
         state["early_stop_bar"] = early_stop_bar(cfg)
@@ -233,8 +234,9 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "algo": cfg.algo, "env_id": cfg.env_id, "env_name": cfg.env_id.split("-")[0],
         "env_version": cfg.env_id.split("-v")[-1],
         "observation_space": {"shape": list(e.observation_space.shape), "dtype": str(e.observation_space.dtype)},
-        "action_space": {"shape": list(e.action_space.shape), "low": e.action_space.low.tolist(),
-                         "high": e.action_space.high.tolist()},
+        "action_space": ({"n": int(e.action_space.n), "dtype": "int64"} if hasattr(e.action_space, "n") else
+                         {"shape": list(e.action_space.shape), "low": e.action_space.low.tolist(),
+                          "high": e.action_space.high.tolist()}),
         "timesteps": int(model.num_timesteps), "target_timesteps": int(state.get("target_timesteps", 0)),
         "budget_complete": int(model.num_timesteps) >= cfg.timesteps or bool(state.get("stopped_early")),
         "stopped_early": state.get("stopped_early"), "env_kwargs": state.get("env_kwargs", {}),

@@ -62,6 +62,11 @@ def _algo_class(algo: str, trainer: str = "sb3"):
         from sb3_contrib import TRPO
 
         return TRPO
+    if algo == "DQN":
+        # deferred: it loads stable_baselines3 and torch, which importing this module does not
+        from rlbench.zoo.ddqn import DoubleDQN
+
+        return DoubleDQN
     import stable_baselines3 as sb3
 
     return getattr(sb3, algo)

@@ -46,12 +46,18 @@ def _activation_name(seq: nn.Module) -> str:
 
 def deployable_from_sb3(model, vecnormalize=None) -> DeployablePolicy:
     """Fold an SB3/sb3-contrib agent (and its VecNormalize) into a :class:`DeployablePolicy`."""
-    algo = type(model).__name__.upper()
+    algo = getattr(model, "rlbench_algo", type(model).__name__.upper())
     space = model.action_space
     obs_dim = int(np.prod(model.observation_space.shape))
-    act_dim = int(np.prod(space.shape))
+    discrete = algo == "DQN"
+    act_dim = int(space.n) if discrete else int(np.prod(space.shape))
     policy = model.policy
-    if algo in ("PPO", "TRPO"):
+    if discrete:  # the online Q-network; the greedy action is its argmax (SB3's predict(deterministic=True))
+        layers = _linears(policy.q_net.q_net)
+        hidden_layers, head = layers[:-1], layers[-1]
+        activation = _activation_name(policy.q_net.q_net)
+        squash = False
+    elif algo in ("PPO", "TRPO"):
         hidden_layers = _linears(policy.mlp_extractor.policy_net)
         head = policy.action_net
         activation = _activation_name(policy.mlp_extractor.policy_net)
@@ -70,7 +76,7 @@ def deployable_from_sb3(model, vecnormalize=None) -> DeployablePolicy:
         raise ValueError(f"no export for algorithm {algo}")
     normalize = vecnormalize is not None and bool(vecnormalize.norm_obs)
     spec = PolicySpec(obs_dim, act_dim, tuple(l.out_features for l in hidden_layers), activation, squash,
-                      normalize, float(vecnormalize.clip_obs) if normalize else 10.0)
+                      normalize, float(vecnormalize.clip_obs) if normalize else 10.0, discrete=discrete)
     dep = DeployablePolicy(spec)
     with torch.no_grad():
         for dst, src in zip(dep.linears(), hidden_layers + [head], strict=True):
@@ -80,15 +86,17 @@ def deployable_from_sb3(model, vecnormalize=None) -> DeployablePolicy:
             rms = vecnormalize.obs_rms
             dep.obs_mean.copy_(torch.as_tensor(rms.mean, dtype=torch.float64).float())
             dep.obs_std.copy_(torch.as_tensor(np.sqrt(rms.var + vecnormalize.epsilon), dtype=torch.float64).float())
-        dep.act_low.copy_(torch.as_tensor(space.low, dtype=torch.float32))
-        dep.act_high.copy_(torch.as_tensor(space.high, dtype=torch.float32))
+        if not discrete:  # a discrete policy has no bounds: its buffers keep their defaults, unused
+            dep.act_low.copy_(torch.as_tensor(space.low, dtype=torch.float32))
+            dep.act_high.copy_(torch.as_tensor(space.high, dtype=torch.float32))
     return dep.eval()
 
 
 def agent_state(model, vecnormalize=None) -> dict[str, Any]:
     """SB3 policy weights (actor + critic, no target nets or optimiser) + VecNormalize statistics."""
     sd = {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items() if "_target" not in k}
-    out: dict[str, Any] = {"format": "rlbench.agent/1", "algo": type(model).__name__.upper(), "policy_state": sd}
+    algo = getattr(model, "rlbench_algo", type(model).__name__.upper())
+    out: dict[str, Any] = {"format": "rlbench.agent/1", "algo": algo, "policy_state": sd}
     if vecnormalize is not None:
         out["vecnormalize"] = {
             "obs_mean": torch.as_tensor(vecnormalize.obs_rms.mean), "obs_var": torch.as_tensor(vecnormalize.obs_rms.var),

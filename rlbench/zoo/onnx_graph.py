@@ -7,10 +7,15 @@ gives byte-identical files for identical weights, the same node names in every v
 dependence on the exporter a torch upgrade ships. Linear layers become ``MatMul`` + ``Add``, the
 form ONNX Runtime's dynamic and static quantizers both rewrite (``MatMulInteger`` / QDQ).
 A test checks the graph against the torch module on real observations.
+
+A discrete-action policy (DQN) ends in ``ArgMax`` over the Q-values (axis 1, first maximum on ties):
+the deployable graph returns the action index, int64 [batch], what the environment takes, and every
+compression of it is judged on the actions it picks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +40,7 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
         return name
 
-    x = INPUT
-    if spec.normalize:
-        nodes.append(helper.make_node("Sub", [x, const("obs_mean", w["obs_mean"])], ["obs_centered"]))
-        nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", w["obs_std"])], ["obs_scaled"]))
-        nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
-                                               const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
-        x = "obs_norm"
+    x = input_nodes(nodes, const, spec, w["obs_mean"], w["obs_std"])
     linear_keys = [k[: -len(".weight")] for k in w if k.endswith(".weight")]
     act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
     for i, key in enumerate(linear_keys):
@@ -54,7 +53,31 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         if key != "head":
             nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
             x = f"{name}_act"
-    low, high = w["act_low"], w["act_high"]
+    output_nodes(nodes, const, spec, x, w["act_low"], w["act_high"])
+    return policy_model(nodes, inits, spec)
+
+
+def input_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, mean, std) -> str:
+    """Append the observation normalisation (if ``spec.normalize``); returns the MLP's input name.
+
+    ``const(name, array)`` adds an initializer and returns its name: the fp32 and the QDQ writer
+    each pass their own, so the same graph shape serves both."""
+    if not spec.normalize:
+        return INPUT
+    nodes.append(helper.make_node("Sub", [INPUT, const("obs_mean", mean)], ["obs_centered"]))
+    nodes.append(helper.make_node("Div", ["obs_centered", const("obs_std", std)], ["obs_scaled"]))
+    nodes.append(helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-spec.clip_obs)),
+                                           const("clip_hi", np.float32(spec.clip_obs))], ["obs_norm"]))
+    return "obs_norm"
+
+
+def output_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, x: str, low, high) -> None:
+    """Append the squashing (if ``spec.squash``) and the clip to the action bounds, ending in ``OUTPUT``;
+    for a discrete policy, the argmax over the Q-values instead."""
+    if getattr(spec, "discrete", False):
+        nodes.append(helper.make_node("ArgMax", [x], [OUTPUT], name="action_ArgMax", axis=1, keepdims=0,
+                                      select_last_index=0))
+        return
     if spec.squash:
         nodes.append(helper.make_node("Tanh", [x], ["squashed"]))
         nodes.append(helper.make_node("Mul", ["squashed", const("act_half", (high - low) / 2)], ["scaled"]))
@@ -62,10 +85,15 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         x = "unscaled"
     nodes.append(helper.make_node("Min", [x, const("act_high", high)], ["clipped_hi"]))
     nodes.append(helper.make_node("Max", ["clipped_hi", const("act_low", low)], [OUTPUT]))
+
+
+def policy_model(nodes: list, inits: list, spec) -> onnx.ModelProto:
+    """The checked model of a policy graph: ``INPUT`` [batch, obs_dim] -> ``OUTPUT`` [batch, act_dim]."""
     graph = helper.make_graph(
         nodes, "rlbench_policy",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", spec.obs_dim])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.INT64, ["batch"]) if getattr(spec, "discrete", False)
+         else helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", spec.act_dim])],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rlbench", producer_version="1")

@@ -6,7 +6,9 @@ in, so the module alone reproduces the agent:
 * observation normalisation with frozen ``VecNormalize`` statistics (PPO, TRPO);
 * the hidden MLP and the action head (the Gaussian mean for PPO/TRPO/SAC);
 * SAC's and TD3/DDPG's ``tanh`` squashing and the rescaling from [-1, 1] to the action bounds;
-* clipping to the action bounds.
+* clipping to the action bounds;
+* for a discrete-action policy (DQN), the greedy action: the argmax over the head's Q-values, an
+  int64 index per observation (``spec.discrete``; no squashing or clipping).
 
 The structure is described by a :class:`PolicySpec` (widths, activation, flags), saved next to
 the weights. A pruned policy is the same module with narrower hidden layers, so saving the spec
@@ -46,10 +48,15 @@ class PolicySpec:
     clip_obs: float = 10.0
     """VecNormalize's clip of normalised observations."""
     extra: dict = field(default_factory=dict, compare=False)
+    discrete: bool = False
+    """The head gives one Q-value per action (``act_dim`` actions) and the policy returns the argmax
+    index, int64 of shape [B] (DQN)."""
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        if not self.discrete:
+            del d["discrete"]  # continuous specs serialise as before the field existed (same bytes, same sha256)
         return d
 
     @classmethod
@@ -60,7 +67,7 @@ class PolicySpec:
 
 
 class DeployablePolicy(nn.Module):
-    """obs [B, obs_dim] float32 -> action [B, act_dim] float32, deterministic."""
+    """obs [B, obs_dim] float32 -> action [B, act_dim] float32, deterministic (discrete: [B] int64)."""
 
     def __init__(self, spec: PolicySpec):
         super().__init__()
@@ -77,11 +84,17 @@ class DeployablePolicy(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, spec.act_dim)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def head_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """The head's output before squashing, clipping or argmax (a DQN's Q-values)."""
         x = obs
         if self.spec.normalize:
             x = torch.clamp((x - self.obs_mean) / self.obs_std, -self.spec.clip_obs, self.spec.clip_obs)
-        x = self.head(self.body(x))
+        return self.head(self.body(x))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.head_output(obs)
+        if self.spec.discrete:
+            return torch.argmax(x, dim=1)  # first maximum on ties, as ONNX ArgMax and NumPy argmax
         if self.spec.squash:
             half = (self.act_high - self.act_low) / 2
             x = torch.tanh(x) * half + (self.act_high + self.act_low) / 2
@@ -96,7 +109,7 @@ class DeployablePolicy(nn.Module):
         hidden = tuple(m.out_features for m in self.body if isinstance(m, nn.Linear))
         s = self.spec
         return PolicySpec(s.obs_dim, s.act_dim, hidden, s.activation, s.squash, s.normalize, s.clip_obs,
-                          dict(s.extra))
+                          dict(s.extra), s.discrete)
 
 
 def num_params(module: nn.Module) -> int:

@@ -4,6 +4,10 @@ Every entry says where its hyperparameters come from. The source is rl-baselines
 ``hyperparams/*.yml`` (MuJoCo sections, tuned on the -v3/-v4 environments; we run -v5).
 Any departure from that source is listed in ``departures`` with its reason, so a reader
 of a trained policy's metadata can tell exactly how it was made.
+
+Beyond the paper's 5 x 5 MuJoCo grid, DQN (trained as Double DQN, :mod:`rlbench.zoo.ddqn`) runs on
+discrete-action tasks (``hyperparams/dqn.yml``). The pairs are what :data:`REGISTRY` holds, not the
+product of :data:`ALGOS` and :data:`ENVS`: DQN has no continuous pairs, the actor-critics no discrete ones.
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ from typing import Any
 
 from rlbench.core.errors import UnknownNameError
 
-ALGOS: tuple[str, ...] = ("TRPO", "PPO", "DDPG", "TD3", "SAC")
-ENVS: tuple[str, ...] = ("HalfCheetah-v5", "HumanoidStandup-v5", "Ant-v5", "Humanoid-v5", "Hopper-v5")
+#: The paper's algorithms and environments (continuous actions), each algorithm on each environment.
+CONTINUOUS_ALGOS: tuple[str, ...] = ("TRPO", "PPO", "DDPG", "TD3", "SAC")
+MUJOCO_ENVS: tuple[str, ...] = ("HalfCheetah-v5", "HumanoidStandup-v5", "Ant-v5", "Humanoid-v5", "Hopper-v5")
+#: Discrete-action algorithms and tasks (not in the paper), each algorithm on each task.
+DISCRETE_ALGOS: tuple[str, ...] = ("DQN",)
+DISCRETE_ENVS: tuple[str, ...] = ("CartPole-v1", "LunarLander-v3")
+ALGOS: tuple[str, ...] = CONTINUOUS_ALGOS + DISCRETE_ALGOS
+ENVS: tuple[str, ...] = MUJOCO_ENVS + DISCRETE_ENVS
 ON_POLICY: frozenset[str] = frozenset({"TRPO", "PPO"})
 OFF_POLICY: frozenset[str] = frozenset({"DDPG", "TD3", "SAC"})
 
@@ -114,6 +124,37 @@ _TD3 = dict(learning_starts=10_000, learning_rate=1e-3, buffer_size=1_000_000, b
 _OFF_ZOO_STEPS = {"HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Ant-v5": 1_000_000,
                   "Humanoid-v5": 2_000_000, "HumanoidStandup-v5": 1_000_000}
 
+# ---------------------------------------------------------------- DQN (discrete actions)
+# rl-zoo dqn.yml, verbatim; SB3's DQN default net_arch is [64, 64] where the entry names none.
+_DQN: dict[str, dict[str, Any]] = {
+    # "Almost Tuned"
+    "CartPole-v1": dict(learning_rate=2.5e-4, batch_size=512, buffer_size=100_000, learning_starts=0, gamma=0.99,
+                        target_update_interval=5000, train_freq=16, gradient_steps=4, exploration_fraction=0.06,
+                        exploration_final_eps=0.11, policy_kwargs={"net_arch": [64, 64]}),
+    # "Tuned", on LunarLander-v2
+    "LunarLander-v3": dict(learning_rate=8.8e-4, batch_size=32, buffer_size=1_000_000, learning_starts=0, gamma=0.99,
+                           target_update_interval=10_000, train_freq=16, gradient_steps=-1, exploration_fraction=0.2,
+                           exploration_final_eps=0.1, policy_kwargs={"net_arch": [256, 256]}),
+}
+_DQN_ZOO_STEPS = {"CartPole-v1": 200_000, "LunarLander-v3": 150_000}
+_DQN_DEPARTURES: dict[str, tuple[str, ...]] = {
+    "LunarLander-v3": ("rl-zoo tuned DQN on LunarLander-v2; applied unchanged to -v3 (v3 fixes the v2 wind and "
+                       "determinism bugs, same dynamics otherwise)",),
+}
+
+#: What "doing nothing" is on a discrete task (:func:`rlbench.gate.idle.measure`): an action index whose
+#: effect is no actuation, or ``"random"`` where every action actuates. LunarLander's action 0 fires no
+#: engine; CartPole has no action that leaves the cart alone (both push it), so its idle policy is
+#: uniformly random: a pseudo-random action per state (:class:`rlbench.runtime.predictors.RandomActionPredictor`),
+#: the return a policy that learnt nothing earns.
+IDLE_ACTION: dict[str, int | str] = {"CartPole-v1": "random", "LunarLander-v3": 0}
+
+
+def is_discrete(env_id: str) -> bool:
+    """True for the discrete-action tasks (the policy picks an action index by argmax)."""
+    return env_id in DISCRETE_ENVS
+
+
 #: Early stopping: a run stops before its budget once this many training evaluations in a row
 #: each beat both the paper's Table 1 return and doing nothing's by EARLY_STOP_MARGIN of the
 #: larger of the two. ``meta.json`` records the stop and the figures it was judged against.
@@ -123,7 +164,7 @@ EARLY_STOP_MARGIN = 0.15
 
 def _build() -> dict[tuple[str, str], AlgoEnvConfig]:
     table: dict[tuple[str, str], AlgoEnvConfig] = {}
-    for env_id in ENVS:
+    for env_id in MUJOCO_ENVS:
         early = (f"stops early once {EARLY_STOP_EVALS} training evaluations in a row beat both the paper's "
                  f"return and doing nothing's by {EARLY_STOP_MARGIN:.0%} (the compute budget of 2 cores)")
         # PPO
@@ -153,6 +194,14 @@ def _build() -> dict[tuple[str, str], AlgoEnvConfig]:
                 algo, env_id, _OFF_ZOO_STEPS[env_id], dict(kw),
                 action_noise_std=None if algo == "SAC" else 0.1,
                 source=ZOO_URL.format(algo=algo.lower()), departures=tuple(deps))
+    for env_id in DISCRETE_ENVS:
+        deps = ["trained as Double DQN (van Hasselt et al. 2016, as Guggilla et al. compress it): the online "
+                "network picks the next state's action and the target network values it; rl-zoo trains vanilla DQN",
+                "no early stopping: the paper has no figure for this pair, and the budget is under an hour",
+                "the replay buffer is checkpointed up to its fill point only (resume support)",
+                *_DQN_DEPARTURES.get(env_id, ())]
+        table["DQN", env_id] = AlgoEnvConfig("DQN", env_id, _DQN_ZOO_STEPS[env_id], dict(_DQN[env_id]),
+                                             source=ZOO_URL.format(algo="dqn"), departures=tuple(deps))
     return table
 
 
@@ -175,9 +224,19 @@ def canonical_env(name: str) -> str:
     raise UnknownNameError(f"unknown environment {name!r}; valid environments: {', '.join(ENVS)}")
 
 
+def has_pair(algo: str, env: str) -> bool:
+    """True if ``algo`` runs on ``env`` (canonical names)."""
+    return (algo, env) in REGISTRY
+
+
 def get_config(algo: str, env: str) -> AlgoEnvConfig:
     """Look up one pair; names are validated and canonicalised."""
-    return REGISTRY[canonical_algo(algo), canonical_env(env)]
+    key = canonical_algo(algo), canonical_env(env)
+    if key not in REGISTRY:
+        kind = "discrete" if is_discrete(key[1]) else "continuous"
+        algos = [a for a in ALGOS if (a, key[1]) in REGISTRY]
+        raise UnknownNameError(f"{key[0]} does not run on {key[1]} ({kind} actions); algorithms on it: {', '.join(algos)}")
+    return REGISTRY[key]
 
 
 def env_short(env_id: str) -> str:
@@ -197,5 +256,6 @@ class Pair:
 
 
 def pairs() -> list[Pair]:
-    """All 25 pairs in a stable order (algorithm-major, as in the paper's tables)."""
-    return [Pair(a, e) for a in ALGOS for e in ENVS]
+    """Every pair of the registry in a stable order (algorithm-major, as in the paper's tables): the
+    paper's 25, then the discrete-action ones."""
+    return [Pair(a, e) for a in ALGOS for e in ENVS if (a, e) in REGISTRY]
