@@ -102,27 +102,29 @@ def test_env_pool_keeps_at_most_its_limit(monkeypatch):
 
 # ------------------------------------------------------------------ discrete actions: argmax flips
 def test_argmax_flip_counts_active_states_only():
-    from rlbench.measure.returns import argmax_flip, flip_record
+    from rlbench.measure.returns import ArgmaxFlips, argmax_flip
 
     actions = np.array([0, 1, 2, 3, 1])
     reference = np.array([0, 2, 2, 0, 0])
     assert argmax_flip(actions, reference) == (5, 3)
     # the last two episodes have ended: their (frozen) states do not count
     assert argmax_flip(actions, reference, np.array([True, True, True, False, False])) == (3, 1)
-    assert flip_record(3, 1) == {"states": 3, "flips": 1, "fraction": 1 / 3}
-    assert flip_record(0, 0)["fraction"] == 0.0
+    assert ArgmaxFlips(3, 1).to_json() == {"states": 3, "flips": 1, "fraction": 1 / 3}
+    assert ArgmaxFlips(0, 0).fraction == 0.0 and ArgmaxFlips.from_json(ArgmaxFlips(3, 1).to_json()) == ArgmaxFlips(3, 1)
 
 
 def test_evaluate_returns_reports_flips_against_a_reference_on_the_variants_own_states():
+    from rlbench.measure.returns import ArgmaxFlips
     from rlbench.runtime.predictors import ConstantActionPredictor
 
     seeds = [1_000_000, 1_000_001, 1_000_002]
     left = ConstantActionPredictor(0)
     rec = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(1))
     # every state the always-left policy visits, the always-right reference would have pushed right
-    assert rec.argmax_flip == {"states": sum(rec.lengths), "flips": sum(rec.lengths), "fraction": 1.0}
+    assert rec.argmax_flip == ArgmaxFlips(states=sum(rec.lengths), flips=sum(rec.lengths))
+    assert ReturnRecord.from_json(rec.to_json()) == rec
     same = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(0))
-    assert same.argmax_flip["flips"] == 0 and same.returns == rec.returns  # the reference never steers
+    assert same.argmax_flip.flips == 0 and same.returns == rec.returns  # the reference never steers
     plain = evaluate_returns(left, "CartPole-v1", seeds)
     assert plain.argmax_flip is None and "argmax_flip" not in plain.to_json()
 

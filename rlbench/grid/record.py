@@ -35,6 +35,7 @@ from typing import Any
 from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import ResultsError
 from rlbench.gate.checks import Status
+from rlbench.measure.returns import ArgmaxFlips
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
@@ -241,26 +242,6 @@ class Durations:
 
     def __post_init__(self):
         _freeze(self, ("phase_seconds", "phase_cpu_seconds"))
-
-
-@dataclass(frozen=True)
-class ArgmaxFlips:
-    """A discrete-action cell's greedy choices against the fp32 policy's, on the variant's own rollout
-    states (:func:`rlbench.measure.returns.argmax_flip`)."""
-
-    states: int
-    flips: int
-
-    @property
-    def fraction(self) -> float:
-        return self.flips / self.states if self.states else 0.0
-
-    def to_json(self) -> dict:
-        return {"states": self.states, "flips": self.flips, "fraction": self.fraction}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ArgmaxFlips:
-        return cls(int(d["states"]), int(d["flips"]))
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,17 @@ class ReturnRecord:
     machine: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     schema: int = SCHEMA
-    argmax_flip: dict | None = None
-    """With a reference predictor: ``{"states", "flips", "fraction"}`` over every state of every
-    episode (:func:`argmax_flip`); None otherwise, and then absent from the JSON."""
+    argmax_flip: ArgmaxFlips | None = None
+    """With a reference predictor: the flips over every state of every episode (:func:`argmax_flip`);
+    None otherwise, and then absent from the JSON."""
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["seeds"], d["returns"], d["lengths"] = list(self.seeds), list(self.returns), list(self.lengths)
-        if d["argmax_flip"] is None:
+        if self.argmax_flip is None:
             del d["argmax_flip"]
+        else:
+            d["argmax_flip"] = self.argmax_flip.to_json()
         d["kind"] = "return"
         return d
 
@@ -64,7 +66,29 @@ class ReturnRecord:
         d = {k: v for k, v in d.items() if k != "kind"}
         for k in ("seeds", "returns", "lengths"):
             d[k] = tuple(d[k])
+        if d.get("argmax_flip") is not None:
+            d["argmax_flip"] = ArgmaxFlips.from_json(d["argmax_flip"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class ArgmaxFlips:
+    """A discrete-action policy's greedy choices against a reference policy's on the same states
+    (the states of the evaluated policy's own rollouts): how many states, and on how many they differ."""
+
+    states: int
+    flips: int
+
+    @property
+    def fraction(self) -> float:
+        return self.flips / self.states if self.states else 0.0
+
+    def to_json(self) -> dict:
+        return {"states": self.states, "flips": self.flips, "fraction": self.fraction}
+
+    @classmethod
+    def from_json(cls, d) -> ArgmaxFlips:
+        return cls(int(d["states"]), int(d["flips"]))
 
 
 def argmax_flip(actions: np.ndarray, reference: np.ndarray, active: np.ndarray | None = None) -> tuple[int, int]:
@@ -73,11 +97,6 @@ def argmax_flip(actions: np.ndarray, reference: np.ndarray, active: np.ndarray |
     a, r = np.asarray(actions).reshape(len(actions)), np.asarray(reference).reshape(len(reference))
     mask = np.ones(len(a), dtype=bool) if active is None else np.asarray(active, dtype=bool)
     return int(mask.sum()), int(np.count_nonzero(a[mask] != r[mask]))
-
-
-def flip_record(states: int, flips: int) -> dict:
-    """The stored form of an argmax-flip count."""
-    return {"states": int(states), "flips": int(flips), "fraction": flips / states if states else 0.0}
 
 
 def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps: int | None = None,
@@ -112,7 +131,7 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
         return rec
     from dataclasses import replace
 
-    return replace(rec, argmax_flip=flip_record(*flips))
+    return replace(rec, argmax_flip=ArgmaxFlips(*flips))
 
 
 def _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk, reference=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rlbench.gate.idle import below_idle
 from rlbench.zoo.reference import PAPER, RL_ZOO
+from rlbench.zoo.registry import env_short
 
 
 def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
@@ -19,7 +20,7 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
            "|---|---|---|---|---|---|---|---|"]
     at_or_above = shipped = below = 0
     for r in rows:
-        short = r["env"].split("-")[0]
+        short = env_short(r["env"])
         paper = PAPER.get((r["algo"], short))
         zoo = RL_ZOO.get((r["algo"], short))
         zoo_txt = f"{zoo[0]:.0f} ({zoo[1] // 1000}k)" if zoo else "—"
@@ -71,7 +72,7 @@ def zoo_matrix_markdown(rows: list[dict], idle: dict | None = None) -> str:
             if r is None:
                 cells.append("")
                 continue
-            paper = PAPER.get((algo, env.split("-")[0]))
+            paper = PAPER.get((algo, env_short(env)))
             if r["status"] in ("missing", "invalid"):
                 cells.append(r["status"])
                 continue
@@ -87,7 +88,7 @@ def zoo_matrix_markdown(rows: list[dict], idle: dict | None = None) -> str:
                 text += " †"
             cells.append(text)
         out.append(f"| {env} | " + " | ".join(cells) + " |")
-    with_paper = sum(PAPER.get((r["algo"], r["env"].split("-")[0])) is not None
+    with_paper = sum(PAPER.get((r["algo"], env_short(r["env"]))) is not None
                      for r in rows if r["status"] not in ("missing", "invalid"))
     out.append("")
     out.append(f"Our mean return on 50 evaluation seeds (the paper's Table 1 figure in brackets; bold where our "
