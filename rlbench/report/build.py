@@ -26,7 +26,7 @@ from rlbench.report import recommend as rec_mod
 from rlbench.report.markup import Bullets, Details, Document, Heading, Image, Para, Table, to_html, to_markdown
 from rlbench.report.results import PRUNE_METHODS, QUANT_METHODS, ResultsFile, load_results, variant_sort_key
 from rlbench.report.summary import (BELOW_IDLE, BELOW_PAPER, METHOD_LABEL, NEAR_IDLE, RUNTIME_LABEL, SATURATED,
-                                    BaselineFlag, VariantRow, argmax_flip, baseline_flags, by_pair, judged_pairs,
+                                    BaselineFlag, VariantRow, argmax_flip, baseline_flags, judged_pairs,
                                     label, latency_rows, median, pick_counts, variant_rows)
 from rlbench.report.tables import (KEEP_FRACTION, MIB, MISSING, TABLE1_METHODS, cell_rows, fmt_num, fmt_stat, keeps,
                                    pruning_kept, quantization_best_share, report_findings, table1, table2, table3)
@@ -185,7 +185,7 @@ def _and(items: list[str]) -> str:
 
 
 def _scope(results: ResultsFile) -> str:
-    pairs = by_pair(results)
+    pairs = results.by_pair()
     compressed = [len(c) - ("baseline" in c) for c in pairs.values() if len(c) - ("baseline" in c) > 0]
     machines = results.machine_ids() or [MISSING]
     cpu = {str(r.context.machine.get("cpu_model")) for r in results.records if r.context.machine.get("cpu_model")}
