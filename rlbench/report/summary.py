@@ -1,7 +1,8 @@
 """What a report says first: the run's answer in figures, computed from its cells.
 
 Pure functions from a :class:`~rlbench.report.results.ResultsFile` (and the recommendations made
-from it) to small records; :mod:`rlbench.report.build` turns them into sentences and tables.
+from it) to small records; the report's sections (:mod:`rlbench.report.sections`) turn them into
+sentences and tables.
 
 * :func:`variant_rows`: per variant (``ptdq``, ``lowrank-0.25``, ...; pruning per norm), what it did
   to return, latency, RSS and bytes, as medians over the pairs.

@@ -1,8 +1,8 @@
 """The paper's Tables 1-3 computed from a results file, next to the paper's figures, and the
 per-cell figures relative to baseline (the paper's Figures 1-3 as numbers).
 
-Pure functions from a :class:`~rlbench.report.results.ResultsFile` to rows; :mod:`rlbench.report.build`
-renders them. A figure that is not in the file is ``None`` here and ``—`` in the report: nothing
+Pure functions from a :class:`~rlbench.report.results.ResultsFile` to rows; the report's sections
+(:mod:`rlbench.report.sections.paper`, :mod:`~rlbench.report.sections.cells`) render them. A figure that is not in the file is ``None`` here and ``—`` in the report: nothing
 is filled in.
 
 Rules, and why:
