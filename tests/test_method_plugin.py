@@ -126,3 +126,11 @@ def test_listing_methods_loads_no_heavy_library():
             "'numpy') if n in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_papers_columns_are_the_methods_that_declare_them():
+    from rlbench.grid.record import PRUNE_METHODS, QUANT_METHODS
+
+    assert QUANT_METHODS == ("ptdq", "ptsq", "qat") and PRUNE_METHODS == ("l1", "l2")
+    with pytest.raises(CompressionError, match="paper must be"):
+        register(dataclasses.replace(COPY, paper="table9"))

@@ -99,9 +99,9 @@ RATIO = Param("ratio", "float", REQUIRED, low=0.0, high=PRUNE_RATIO_MAX, low_ope
 
 L1 = register(MethodInfo(
     "l1", "torch", build_l1, params=(RATIO,),
-    grid=GridVariants(order=70, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS),
+    grid=GridVariants(order=70, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS), paper="pruning",
     doc="structured L1 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=1)"))
 L2 = register(MethodInfo(
     "l2", "torch", build_l2, params=(RATIO,),
-    grid=GridVariants(order=80, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS),
+    grid=GridVariants(order=80, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS), paper="pruning",
     doc="structured L2 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=2)"))

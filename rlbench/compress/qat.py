@@ -84,9 +84,9 @@ def build_qat(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
 
 QAT = register(MethodInfo(
     "qat", "onnxruntime", build_qat, prepare=prepare_training, shipped=True, not_for_discrete=NOT_FOR_DISCRETE,
-    grid=GridVariants(order=30), params=(
-        SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX, doc="distill: gradient steps; rl: environment steps"),
-        LR, SEED),
+    grid=GridVariants(order=30), paper="quantization", params=(
+        SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX,
+                      doc="distill: gradient steps; rl: environment steps"), LR, SEED),
     doc="quantization-aware training: int8 fake-quantised fine-tuning (straight-through gradients) from the fp32 "
         "policy, deployed as a QDQ int8 ONNX graph"))
 

@@ -276,7 +276,7 @@ REDUCE_RANGE = Param("reduce_range", "bool", False,
                          "without VNNI (rlbench.measure.int8kernel); off by default, as in the paper")
 
 PTDQ = register(MethodInfo(
-    "ptdq", "onnxruntime", build_ptdq, params=(REDUCE_RANGE,), grid=GridVariants(order=10),
+    "ptdq", "onnxruntime", build_ptdq, params=(REDUCE_RANGE,), grid=GridVariants(order=10), paper="quantization",
     doc="post-training dynamic quantization: int8 weights (per tensor), activations quantized at run time "
         "(onnxruntime quantize_dynamic, MatMulInteger)"))
 INT8PC = register(MethodInfo(
@@ -284,7 +284,7 @@ INT8PC = register(MethodInfo(
     doc="dynamic quantization with per-channel int8 weights (quantize_dynamic per_channel=True)"))
 PTSQ = register(MethodInfo(
     "ptsq", "onnxruntime", build_ptsq, version="1", prepare=calibration_context, calibration=True,
-    grid=GridVariants(order=20), params=(
+    grid=GridVariants(order=20), paper="quantization", params=(
         Param("calibration", "choice", "minmax", choices=("minmax", "entropy", "percentile"),
               doc="how activation ranges are chosen from the calibration set"),
         Param("n_calib", "int", None, low=1, high=N_CALIB_MAX,

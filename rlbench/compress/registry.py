@@ -29,6 +29,8 @@ from rlbench.core.errors import CompressionError, UnknownNameError
 
 REQUIRED = object()
 RUNTIMES = ("onnxruntime", "torch")
+#: The reference paper's tables a method can be a column of: Table 1 (quantization), Tables 2-3 (pruning).
+PAPER_TABLES = ("quantization", "pruning")
 #: A method name is a cell id's method field (:data:`rlbench.core.cellid.CELL_RE`).
 METHOD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -161,6 +163,9 @@ class MethodInfo:
     """Why it does not apply to a discrete-action (DQN) policy; None: it does."""
     grid: GridVariants | None = None
     """Its variants in the benchmark grid; None: it is not in the grid."""
+    paper: str | None = None
+    """The paper's table it is a column of (:data:`PAPER_TABLES`), in grid order, so the report sets its
+    figures beside the paper's; None: the paper has no figure for it."""
 
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaulted, type-normalised parameters; :class:`CompressionError` naming the valid range."""
@@ -212,6 +217,9 @@ def register(info: MethodInfo, *, replace: bool = False) -> MethodInfo:
         raise CompressionError(f"{name}: parameter names repeat ({', '.join(names)})")
     if info.calibration and info.prepare is None:
         raise CompressionError(f"{name}: a method taking calibration data needs a prepare function to check it")
+    if info.paper is not None and (info.paper not in PAPER_TABLES or info.grid is None):
+        raise CompressionError(f"{name}: paper must be one of {', '.join(PAPER_TABLES)} and the method in the grid; "
+                               f"got {info.paper!r}")
     grid = info.grid
     if grid is not None:
         if grid.param is None and (grid.values or grid.smoke):
@@ -237,5 +245,6 @@ def unregister(name: str) -> MethodInfo:
         raise UnknownNameError(f"compression method {name!r} is not registered") from None
 
 
-__all__ = ["Build", "GridVariants", "METHODS", "MethodInfo", "Param", "Prepare", "REQUIRED", "RUNTIMES", "Source",
+__all__ = ["Build", "GridVariants", "METHODS", "MethodInfo", "PAPER_TABLES", "Param", "Prepare", "REQUIRED", "RUNTIMES",
+           "Source",
            "register", "unregister"]
