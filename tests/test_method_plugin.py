@@ -83,6 +83,14 @@ def test_its_cache_key_is_made_of_its_declaration(copy_method, policy, tmp_path)
         compress(policy, "fp32copy", {"fraction": 0.0}, cache_root=tmp_path)
 
 
+def test_a_method_declared_not_for_discrete_policies_refuses_one_with_its_reason(copy_method):
+    torch.manual_seed(0)
+    dqn = DeployablePolicy(PolicySpec(4, 2, (8,), "relu", discrete=True)).eval()
+    with pytest.raises(CompressionError, match="fp32copy does not apply to a discrete-action policy: a test method"):
+        build_artefact(dqn, "fp32copy")
+    assert build_artefact(dqn, "ptdq").data("model.onnx")
+
+
 def test_its_grid_variants_are_cells_of_the_matrix(copy_method):
     ids = {c.id for c in cells()}
     assert {"SAC-Hopper-v5-fp32copy-0.25", "SAC-Hopper-v5-fp32copy-0.50"} <= ids

@@ -191,6 +191,8 @@ def _prepare(source, method, params, env_id, calibration_obs):
         raise CompressionError(f"{info.name} takes no calibration data (only {', '.join(takes)} "
                                f"{'does' if len(takes) == 1 else 'do'})")
     src = _resolve(source, env_id)
+    if info.not_for_discrete and getattr(src.module.spec, "discrete", False):  # fails clearly, not deep in a build
+        raise CompressionError(f"{info.name} does not apply to a discrete-action policy: {info.not_for_discrete}")
     context: dict[str, Any] = {"obs_dim": src.module.spec.obs_dim, "act_dim": src.module.spec.act_dim}
     key_extra: dict[str, Any] = {}
     if info.prepare is not None:

@@ -51,6 +51,7 @@ from torch import nn
 
 from rlbench.compress.fakequant import QuantLinear, QuantPolicy
 from rlbench.compress.quantize import calibration_observations
+from rlbench.compress.registry import MethodInfo, Source
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import sha256_bytes, sha256_file
 from rlbench.core.threads import torch_threads
@@ -435,7 +436,7 @@ def rl_finetune(policy, env_id: str, agent_pt: Path, plan: Plan, lr: float, seed
 
 
 # --------------------------------------------------------------------------------- entry points
-def training_context(info, params: dict, src) -> tuple[dict, dict]:
+def training_context(info: MethodInfo, params: dict, src: Source) -> tuple[dict, dict]:
     """The context and cache-key material of a fine-tuning method (its preparation).
 
     Both signals roll the policy out in its environment; ``rl`` also needs the SB3 agent

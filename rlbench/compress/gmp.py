@@ -11,13 +11,15 @@ and DQN networks gradually while training and then quantize them to 8 bits, repo
   with ``s_i = 0``, ``n = min(PRUNE_EVENTS, steps in the window)``;
 * steps 80-100%: train with the masks fixed;
 * if ``qat``: another 20% of ``steps`` with 8-bit fake quantisation, masks still fixed
-  (:mod:`rlbench.compress.qat`: int8 weights, uint8 activations, QDQ graph).
+  (:mod:`rlbench.compress.fakequant`: int8 weights, uint8 activations; :mod:`rlbench.compress.qdq`:
+  the QDQ graph).
 
 Pruning here: every Linear layer (hidden layers and head) loses the smallest-magnitude
 ``round(s * numel)`` of its weights, the same fraction in each layer; weights pruned earlier
 stay pruned (ties broken by position, so it is deterministic). Biases are kept. Shapes never
-change: the zeros are stored in dense tensors. The training signal is the same as ``qat``'s
-(``distill`` by default, ``rl`` for SAC/TD3/DDPG), with the same seeds and rollouts.
+change: the zeros are stored in dense tensors. The training is ``qat``'s, the same fine-tuning
+loop (:func:`rlbench.compress.finetune.finetune`: ``distill`` by default, ``rl`` with the
+algorithm's own loss) with the same seeds and rollouts, following a plan that prunes.
 
 With ``qat`` the int8 weight of a surviving weight never rounds to 0 (it is stored as +-1
 step): the artefact holds exactly the mask's zeros, which the build checks by counting the

@@ -160,7 +160,8 @@ class MethodInfo:
     """Its grid artefacts are made once and committed under ``baselines/artefacts/`` (minutes of
     fine-tuning each), and :func:`~rlbench.compress.base.compress` looks there first."""
     not_for_discrete: str | None = None
-    """Why it does not apply to a discrete-action (DQN) policy; None: it does."""
+    """Why it does not apply to a discrete-action (DQN) policy: the grid has no such cells, and
+    :func:`~rlbench.compress.base.compress` refuses one with this reason; None: it applies."""
     grid: GridVariants | None = None
     """Its variants in the benchmark grid; None: it is not in the grid."""
     paper: str | None = None
