@@ -32,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rlbench.compress.methods import grid_methods
 from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import ResultsError
 from rlbench.gate.checks import Status
@@ -44,10 +45,10 @@ SCHEMA = 2
 OLDEST_SCHEMA = 1
 """The oldest layout this rlbench reads (schema 1 files carry ``rlbench.schema`` and no top-level one)."""
 
-QUANT_METHODS: tuple[str, ...] = ("ptdq", "ptsq", "qat")
-"""The paper's quantization methods (Table 1), in its column order."""
-PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
-"""The paper's pruning norms (Tables 2-3)."""
+QUANT_METHODS: tuple[str, ...] = tuple(info.name for info in grid_methods() if info.paper == "quantization")
+"""The paper's quantization methods (Table 1), in its column order: the methods declaring ``paper="quantization"``."""
+PRUNE_METHODS: tuple[str, ...] = tuple(info.name for info in grid_methods() if info.paper == "pruning")
+"""The paper's pruning norms (Tables 2-3): the methods declaring ``paper="pruning"``."""
 
 
 class Phase(enum.StrEnum):
