@@ -1,9 +1,9 @@
 """The ONNX graph of a fake-quantised policy: QDQ int8 layers, and the check that it computes what PyTorch does.
 
 :func:`qdq_onnx` writes a :class:`~rlbench.compress.fakequant.QuantPolicy` with ``onnx.helper``,
-around the same normalisation and output nodes as :mod:`rlbench.zoo.onnx_graph`
-(``input_nodes``, ``output_nodes``, ``policy_model``), so every variant's graph has the same
-shape and node names. Each quantised layer is:
+through the one policy-graph writer of :mod:`rlbench.zoo.onnx_graph` (``mlp_model``), which
+the fp32 graph uses too, so every variant's graph has the same shape and node names. Each
+quantised layer is:
 
 * ``QuantizeLinear -> DequantizeLinear`` on the layer input, ``DequantizeLinear`` of the int8
   weight initializer ``<layer>_weight_t_quantized`` (with ``_scale`` and ``_zero_point``, ORT's
@@ -35,9 +35,8 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     # deferred: it loads onnx, which importing this module does not
     from onnx import helper, numpy_helper
 
-    from rlbench.zoo.onnx_graph import input_nodes, output_nodes, policy_model
+    from rlbench.zoo.onnx_graph import mlp_model
 
-    spec = student.spec
     inits: list = []
     nodes: list = []
 
@@ -49,44 +48,39 @@ def qdq_onnx(student: QuantPolicy) -> bytes:
     def buf(name: str) -> np.ndarray:
         return getattr(student, name).detach().numpy().astype(np.float32)
 
-    x = input_nodes(nodes, const, spec, buf("obs_mean"), buf("obs_std"))
-    act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
+    def qdq(name: str, layer):
+        def inputs(x: str) -> tuple[list[str], str]:
+            if not layer.quant:
+                return [x, const(f"{name}_weight_t", layer.weight().numpy().T)], const(f"{name}_bias",
+                                                                                        layer.linear.bias.numpy())
+            a_scale, a_zp = layer.input_qparams()
+            s_in, z_in = const(f"{name}_input_scale", a_scale.item()), \
+                const(f"{name}_input_zero_point", a_zp.item(), np.uint8)
+            nodes.append(helper.make_node("QuantizeLinear", [x, s_in, z_in], [f"{name}_input_quantized"],
+                                          name=f"{name}_input_QuantizeLinear"))
+            nodes.append(helper.make_node("DequantizeLinear", [f"{name}_input_quantized", s_in, z_in],
+                                          [f"{name}_input_dequantized"], name=f"{name}_input_DequantizeLinear"))
+            q, w_scale = layer.weight_qparams()
+            wq = const(f"{name}_weight_t_quantized", q.numpy().T, np.int8)
+            ws = const(f"{name}_weight_t_scale", w_scale.item())
+            wz = const(f"{name}_weight_t_zero_point", 0, np.int8)
+            nodes.append(helper.make_node("DequantizeLinear", [wq, ws, wz], [f"{name}_weight_t_dequantized"],
+                                          name=f"{name}_weight_t_DequantizeLinear"))
+            # an int32 bias at scale input * weight scale lets onnxruntime fuse the layer into QGemm
+            bq, b_scale = layer.bias_qparams(a_scale, w_scale)
+            bqn = const(f"{name}_bias_quantized", bq.numpy(), np.int32)
+            bs = const(f"{name}_bias_scale", b_scale.item())
+            bz = const(f"{name}_bias_zero_point", 0, np.int32)
+            nodes.append(helper.make_node("DequantizeLinear", [bqn, bs, bz], [f"{name}_bias_dequantized"],
+                                          name=f"{name}_bias_DequantizeLinear"))
+            return [f"{name}_input_dequantized", f"{name}_weight_t_dequantized"], f"{name}_bias_dequantized"
+        return inputs
+
     with torch.no_grad():
-        for i, (name, layer) in enumerate(zip(student.names, student.layers)):
-            if layer.quant:
-                a_scale, a_zp = layer.input_qparams()
-                s_in, z_in = const(f"{name}_input_scale", a_scale.item()), \
-                    const(f"{name}_input_zero_point", a_zp.item(), np.uint8)
-                nodes.append(helper.make_node("QuantizeLinear", [x, s_in, z_in], [f"{name}_input_quantized"],
-                                              name=f"{name}_input_QuantizeLinear"))
-                nodes.append(helper.make_node("DequantizeLinear", [f"{name}_input_quantized", s_in, z_in],
-                                              [f"{name}_input_dequantized"], name=f"{name}_input_DequantizeLinear"))
-                q, w_scale = layer.weight_qparams()
-                wq = const(f"{name}_weight_t_quantized", q.numpy().T, np.int8)
-                ws = const(f"{name}_weight_t_scale", w_scale.item())
-                wz = const(f"{name}_weight_t_zero_point", 0, np.int8)
-                nodes.append(helper.make_node("DequantizeLinear", [wq, ws, wz], [f"{name}_weight_t_dequantized"],
-                                              name=f"{name}_weight_t_DequantizeLinear"))
-                mm_in = [f"{name}_input_dequantized", f"{name}_weight_t_dequantized"]
-                # an int32 bias at scale input * weight scale lets onnxruntime fuse the layer into QGemm
-                bq, b_scale = layer.bias_qparams(a_scale, w_scale)
-                bqn = const(f"{name}_bias_quantized", bq.numpy(), np.int32)
-                bs = const(f"{name}_bias_scale", b_scale.item())
-                bz = const(f"{name}_bias_zero_point", 0, np.int32)
-                nodes.append(helper.make_node("DequantizeLinear", [bqn, bs, bz], [f"{name}_bias_dequantized"],
-                                              name=f"{name}_bias_DequantizeLinear"))
-                b = f"{name}_bias_dequantized"
-            else:
-                mm_in = [x, const(f"{name}_weight_t", layer.weight().numpy().T)]
-                b = const(f"{name}_bias", layer.linear.bias.numpy())
-            nodes.append(helper.make_node("MatMul", mm_in, [f"{name}_mm"], name=f"{name}_MatMul"))
-            nodes.append(helper.make_node("Add", [f"{name}_mm", b], [f"{name}_out"], name=f"{name}_Add"))
-            x = f"{name}_out"
-            if i < len(student.layers) - 1:
-                nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
-                x = f"{name}_act"
-    output_nodes(nodes, const, spec, x, buf("act_low"), buf("act_high"))
-    return policy_model(nodes, inits, spec).SerializeToString(deterministic=True)
+        model = mlp_model(student.spec, const, nodes, inits,
+                          [(name, qdq(name, layer)) for name, layer in zip(student.names, student.layers)],
+                          buf("obs_mean"), buf("obs_std"), buf("act_low"), buf("act_high"))
+    return model.SerializeToString(deterministic=True)
 
 
 def quant_layers_record(student: QuantPolicy) -> list[dict]:
