@@ -40,7 +40,10 @@ ZOO_URL = "rl-baselines3-zoo hyperparams/{algo}.yml"
 #: Keyword arguments for ``gym.make``, per environment, used wherever the suite makes one
 #: (training, evaluation, doing nothing's return, calibration, the grid). A shipped policy's
 #: ``meta.json`` records the keywords it was trained with, and loading it checks them.
-ENV_KWARGS: dict[str, dict[str, Any]] = {}
+ENV_KWARGS: dict[str, dict[str, Any]] = {
+    # Ant-v4's default observation, which the paper ran: Ant-v5 adds the 78 contact forces by default
+    "Ant-v5": {"include_cfrc_ext_in_observation": False},
+}
 
 
 def env_kwargs(env_id: str) -> dict[str, Any]:
@@ -89,8 +92,11 @@ _PPO: dict[str, dict[str, Any]] = {
     "Hopper-v5": dict(batch_size=32, n_steps=512, gamma=0.999, learning_rate=9.80828e-05,
                       ent_coef=0.00229519, clip_range=0.2, n_epochs=5, gae_lambda=0.99,
                       max_grad_norm=0.7, vf_coef=0.835671, policy_kwargs=_PPO_TUNED_POLICY),
-    # rl-zoo ppo.yml "Ant-v4" (&mujoco-defaults: SB3 defaults with normalisation)
-    "Ant-v5": dict(),
+    # rl-zoo ppo.yml "Ant-v3" (tuned; its "Ant-v4" entry is &mujoco-defaults, SB3's defaults with
+    # normalisation, which stayed below doing nothing here within 1M steps)
+    "Ant-v5": dict(batch_size=32, n_steps=512, gamma=0.98, learning_rate=1.90609e-05,
+                   ent_coef=4.9646e-07, clip_range=0.1, n_epochs=10, gae_lambda=0.8,
+                   max_grad_norm=0.6, vf_coef=0.677239, policy_kwargs=_PPO_TUNED_POLICY),
     # rl-zoo ppo.yml "Humanoid-v4" (tuned)
     "Humanoid-v5": dict(batch_size=256, n_steps=512, gamma=0.95, learning_rate=3.56987e-05,
                         ent_coef=0.00238306, clip_range=0.3, n_epochs=5, gae_lambda=0.9,
@@ -100,7 +106,7 @@ _PPO: dict[str, dict[str, Any]] = {
                                ent_coef=3.62109e-06, clip_range=0.3, n_epochs=20, gae_lambda=0.9,
                                max_grad_norm=0.7, vf_coef=0.430793, policy_kwargs=_PPO_TUNED_POLICY),
 }
-_PPO_ZOO_STEPS = {"HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Ant-v5": 1_000_000,
+_PPO_ZOO_STEPS = {"HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Ant-v5": 10_000_000,
                   "Humanoid-v5": 10_000_000, "HumanoidStandup-v5": 10_000_000}
 
 # ---------------------------------------------------------------- TRPO
@@ -162,7 +168,7 @@ def _build() -> dict[tuple[str, str], AlgoEnvConfig]:
         early = (f"stops early once {EARLY_STOP_EVALS} training evaluations in a row beat both the paper's "
                  f"return and doing nothing's by {EARLY_STOP_MARGIN:.0%} (the compute budget of 2 cores)")
         # PPO
-        deps = ["rl-zoo tuned PPO on the -v4 (HumanoidStandup: -v2) environment; applied unchanged to -v5", early]
+        deps = ["rl-zoo tuned PPO on the -v4 (HumanoidStandup: -v2, Ant: -v3) environment; applied unchanged to -v5", early]
         table["PPO", env_id] = AlgoEnvConfig(
             "PPO", env_id, _PPO_ZOO_STEPS[env_id], dict(_PPO[env_id]), normalize=True, n_envs=1,
             source=ZOO_URL.format(algo="ppo"), departures=tuple(deps))
