@@ -25,6 +25,8 @@ def test_written_figure_reaches_the_zoo_table_and_is_never_replaced_silently(tmp
     assert row["action_saturation"] == 0.1
     sp = load_shipped("PPO", "Hopper-v5")
     assert saturation.write(sp, m) is False  # the same figure: nothing to write
+    rerun = saturation.Measured(sp.name, ActionSaturation(300, 30), identical=False, mean=90.0)
+    assert saturation.write(sp, rerun) is False  # the same counts from other episodes: kept as recorded
     other = saturation.Measured(sp.name, ActionSaturation(300, 60), identical=True, mean=100.0)
     with pytest.raises(PolicyError, match="--overwrite"):
         saturation.write(sp, other)

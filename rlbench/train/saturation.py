@@ -55,8 +55,8 @@ def write(sp: ShippedPolicy, m: Measured, overwrite: bool = False) -> bool:
     evaluation = dict(meta["evaluation"])
     old = evaluation.get("action_saturation")
     new = m.to_json(float(np.mean(sp.recorded_returns)))
-    if old == new:
-        return False
+    if old is not None and ActionSaturation.from_json(old) == m.saturation:
+        return False  # the same counts (the export's record says nothing of re-runs: its episodes are the recorded ones)
     if old is not None and not overwrite:
         raise PolicyError(f"{sp.path / 'meta.json'} records action_saturation {old}, this run measured {new}; "
                           f"pass --overwrite to replace it")
