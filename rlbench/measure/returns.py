@@ -142,34 +142,20 @@ def at_bound(actions: np.ndarray, low: np.ndarray, high: np.ndarray, active: np.
     return int(a.size), int(np.count_nonzero((a <= low + tol) | (a >= high - tol)))
 
 
-class _FlipCounter:
-    """Counts :func:`argmax_flip` against a reference predictor over a rollout."""
+class _Tally:
+    """Sums a per-step ``(total, hits)`` count over a rollout into a ``record(total, hits)``:
+    :func:`argmax_flip` into :class:`ArgmaxFlips`, :func:`at_bound` into :class:`ActionSaturation`."""
 
-    def __init__(self, reference) -> None:
-        self.reference, self.states, self.flips = reference, 0, 0
-
-    def observe(self, obs: np.ndarray, actions: np.ndarray, active: np.ndarray) -> None:
-        states, flipped = argmax_flip(actions, self.reference.predict(obs), active)
-        self.states += states
-        self.flips += flipped
-
-    def result(self) -> ArgmaxFlips:
-        return ArgmaxFlips(self.states, self.flips)
-
-
-class _SaturationCounter:
-    """Counts :func:`at_bound` over a rollout, for a Box action space's bounds."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
-        self.low, self.high, self.components, self.at_bound = low, high, 0, 0
+    def __init__(self, count, record) -> None:
+        self.count, self.record, self.total, self.hits = count, record, 0, 0
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, active: np.ndarray) -> None:
-        components, saturated = at_bound(actions, self.low, self.high, active)
-        self.components += components
-        self.at_bound += saturated
+        total, hits = self.count(obs, actions, active)
+        self.total += total
+        self.hits += hits
 
-    def result(self) -> ActionSaturation:
-        return ActionSaturation(self.components, self.at_bound)
+    def result(self):
+        return self.record(self.total, self.hits)
 
 
 def argmax_flip(actions: np.ndarray, reference: np.ndarray, active: np.ndarray | None = None) -> tuple[int, int]:
@@ -208,12 +194,13 @@ def evaluate_returns(predictor, env_id: str, seeds: Sequence[int], *, max_steps:
             obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
         observers = {}
         if reference is not None:
-            observers["argmax_flip"] = _FlipCounter(reference)
+            observers["argmax_flip"] = _Tally(lambda o, a, act: argmax_flip(a, reference.predict(o), act), ArgmaxFlips)
         if saturation:
             space = envs[0].action_space
             if not hasattr(space, "low"):
                 raise ValueError(f"{where}: saturation needs a continuous (Box) action space; {env_id} has {space}")
-            observers["action_saturation"] = _SaturationCounter(space.low, space.high)
+            observers["action_saturation"] = _Tally(lambda o, a, act: at_bound(a, space.low, space.high, act),
+                                                    ActionSaturation)
         totals, lengths = _rollout(predictor, envs, seeds, obs, where, limit, lock, chunk, observers.values())
     rec = _record(predictor, env_id, seeds, totals, lengths, ci_level, limit)
     return replace(rec, **{name: o.result() for name, o in observers.items()})
