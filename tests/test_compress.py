@@ -8,6 +8,7 @@ real Hopper states from random-action rollouts.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -360,7 +361,8 @@ def test_every_method_is_covered():
 
 def test_cache_hit_does_not_rebuild(policy, cache, monkeypatch):
     first = compress(policy, "l1", {"ratio": 0.2}, cache_root=cache)
-    monkeypatch.setattr("rlbench.compress.prune.build_l1", lambda *a: pytest.fail("rebuilt a cached artefact"))
+    monkeypatch.setitem(METHODS, "l1", dataclasses.replace(METHODS["l1"], build=lambda *a: pytest.fail("rebuilt a "
+                                                                                                    "cached artefact")))
     again = compress(policy, "l1", {"ratio": 0.2}, cache_root=cache)
     assert again.path == first.path and again.summary == first.summary
     assert sorted(os.listdir(cache)) == [first.key]
@@ -439,7 +441,7 @@ def test_failed_build_leaves_no_partial_entry(policy, cache, monkeypatch):
     def boom(*args):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("rlbench.compress.fp16.build_fp16", boom)
+    monkeypatch.setitem(METHODS, "fp16", dataclasses.replace(METHODS["fp16"], build=boom))
     with pytest.raises(CompressionError, match="fp16 failed .*disk on fire"):
         compress(policy, "fp16", cache_root=cache)
     assert not cache.exists() or os.listdir(cache) == []

@@ -193,8 +193,22 @@ def test_the_bytes_finding_is_judged_exactly(stored, idle_returns):
     assert checks["bytes"].status is Status.OVERTURNED and cid in checks["bytes"].overturned()[0]
 
 
+def _with_a_resolved_rss_sign(machine: dict) -> dict:
+    """The stored machine figures with every PTDQ cell's RSS 1 MiB above its baseline's: a sign the
+    finding resolves, whatever the stored deltas are (within this machine's noise, they need not
+    resolve one). PTSQ's stay as stored."""
+    out = dict(machine)
+    for cid, m in machine.items():
+        base = machine.get(cid.rsplit("-", 1)[0] + "-baseline", {}).get("memory")
+        if cid.endswith("-ptdq") and "memory" in m and base:
+            out[cid] = {**m, "memory": {k: (base[k] + 2**20 if k.startswith("rss_delta") and k in base else v)
+                                        for k, v in m["memory"].items()}}
+    return out
+
+
 def test_a_reversed_resolved_rss_sign_overturns_and_an_unresolved_one_does_not(machine, stored, idle_returns):
     """Planted fault: every PTDQ and PTSQ cell's RSS delta against its baseline negated."""
+    machine = _with_a_resolved_rss_sign(machine)
     fresh_machine = {}
     for cid, m in machine.items():
         base = machine.get(cid.rsplit("-", 1)[0] + "-baseline", {}).get("memory")

@@ -15,7 +15,8 @@ from onnx import numpy_helper
 from rlbench.compress import compress
 from rlbench.compress.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
                                   train_gmp)
-from rlbench.compress.qat import QuantLinear, qdq_onnx
+from rlbench.compress.fakequant import QuantLinear
+from rlbench.compress.qdq import qdq_onnx
 from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.runtime.predictors import ReferencePredictor

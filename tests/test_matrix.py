@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rlbench.core.errors import UnknownNameError
-from rlbench.grid.matrix import METHOD_PARAM, NOT_FOR_DISCRETE, cells, inapplicable, is_smoke, parse_cell, variants
+from rlbench.grid.matrix import cells, inapplicable, is_smoke, method_names, not_for_discrete, parse_cell, variants
 from rlbench.zoo.registry import ALGOS, DISCRETE_ENVS, MUJOCO_ENVS
 
 
 def test_grid_has_every_variant_of_every_pair_with_readable_ids():
     grid = cells()
-    discrete = len(variants()) - len(NOT_FOR_DISCRETE)
+    discrete = len(variants()) - len(not_for_discrete())
     assert len(grid) == 25 * 38 + len(DISCRETE_ENVS) * discrete == len({c.id for c in grid})
     assert parse_cell("SAC-HalfCheetah-v5-l2-0.30").id == "SAC-HalfCheetah-v5-l2-0.30"
     assert parse_cell("DQN-LunarLander-v3-ptdq").id == "DQN-LunarLander-v3-ptdq"
@@ -22,11 +22,11 @@ def test_applicability_rule_leaves_fine_tuning_out_of_discrete_pairs_only():
     grid = cells()
     for env in DISCRETE_ENVS:
         methods = {c.variant.method for c in grid if c.env_id == env}
-        assert methods == set(METHOD_PARAM) - {"qat", "gmp"}
+        assert methods == set(method_names()) - {"qat", "gmp"}
         assert {c.algo for c in grid if c.env_id == env} == {"DQN"}
         assert "DQN" in (inapplicable("DQN", env, "qat") or "") and inapplicable("DQN", env, "ptdq") is None
     for env in MUJOCO_ENVS:
-        assert {c.variant.method for c in grid if c.env_id == env} == set(METHOD_PARAM)
+        assert {c.variant.method for c in grid if c.env_id == env} == set(method_names())
         assert inapplicable("SAC", env, "qat") is None
     assert not [c for c in grid if c.algo == "DQN" and c.env_id in MUJOCO_ENVS]
 
@@ -39,7 +39,7 @@ def test_cell_ids_of_pairs_outside_the_registry_do_not_parse(bad):
 
 def test_smoke_tier_covers_every_method_and_every_algorithm_baseline():
     smoke = [c for c in cells() if is_smoke(c)]
-    assert {c.variant.method for c in smoke} == set(METHOD_PARAM)
+    assert {c.variant.method for c in smoke} == set(method_names())
     assert {c.algo for c in smoke if c.variant.method == "baseline"} == set(ALGOS)
     assert {c.env_id for c in smoke} == {"Hopper-v5", "CartPole-v1"}
     # baselines of all five, then PPO and SAC: ptdq, ptsq, int8pc, fp16, int4, qat, l1/l2 at 0.10 and 0.50,

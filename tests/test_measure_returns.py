@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlbench.core.errors import MeasurementError
-from rlbench.measure.returns import ReturnRecord, evaluate_returns
+from rlbench.measure.returns import ActionSaturation, ReturnRecord, at_bound, evaluate_returns
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec
 from rlbench.runtime.predictors import OrtPredictor, TorchPredictor
@@ -102,27 +102,29 @@ def test_env_pool_keeps_at_most_its_limit(monkeypatch):
 
 # ------------------------------------------------------------------ discrete actions: argmax flips
 def test_argmax_flip_counts_active_states_only():
-    from rlbench.measure.returns import argmax_flip, flip_record
+    from rlbench.measure.returns import ArgmaxFlips, argmax_flip
 
     actions = np.array([0, 1, 2, 3, 1])
     reference = np.array([0, 2, 2, 0, 0])
     assert argmax_flip(actions, reference) == (5, 3)
     # the last two episodes have ended: their (frozen) states do not count
     assert argmax_flip(actions, reference, np.array([True, True, True, False, False])) == (3, 1)
-    assert flip_record(3, 1) == {"states": 3, "flips": 1, "fraction": 1 / 3}
-    assert flip_record(0, 0)["fraction"] == 0.0
+    assert ArgmaxFlips(3, 1).to_json() == {"states": 3, "flips": 1, "fraction": 1 / 3}
+    assert ArgmaxFlips(0, 0).fraction == 0.0 and ArgmaxFlips.from_json(ArgmaxFlips(3, 1).to_json()) == ArgmaxFlips(3, 1)
 
 
 def test_evaluate_returns_reports_flips_against_a_reference_on_the_variants_own_states():
+    from rlbench.measure.returns import ArgmaxFlips
     from rlbench.runtime.predictors import ConstantActionPredictor
 
     seeds = [1_000_000, 1_000_001, 1_000_002]
     left = ConstantActionPredictor(0)
     rec = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(1))
     # every state the always-left policy visits, the always-right reference would have pushed right
-    assert rec.argmax_flip == {"states": sum(rec.lengths), "flips": sum(rec.lengths), "fraction": 1.0}
+    assert rec.argmax_flip == ArgmaxFlips(states=sum(rec.lengths), flips=sum(rec.lengths))
+    assert ReturnRecord.from_json(rec.to_json()) == rec
     same = evaluate_returns(left, "CartPole-v1", seeds, reference=ConstantActionPredictor(0))
-    assert same.argmax_flip["flips"] == 0 and same.returns == rec.returns  # the reference never steers
+    assert same.argmax_flip.flips == 0 and same.returns == rec.returns  # the reference never steers
     plain = evaluate_returns(left, "CartPole-v1", seeds)
     assert plain.argmax_flip is None and "argmax_flip" not in plain.to_json()
 
@@ -143,3 +145,39 @@ def test_doing_nothing_on_discrete_tasks():
     seeds = [1_000_000, 1_000_001]
     both = evaluate_returns(cart, "CartPole-v1", seeds).returns
     assert evaluate_returns(cart, "CartPole-v1", seeds[1:]).returns == both[1:]
+
+
+def test_at_bound_counts_components_within_a_thousandth_of_the_range_on_active_rows():
+    low, high = np.array([-1.0, 0.0]), np.array([1.0, 4.0])
+    actions = np.array([[1.0, 2.0], [-0.9995, 3.997], [0.5, 4.0]])
+    assert at_bound(actions, low, high) == (6, 4)  # 1.0 and -0.9995 (tol 0.002), 3.997 (tol 0.004), 4.0
+    assert at_bound(actions, low, high, active=np.array([True, False, True])) == (4, 2)
+    assert at_bound(np.array([[0.997, 0.0041]]), low, high) == (2, 0)  # just outside both tolerances
+
+
+class _Constant:
+    """A predictor that answers every observation with one action."""
+
+    name, runtime, threads = "constant", "numpy", 1
+
+    def __init__(self, action):
+        self.action = np.asarray(action, dtype=np.float32)
+
+    def predict(self, obs):
+        return np.tile(self.action, (len(obs), 1))
+
+
+def test_evaluate_returns_counts_saturated_components_of_its_own_rollouts():
+    hard = evaluate_returns(_Constant([1.0, -1.0, 1.0]), "Hopper-v5", [1, 2], saturation=True)
+    mild = evaluate_returns(_Constant([1.0, 0.0, 0.3]), "Hopper-v5", [1, 2], saturation=True)
+    assert hard.action_saturation == ActionSaturation(3 * sum(hard.lengths), 3 * sum(hard.lengths))
+    assert mild.action_saturation == ActionSaturation(3 * sum(mild.lengths), sum(mild.lengths))
+    assert evaluate_returns(_Constant([0.0, 0.0, 0.0]), "Hopper-v5", [1]).action_saturation is None
+    back = ReturnRecord.from_json(json.loads(json.dumps(mild.to_json())))
+    assert back == mild and back.action_saturation.fraction == pytest.approx(1 / 3)
+    assert "action_saturation" not in evaluate_returns(_Constant([0.0] * 3), "Hopper-v5", [1]).to_json()
+
+
+def test_saturation_of_a_discrete_action_space_is_an_error():
+    with pytest.raises(ValueError, match="Box"):
+        evaluate_returns(_Constant([0]), "CartPole-v1", [1], saturation=True)

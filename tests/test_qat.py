@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from rlbench.compress import compress
-from rlbench.compress.qat import QuantPolicy, qdq_onnx, train_qat
+from rlbench.compress.fakequant import QuantPolicy
+from rlbench.compress.qat import train_qat
+from rlbench.compress.qdq import qdq_onnx
 from rlbench.compress.quantize import calibration_observations
 from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe

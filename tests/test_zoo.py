@@ -146,9 +146,9 @@ def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
     rows = [row("SAC", "Ant-v5", 637, 862), row("TD3", "Ant-v5", 900, 1000), row("SAC", "HalfCheetah-v5", 6605, 6656),
             row("SAC", "Hopper-v5", 1283, 1440)]
     lines = zoo_markdown(rows, idle).splitlines()
-    assert lines[2].endswith("| 993 (**ours below**) |")  # whole CI under the idle CI
-    assert lines[3].endswith("| 993 |")  # CI reaches it: not below
-    assert lines[4].endswith("| 0 |") and lines[5].endswith("| not recorded |")
+    assert lines[2].endswith("| 993 (**ours below**) | not measured |")  # whole CI under the idle CI
+    assert lines[3].endswith("| 993 | not measured |")  # CI reaches it: not below
+    assert lines[4].endswith("| 0 | not measured |") and lines[5].endswith("| not recorded | not measured |")
     assert lines[-1].endswith("Below doing nothing (our whole CI under the doing-nothing return's): 1 of 4.")
 
 
@@ -165,6 +165,21 @@ def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():
     assert lines[2] == "| Ant-v5 | **750** (4022) † | 3550 (3424) |"  # SAC: CI under both; TD3: above both
     assert lines[3] == "| Hopper-v5 | 2550 (2539) |  |"  # the CI reaches the paper's figure: not bold
     assert lines[-1].endswith("At or above the paper: 2 of 3 pairs it reports. Below doing nothing: 1 of 3 shipped pairs.")
+
+
+def test_zoo_tables_show_saturation_and_name_the_saturated_pairs():
+    from rlbench.report.zoo_table import zoo_markdown, zoo_matrix_markdown
+
+    def row(algo, env, frac):
+        return {"algo": algo, "env": env, "status": "ok", "return_mean": 1000.0, "ci_low": 900.0, "ci_high": 1100.0,
+                "timesteps": 1_000_000, "target_timesteps": 1_000_000, "action_saturation": frac}
+
+    rows = [row("TD3", "Humanoid-v5", 0.93), row("SAC", "Humanoid-v5", 0.5), row("SAC", "Hopper-v5", 0.017)]
+    lines = zoo_markdown(rows).splitlines()
+    assert [line.rsplit("|", 2)[1].strip() for line in lines[2:5]] == ["**93%**", "50%", "2%"]
+    matrix = zoo_matrix_markdown(rows).splitlines()
+    assert matrix[-1] == "More than 50% of their action components at a bound on these episodes: TD3-Humanoid-v5."
+    assert "at a bound" not in zoo_matrix_markdown(rows[1:])  # nobody above 50%: no sentence
 
 
 def test_readme_zoo_table_is_the_generated_one():
@@ -187,6 +202,6 @@ def test_zoo_markdown_has_no_paper_figure_for_dqn_and_counts_it_apart():
              "ci_high": 500.0, "timesteps": 200_000, "target_timesteps": 200_000},
             {"algo": "DQN", "env": "LunarLander-v3", "status": "missing"}]
     lines = zoo_markdown(rows, {"CartPole-v1": {"mean": 22.1, "ci": [20.0, 24.0]}}).splitlines()
-    assert lines[2] == "| DQN | CartPole-v1 | 500 [500, 500] | 200k | — | — | no paper figure | 22 |"
-    assert lines[3] == "| DQN | LunarLander-v3 | not shipped yet | — | — | — | — | not recorded |"
+    assert lines[2] == "| DQN | CartPole-v1 | 500 [500, 500] | 200k | — | — | no paper figure | 22 | — |"
+    assert lines[3] == "| DQN | LunarLander-v3 | not shipped yet | — | — | — | — | not recorded | — |"
     assert "0 of 0 shipped pairs the paper has a figure for; 1 of 2 not shipped yet" in lines[-1]

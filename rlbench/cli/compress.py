@@ -1,10 +1,14 @@
 """``rlbench compress ALGO ENV METHOD --out DIR``: build (or fetch from the cache) one artefact.
 
 Wire it into the main parser with ``add_parser(sub)``, where ``sub`` is the object returned by
-``parser.add_subparsers(...)``; it sets ``func`` like the other commands. Only the options given
-on the command line are passed to the method, so an option a method does not take (``--ratio``
-for ``ptdq``) is an error naming the method's valid parameters, not silently ignored. Errors
-are :class:`~rlbench.core.errors.RLBenchError` subclasses (the main CLI prints them and exits 2).
+``parser.add_subparsers(...)``; it sets ``func`` like the other commands. The method options are
+generated from the registered methods' parameters (:func:`add_method_options`): one ``--NAME``
+per parameter name (``--no-NAME`` for a switch that defaults to on), shared by the methods that
+take it. Only the options given on the command line are passed to the method, so an option a
+method does not take (``--ratio`` for ``ptdq``) is an error naming the method's valid
+parameters, not silently ignored; values are checked by the method's :class:`Param`, not by
+argparse, so the error names the valid range. Errors are
+:class:`~rlbench.core.errors.RLBenchError` subclasses (the main CLI prints them and exits 2).
 
 The artefact files and ``summary.json`` are written into ``DIR`` atomically, each through a
 temporary file and a rename; existing files are refused, all checked before any is written,
@@ -17,10 +21,12 @@ import argparse
 import json
 from pathlib import Path
 
-from rlbench.compress.base import METHODS, SHIPPED_METHODS, cached_entry, compress, get_method, ship_artefact
+from rlbench.compress.base import cached_entry, compress, ship_artefact
+from rlbench.compress.methods import METHODS, get_method, shipped_methods
+from rlbench.compress.registry import REQUIRED, MethodInfo, Param
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import atomic_write_bytes, atomic_write_json
-from rlbench.grid.matrix import METHOD_PARAM, cells, inapplicable, parse_list, variants
+from rlbench.grid.matrix import BASELINE, cells, inapplicable, method_names, parse_list, variants
 from rlbench.zoo.registry import ALGOS, ENVS, canonical_algo, canonical_env, has_pair
 from rlbench.zoo.shipped import is_shipped, load_shipped
 
@@ -35,48 +41,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("algo", metavar="ALGO")
     c.add_argument("env", metavar="ENV")
     c.add_argument("method", metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
-    c.add_argument("--ratio", type=float, default=None, metavar="R",
-                   help="l1/l2: fraction of each hidden layer's neurons removed, in (0, 0.70]")
-    c.add_argument("--calibration", default=None, metavar="NAME", help="ptsq: minmax (default), entropy or percentile")
-    c.add_argument("--n-calib", type=int, default=None, metavar="N",
-                   help="ptsq: calibration observations from the policy's rollouts (default 1000)")
-    c.add_argument("--format", default=None, metavar="FMT", help="ptsq: qdq (default) or qoperator")
-    c.add_argument("--activation-type", default=None, metavar="T", help="ptsq: uint8 (default) or int8")
-    c.add_argument("--weight-type", default=None, metavar="T", help="ptsq: int8 (default) or uint8")
-    c.add_argument("--per-channel", action="store_true", default=None, help="ptsq: per-channel weight scales")
-    c.add_argument("--reduce-range", action="store_true", default=None,
-                   help="ptdq/int8pc: 7-bit weights, exact on x86 without VNNI (see docs/int8-kernels.md)")
-    c.add_argument("--rank", type=float, default=None, metavar="F",
-                   help="lowrank: kept singular values as a fraction of min(in, out), in (0, 1]")
-    c.add_argument("--block-size", type=int, default=None, metavar="N",
-                   help="int4: weights per block, 16, 32 (default), 64, 128 or 256")
-    c.add_argument("--symmetric", action="store_true", default=None, help="int4: no zero points")
-    c.add_argument("--accuracy-level", type=int, default=None, metavar="L",
-                   help="int4: MatMulNBits accuracy_level, 0 (default: float32 on CPU) to 4 (int8 activations)")
-    c.add_argument("--float-layers", default=None, metavar="L",
-                   help="int4: layers left float32: none (default), first, first+head")
-    c.add_argument("--signal", default=None, metavar="S", help="qat/gmp: distill (default) or rl")
-    c.add_argument("--steps", type=int, default=None, metavar="N", help="qat/gmp: training steps")
-    c.add_argument("--lr", type=float, default=None, metavar="LR", help="qat/gmp: learning rate")
-    c.add_argument("--seed", type=int, default=None, metavar="S", help="qat/gmp: seed")
-    c.add_argument("--sparsity", type=float, default=None, metavar="F", help="gmp: target sparsity in [0.5, 0.95]")
-    c.add_argument("--no-qat", dest="qat", action="store_false", default=None, help="gmp: skip the 8-bit QAT stage")
+    add_method_options(c)
     c.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to write the artefact into")
     c.add_argument("--overwrite", action="store_true", help="replace files already in DIR")
     c.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="artefact cache (default: $RLBENCH_CACHE or ~/.cache/rlbench/artefacts)")
     c.add_argument("--rebuild", action="store_true",
-                   help="qat/gmp: build under the installed libraries even if baselines/artefacts ships this one")
+                   help=f"{'/'.join(shipped_methods())}: build under the installed libraries even if "
+                        "baselines/artefacts ships this one")
     c.set_defaults(func=run)
 
     s = subparsers.add_parser(
-        "ship-artefacts", help="make the grid's QAT and GMP artefacts once and copy them into baselines/artefacts",
+        "ship-artefacts", help=f"make the grid's {', '.join(shipped_methods())} artefacts once and copy them into "
+                               "baselines/artefacts",
         description="For every shipped policy (filtered by --algo/--env) and every grid variant of the methods, "
                     "build the artefact through the cache and copy it into baselines/artefacts/"
                     "ALGO-ENV-METHOD-<key>/ for committing. An entry holding different bytes is refused unless "
                     "--overwrite. One JSON line per artefact.")
     _add_pair_filters(s)
-    s.add_argument("--method", default="qat,gmp", metavar="M,N", help="Default: %(default)s")
+    s.add_argument("--method", default=",".join(shipped_methods()), metavar="M,N", help="Default: %(default)s")
     s.add_argument("--overwrite", action="store_true", help="replace entries whose bytes differ")
     s.set_defaults(func=run_ship)
 
@@ -108,11 +91,12 @@ def _pick(value: str | None, canon, every) -> list:
 def run_warm(args) -> int:
     import time
 
-    methods = _pick(args.method, str, [m for m in METHOD_PARAM if m != "baseline"])
-    bad = [m for m in methods if m not in METHOD_PARAM or m == "baseline"]
+    grid = [m for m in method_names() if m != BASELINE]
+    methods = _pick(args.method, str, grid)
+    bad = [m for m in methods if m not in grid]
     if bad:
         raise CompressionError(f"--method {','.join(bad)}: not a compression method of the grid; valid: "
-                               f"{', '.join(m for m in METHOD_PARAM if m != 'baseline')}")
+                               f"{', '.join(grid)}")
     todo = [c for c in cells(_pick(args.algo, canonical_algo, ALGOS), _pick(args.env, canonical_env, ENVS))
             if c.variant.method in methods and is_shipped(c.algo, c.env_id)]
     counts = {"cached": 0, "built": 0}
@@ -135,9 +119,10 @@ def run_ship(args) -> int:
     import time
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    bad = [m for m in methods if m not in SHIPPED_METHODS]
+    shipped = shipped_methods()
+    bad = [m for m in methods if m not in shipped]
     if bad:
-        raise CompressionError(f"--method {','.join(bad)}: only {', '.join(SHIPPED_METHODS)} artefacts are shipped "
+        raise CompressionError(f"--method {','.join(bad)}: only {', '.join(shipped)} artefacts are shipped "
                                "(the others build in seconds)")
     todo = [(a, e, v) for a in _pick(args.algo, canonical_algo, ALGOS) for e in _pick(args.env, canonical_env, ENVS)
             if has_pair(a, e) and is_shipped(a, e) for v in variants()
@@ -150,16 +135,56 @@ def run_ship(args) -> int:
     return 0
 
 
-_OPTION_PARAMS = {"ratio": "ratio", "calibration": "calibration", "n_calib": "n_calib", "format": "format",
-                  "activation_type": "activation_type", "weight_type": "weight_type",
-                  "per_channel": "per_channel", "rank": "rank", "signal": "signal", "steps": "steps", "lr": "lr",
-                  "seed": "seed", "sparsity": "sparsity", "qat": "qat", "reduce_range": "reduce_range",
-                  "block_size": "block_size", "symmetric": "symmetric", "accuracy_level": "accuracy_level",
-                  "float_layers": "float_layers"}
+#: Options of ``rlbench compress`` that are not method parameters: a parameter of that name could not have a flag.
+RESERVED = frozenset({"algo", "env", "method", "out", "overwrite", "cache_dir", "rebuild", "func", "command", "help"})
+
+
+def method_options() -> dict[str, list[tuple[MethodInfo, Param]]]:
+    """Each parameter name of the registered methods, with the methods (and their Param) that take it."""
+    out: dict[str, list[tuple[MethodInfo, Param]]] = {}
+    for info in METHODS.values():
+        for p in info.params:
+            out.setdefault(p.name, []).append((info, p))
+    return out
+
+
+def _option_help(uses: list[tuple[MethodInfo, Param]]) -> str:
+    by_text: dict[str, list[str]] = {}
+    for info, p in uses:  # methods sharing one Param (qat's and gmp's lr) share one sentence
+        if p.kind == "bool":  # a switch: the flag itself says which way it turns
+            text = ("turns off: " if p.default is True else "") + (p.doc or p.name.replace("_", " "))
+        else:
+            text = f"{p.doc + '; ' if p.doc else ''}{p.valid_range()}"
+            if p.default is not None and p.default is not REQUIRED:
+                text += f" (default {p.default!r})"
+        by_text.setdefault(text, []).append(info.name)
+    return "; ".join(f"{'/'.join(names)}: {text}" for text, names in by_text.items()).replace("%", "%%")
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """One option per method parameter name (:func:`method_options`); each defaults to None, "not given"."""
+    group = parser.add_argument_group("method parameters", "generated from the methods' declarations; only the "
+                                      "options given are passed to the method")
+    for name, uses in method_options().items():
+        kinds = {(p.kind, p.default is True) for _, p in uses}
+        if name in RESERVED or len(kinds) != 1:
+            why = "is an option of rlbench compress" if name in RESERVED else "has different kinds across methods"
+            raise CompressionError(f"parameter {name!r} of {', '.join(i.name for i, _ in uses)} {why}; "
+                                   "rename it in the method's declaration")
+        kind, on_by_default = kinds.pop()
+        flag = "--" + name.replace("_", "-")
+        if kind == "bool":
+            group.add_argument(f"--no-{name.replace('_', '-')}" if on_by_default else flag, dest=name,
+                               action="store_false" if on_by_default else "store_true", default=None,
+                               help=_option_help(uses))
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar=name.upper(),
+                               type={"int": int, "float": float}.get(kind, str), help=_option_help(uses))
 
 
 def params_from_args(args) -> dict:
-    return {param: getattr(args, opt) for opt, param in _OPTION_PARAMS.items() if getattr(args, opt) is not None}
+    """The method parameters given on the command line."""
+    return {name: getattr(args, name) for name in method_options() if getattr(args, name, None) is not None}
 
 
 def write_artefact(art, out: Path, overwrite: bool = False) -> dict[str, Path]:

@@ -92,6 +92,36 @@ def _cmd_zoo(args) -> int:
     return _zoo_errors(rows)
 
 
+def _cmd_zoo_saturation(args) -> int:
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
+    from rlbench.core.errors import PolicyError
+    from rlbench.train import saturation
+    from rlbench.zoo.registry import is_discrete, pairs
+    from rlbench.zoo.shipped import is_shipped, load_shipped
+
+    chosen = [p for p in pairs() if not is_discrete(p.env_id) and is_shipped(p.algo, p.env_id)
+              and (not args.pairs or p.name in args.pairs)]
+    unknown = sorted(set(args.pairs) - {p.name for p in pairs()})
+    if unknown:
+        print(f"rlbench: error: no pair {', '.join(unknown)}; `rlbench zoo list` names the pairs", file=sys.stderr)
+        return 2
+    failed = 0
+    for p in chosen:
+        sp = load_shipped(p.algo, p.env_id)
+        m = saturation.measure(sp)
+        s = m.saturation
+        line = (f"{p.name}: {100 * s.fraction:.1f}% of {s.components} action components at a bound "
+                f"({'the recorded episodes' if m.identical else 'episodes differ from the recorded ones'})")
+        if args.write:
+            try:
+                line += "; written" if saturation.write(sp, m, overwrite=args.overwrite) else "; as recorded"
+            except PolicyError as exc:
+                print(f"rlbench: error: {exc}", file=sys.stderr)
+                failed += 1
+        print(line, flush=True)
+    return 2 if failed else 0
+
+
 def _zoo_errors(rows: list[dict]) -> int:
     """One line per shipped policy that did not load or verify, naming its file and the reason; exit 2 if any."""
     bad = [r for r in rows if r["status"] == "invalid"]
@@ -203,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also draw the training runs under RLBENCH_HOME/runs that have gone past the shipped policy")
     zc.add_argument("--pairs", action="store_true", help="also one larger PNG per pair, DIR/ALGO-ENV.png")
     zc.set_defaults(func=_cmd_zoo_curves)
+    zs = zsub.add_parser("saturation", help="the fraction of each shipped continuous policy's action components at a "
+                                            "bound, on its recorded evaluation seeds")
+    zs.add_argument("pairs", nargs="*", metavar="ALGO-ENV", help="Default: every shipped continuous-action pair")
+    zs.add_argument("--write", action="store_true",
+                    help="add the figure to each policy's meta.json (only where the rollouts reproduce the recorded "
+                         "returns)")
+    zs.add_argument("--overwrite", action="store_true", help="with --write: replace a different recorded figure")
+    zs.set_defaults(func=_cmd_zoo_saturation)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--seed", type=int, default=0, metavar="S")

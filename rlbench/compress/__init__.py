@@ -1,11 +1,15 @@
-"""Compression methods (quantization, pruning, fp16, low rank) and their artefact cache.
+"""Compression methods (quantization, pruning, fp16, low rank, fine-tuning) and their artefact cache.
 
-See :mod:`rlbench.compress.base`. Importing this package does not import onnxruntime's
-quantizer or Torch-Pruning; a method's implementation is imported when it is first built.
+Each method declares itself in its own module (:mod:`rlbench.compress.registry`);
+:mod:`rlbench.compress.methods` lists rlbench's, and :mod:`rlbench.compress.base` builds and caches
+artefacts. Importing this package does not import onnxruntime's quantizer, Torch-Pruning, SB3 or
+torch; a method's implementation is imported when it is first built.
 """
 
-from rlbench.compress.base import (METHODS, PRUNE_RATIO_MAX, Artefact, MethodInfo, Param, build_artefact, compress,
-                                   get_method, validate_params)
+from rlbench.compress.base import Artefact, build_artefact, compress, validate_params
+from rlbench.compress.methods import METHODS, get_method, grid_methods, shipped_methods
+from rlbench.compress.prune import PRUNE_RATIO_MAX
+from rlbench.compress.registry import GridVariants, MethodInfo, Param, Source, register, unregister
 
-__all__ = ["Artefact", "METHODS", "MethodInfo", "Param", "PRUNE_RATIO_MAX", "build_artefact", "compress",
-           "get_method", "validate_params"]
+__all__ = ["Artefact", "GridVariants", "METHODS", "MethodInfo", "PRUNE_RATIO_MAX", "Param", "Source", "build_artefact",
+           "compress", "get_method", "grid_methods", "register", "shipped_methods", "unregister", "validate_params"]

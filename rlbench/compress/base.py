@@ -2,21 +2,24 @@
 
 A method takes a policy and returns a deployable artefact; it never changes the policy it is
 given (pruning deep-copies first: Torch-Pruning's pruner rewrites the module in place). Every
-method is registered in :data:`METHODS` with its parameters and their valid ranges, the runtime
-its artefact is measured in, and a ``build(policy_module, onnx_model_bytes, params, context) ->
-{filename: bytes}`` function. :func:`compress` validates, looks the artefact up in the cache,
-and otherwise builds it and stores it atomically.
+method declares itself in its own module (:mod:`rlbench.compress.registry`): its parameters and
+their valid ranges, the runtime its artefact is measured in, its preparation and a
+``build(policy_module, onnx_model_bytes, params, context) -> {filename: bytes}`` function.
+:func:`compress` validates, prepares, looks the artefact up in the cache, and otherwise builds
+it and stores it atomically.
 
 Why a cache keyed by content: the benchmark grid measures each variant on many cells and
 workers, and a static quantization or a pruning run is too slow to repeat per test. The key is
 the sha256 of everything that decides the artefact's bytes: the policy's sha256, the method,
-its (defaulted) parameters, the implementation version of the method, where calibration data
-comes from, and the versions of the libraries that write the files. Same key, same bytes:
-building is deterministic (tests build twice into separate caches and compare sha256).
+its (defaulted) parameters and implementation version from its declaration, what its
+preparation returns (where calibration data comes from, the training settings), and the
+versions of the libraries that write the files (:data:`KEY_LIBRARIES` and the declaration's
+own). Same key, same bytes: building is deterministic (tests build twice into separate caches
+and compare sha256).
 
-Shipped artefacts. QAT and GMP fine-tune for minutes, so, like the zoo, their artefacts for the
-grid's parameters are made once and committed under ``baselines/artefacts/`` (``rlbench
-ship-artefacts``). :func:`compress` looks there first. A shipped entry is found by its *ship
+Shipped artefacts. QAT and GMP fine-tune for minutes, so, like the zoo, the grid artefacts of
+the methods declared ``shipped`` are made once and committed under ``baselines/artefacts/``
+(``rlbench ship-artefacts``). :func:`compress` looks there first. A shipped entry is found by its *ship
 key*: the cache key without the library versions, because a shipped artefact, like a shipped
 policy, is what an upgrade is measured against, not something the upgrade remakes. Its
 ``artefact.json`` still records the versions that made it. ``use_shipped=False`` (``rlbench
@@ -30,220 +33,34 @@ the winner's. A build that fails removes its temporary directory, so no partial 
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
-import math
-import numbers
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlbench.compress.methods import METHODS, get_method
 from rlbench.compress.names import MODEL_ONNX, MODEL_PT
+from rlbench.compress.registry import MethodInfo, Source
+from rlbench.compress.summary import summarise
 from rlbench.core.errors import CompressionError, UnknownNameError
 from rlbench.core.io import replace_dir, sha256_bytes, sha256_file
 from rlbench.core.paths import baselines_dir, cache_dir
 from rlbench.core.versions import library_versions
-from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
 ARTEFACT_FORMAT = "rlbench.artefact/1"
 META_FILE = "artefact.json"
 #: Library versions that decide an artefact's bytes (gymnasium and mujoco: calibration rollouts).
 KEY_LIBRARIES = ("torch", "onnx", "onnxruntime", "torch-pruning", "numpy", "gymnasium", "mujoco")
-#: Methods whose grid artefacts are shipped in ``baselines/artefacts/`` (minutes of fine-tuning each).
-SHIPPED_METHODS = ("qat", "gmp")
 SHIP_COMMAND = "rlbench ship-artefacts"
-
-REQUIRED = object()
-
-
-# ---------------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
-class Param:
-    """One method parameter: its type, default and valid values, checked by :meth:`check`."""
-
-    name: str
-    kind: str
-    """``float``, ``int``, ``bool`` or ``choice``."""
-    default: Any = REQUIRED
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    """The lower bound is excluded: ``(low, high]``."""
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
-    doc: str = ""
-
-    def valid_range(self) -> str:
-        if self.kind == "choice":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.kind == "bool":
-            return "true or false"
-        lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
-        if self.high is None:
-            return f"an integer >= {self.low:g}" if self.kind == "int" else f"a number >= {self.low:g}"
-        what = "an integer" if self.kind == "int" else "a number"
-        return f"{what} in {lo}{self.low:g}, {self.high:.2f}{hi}" if self.kind == "float" else \
-            f"{what} in {lo}{self.low:g}, {self.high:g}{hi}"
-
-    def check(self, method: str, value: Any) -> Any:
-        bad = CompressionError(f"{method}: {self.name} must be {self.valid_range()}; got {value!r}")
-        if self.kind == "choice":
-            if not isinstance(value, str) or value.lower() not in self.choices:
-                raise bad
-            return value.lower()
-        if self.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise bad
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise bad
-        if self.kind == "int":
-            if not float(value).is_integer():
-                raise bad
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                raise bad
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise bad
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            raise bad
-        return value
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """A registered compression method."""
-
-    name: str
-    runtime: str
-    """Where the artefact is measured: ``onnxruntime`` or ``torch``."""
-    builder: str
-    """``module:function`` of ``build(policy_module, onnx_model_bytes, params, context) -> {name: bytes}``
-    (imported on first use, so listing methods does not import onnxruntime or Torch-Pruning)."""
-    params: tuple[Param, ...] = ()
-    doc: str = ""
-    version: str = "1"
-    """Bumped when the implementation changes the bytes it writes: part of the cache key."""
-    libraries: tuple[str, ...] = ()
-    """Libraries beyond :data:`KEY_LIBRARIES` that write this method's bytes: their versions join its key."""
-
-    @property
-    def build(self) -> Callable[..., dict[str, bytes]]:
-        mod, func = self.builder.split(":")
-        return getattr(importlib.import_module(mod), func)
-
-    def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Defaulted, type-normalised parameters; :class:`CompressionError` naming the valid range."""
-        params = dict(params or {})
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            valid = ", ".join(f"{p.name} ({p.valid_range()})" for p in self.params) or "none"
-            raise CompressionError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
-                                   f"valid parameters: {valid}")
-        out: dict[str, Any] = {}
-        for p in self.params:
-            if p.name in params and params[p.name] is not None:
-                out[p.name] = p.check(self.name, params[p.name])
-            elif p.default is REQUIRED:
-                raise CompressionError(f"{self.name}: parameter {p.name} is required; it must be {p.valid_range()}")
-            elif p.default is not None:
-                out[p.name] = p.default
-        return out
-
-
-#: The paper's one-shot pruning ratios reach 0.70: above that there is no reference figure, and
-#: at 0.70 already ~91% of the hidden-layer parameters are gone. Ratios are open at 0 (nothing
-#: to prune) and closed at 0.70.
-PRUNE_RATIO_MAX = 0.70
-_RATIO = Param("ratio", "float", REQUIRED, low=0.0, high=PRUNE_RATIO_MAX, low_open=True,
-               doc="fraction of each hidden layer's neurons removed (Torch-Pruning keeps int(width*(1-ratio)))")
-#: Calibration sets above this size only cost memory: ranges are taken over one batch.
-N_CALIB_MAX = 100_000
-#: Fine-tuning methods (qat, gmp): training steps, learning rate, seed and training signal.
-STEPS_MAX = 10_000_000
-_SIGNAL = Param("signal", "choice", "distill", choices=("distill", "rl"),
-                doc="distill: DAgger distillation from the fp32 policy; rl: the algorithm's own loss "
-                    "(SAC/TD3/DDPG; needs a shipped policy's agent.pt)")
-_LR = Param("lr", "float", 1e-4, low=0.0, high=1.0, low_open=True, high_open=True, doc="Adam learning rate")
-_REDUCE_RANGE = Param("reduce_range", "bool", False,
-                      doc="7-bit weights: onnxruntime's remedy for the saturating uint8 x int8 kernels of x86 "
-                          "without VNNI (rlbench.measure.int8kernel); off by default, as in the paper")
-_SEED = Param("seed", "int", 0, low=0, high=999_999, doc="seeds batch sampling and SB3 (rl)")
-
-METHODS: dict[str, MethodInfo] = {m.name: m for m in (
-    MethodInfo("ptdq", "onnxruntime", "rlbench.compress.quantize:build_ptdq", params=(_REDUCE_RANGE,),
-               doc="post-training dynamic quantization: int8 weights (per tensor), activations "
-                   "quantized at run time (onnxruntime quantize_dynamic, MatMulInteger)"),
-    MethodInfo("int8pc", "onnxruntime", "rlbench.compress.quantize:build_int8pc", params=(_REDUCE_RANGE,),
-               doc="dynamic quantization with per-channel int8 weights (quantize_dynamic per_channel=True)"),
-    MethodInfo("ptsq", "onnxruntime", "rlbench.compress.quantize:build_ptsq", version="1", params=(
-        Param("calibration", "choice", "minmax", choices=("minmax", "entropy", "percentile"),
-              doc="how activation ranges are chosen from the calibration set"),
-        Param("n_calib", "int", None, low=1, high=N_CALIB_MAX,
-              doc="calibration observations (default 1000 from rollouts; all rows of explicit calibration_obs)"),
-        Param("format", "choice", "qdq", choices=("qdq", "qoperator"),
-              doc="QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinearMatMul/QLinearAdd)"),
-        Param("activation_type", "choice", "uint8", choices=("uint8", "int8")),
-        Param("weight_type", "choice", "int8", choices=("int8", "uint8")),
-        Param("per_channel", "bool", False)),
-               doc="post-training static quantization calibrated on the policy's own rollouts"),
-    MethodInfo("l1", "torch", "rlbench.compress.prune:build_l1", params=(_RATIO,),
-               doc="structured L1 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=1)"),
-    MethodInfo("l2", "torch", "rlbench.compress.prune:build_l2", params=(_RATIO,),
-               doc="structured L2 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=2)"),
-    MethodInfo("fp16", "onnxruntime", "rlbench.compress.fp16:build_fp16",
-               doc="float16 weights and hidden-layer arithmetic; normalisation, squashing and I/O in float32"),
-    MethodInfo("lowrank", "onnxruntime", "rlbench.compress.lowrank:build_lowrank", params=(
-        Param("rank", "float", REQUIRED, low=0.0, high=1.0, low_open=True,
-              doc="kept singular values as a fraction of min(in, out) per hidden layer"),),
-               doc="truncated SVD of each hidden Linear layer where it reduces parameters"),
-    MethodInfo("int4", "onnxruntime", "rlbench.compress.int4:build_int4", libraries=("onnx-ir",), params=(
-        Param("block_size", "int", 32, low=16, high=256,
-              doc="weights per block along K, each with its own scale: 16, 32, 64, 128 or 256"),
-        Param("symmetric", "bool", False, doc="no zero points (codes -8..7 around 0); default: a 4-bit zero "
-                                              "point per block"),
-        Param("accuracy_level", "int", 0, low=0, high=4,
-              doc="MatMulNBits' lowest compute precision: 0 unset (float32 on CPU), 4 int8 activations"),
-        Param("float_layers", "choice", "none", choices=("none", "first", "first+head"),
-              doc="Linear layers left float32: none, the input layer, or the input layer and the head")),
-               doc="4-bit block-wise weights: onnxruntime's MatMulNBits quantizer (round to nearest), "
-                   "float32 activations by default"),
-    MethodInfo("qat", "onnxruntime", "rlbench.compress.qat:build_qat", params=(
-        _SIGNAL, Param("steps", "int", 2000, low=1, high=STEPS_MAX,
-                       doc="distill: gradient steps; rl: environment steps"), _LR, _SEED),
-               doc="quantization-aware training: int8 fake-quantised fine-tuning (straight-through "
-                   "gradients) from the fp32 policy, deployed as a QDQ int8 ONNX graph"),
-    MethodInfo("gmp", "onnxruntime", "rlbench.compress.gmp:build_gmp", params=(
-        Param("sparsity", "float", 0.8, low=0.5, high=0.95,
-              doc="final fraction of zero weights in every Linear layer (biases are kept)"),
-        Param("qat", "bool", True, doc="follow pruning with 8-bit QAT (20% more steps): an int8 QDQ graph"),
-        _SIGNAL, Param("steps", "int", 5000, low=1, high=STEPS_MAX,
-                       doc="steps of the pruning run (distill: gradient steps; rl: environment steps)"),
-        _LR, _SEED),
-               doc="gradual magnitude pruning during fine-tuning (cubic schedule, Zhu & Gupta / Ivanov "
-                   "et al. 2024), optionally followed by 8-bit QAT"),
-)}
-
-
-def get_method(name: str) -> MethodInfo:
-    """The registered method, or :class:`UnknownNameError` listing the valid ones."""
-    if isinstance(name, str) and name.lower() in METHODS:
-        return METHODS[name.lower()]
-    raise UnknownNameError(f"unknown compression method {name!r}; valid methods: {', '.join(METHODS)}")
 
 
 def validate_params(method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``method``'s defaulted, type-normalised parameters (:meth:`MethodInfo.validate`)."""
     return get_method(method).validate(params)
 
 
@@ -299,59 +116,23 @@ class Artefact:
 
 
 # ------------------------------------------------------------------------------------- source
-@dataclass
-class _Source:
-    module: Any
-    onnx_bytes: bytes
-    sha256: str
-    env_id: str | None
-
-
-def _resolve(source, env_id: str | None) -> _Source:
+def _resolve(source, env_id: str | None) -> Source:
     # deferred: it loads onnx and torch, which importing this module does not
     from rlbench.zoo.onnx_graph import onnx_bytes
     # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.policy import DeployablePolicy, save_policy
 
     if isinstance(source, DeployablePolicy):
-        return _Source(source, onnx_bytes(source), sha256_bytes(save_policy(source, None)), env_id)
+        return Source(source, onnx_bytes(source), sha256_bytes(save_policy(source, None)), env_id)
     if hasattr(source, "module") and hasattr(source, "policy_onnx") and hasattr(source, "sha256"):
         meta_env = getattr(source, "meta", {}).get("env_id")
         if env_id is not None and meta_env is not None and env_id != meta_env:
             raise CompressionError(f"{source.name} was trained on {meta_env}, not {env_id}")
-        return _Source(source.module(), Path(source.policy_onnx).read_bytes(), source.sha256, env_id or meta_env)
+        agent = getattr(source, "agent_pt", None)
+        return Source(source.module(), Path(source.policy_onnx).read_bytes(), source.sha256, env_id or meta_env,
+                      Path(agent) if agent is not None else None)
     raise CompressionError(f"cannot compress a {type(source).__name__}: pass a ShippedPolicy "
                            "(rlbench.zoo.shipped.load_shipped) or a DeployablePolicy")
-
-
-def _calibration_context(info: MethodInfo, params: dict, src: _Source, calibration_obs) -> tuple[dict, dict]:
-    """ptsq's calibration source: explicit observations, or rollouts of the policy in its env."""
-    import numpy as np
-
-    obs_dim = src.module.spec.obs_dim
-    if calibration_obs is not None:
-        obs = np.asarray(calibration_obs, dtype=np.float32)
-        if obs.ndim != 2 or obs.shape[1] != obs_dim:
-            raise CompressionError(f"{info.name}: calibration_obs must have shape [N, {obs_dim}]; got {list(obs.shape)}")
-        if obs.shape[0] < 1:
-            raise CompressionError(f"{info.name}: calibration needs at least 1 observation (n_calib must be "
-                                   f"an integer in [1, {N_CALIB_MAX}]); calibration_obs has 0 rows")
-        if not np.all(np.isfinite(obs)):
-            raise CompressionError(f"{info.name}: calibration_obs holds NaN or inf")
-        n = params.get("n_calib") or min(obs.shape[0], N_CALIB_MAX)
-        if n > obs.shape[0]:
-            raise CompressionError(f"{info.name}: n_calib={n} but calibration_obs has only {obs.shape[0]} rows; "
-                                   f"n_calib must be in [1, {obs.shape[0]}]")
-        obs = np.ascontiguousarray(obs[:n])
-        params["n_calib"] = n
-        return ({"calibration_obs": obs},
-                {"calibration": {"source": "explicit", "sha256": sha256_bytes(obs.tobytes()), "shape": list(obs.shape)}})
-    if src.env_id is None:
-        raise CompressionError(f"{info.name}: calibration needs observations: compress a shipped policy, or pass "
-                               "env_id= (rollouts) or calibration_obs= (an [N, obs_dim] array)")
-    params["n_calib"] = params.get("n_calib") or 1000
-    return ({"env_id": src.env_id},
-            {"calibration": {"source": "rollouts", "env_id": src.env_id, "seed_base": CALIBRATION_SEED_BASE}})
 
 
 # ------------------------------------------------------------------------------------ building
@@ -377,7 +158,7 @@ def compress(source, method: str, params: Mapping[str, Any] | None = None, cache
     info, params, src, context, key_extra = _prepare(source, method, params, env_id, calibration_obs)
     key_material = _key_material(info, params, src, key_extra)
     key = _hash(key_material)
-    if use_shipped and info.name in SHIPPED_METHODS:
+    if use_shipped and info.shipped:
         entry = shipped_entry(source, key_material)
         if entry is not None and (entry / META_FILE).exists():
             return _load_shipped(entry, key_material)
@@ -394,7 +175,7 @@ def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
     """Where :func:`compress` would find this artefact without building it (shipped or cached), else None."""
     info, params, src, _, key_extra = _prepare(source, method, params, None, None)
     key_material = _key_material(info, params, src, key_extra)
-    if info.name in SHIPPED_METHODS:
+    if info.shipped:
         entry = shipped_entry(source, key_material)
         if entry is not None and (entry / META_FILE).exists():
             return entry
@@ -405,24 +186,23 @@ def cached_entry(source, method: str, params: Mapping[str, Any] | None = None,
 def _prepare(source, method, params, env_id, calibration_obs):
     info = get_method(method)
     params = info.validate(params)
-    if info.name != "ptsq" and calibration_obs is not None:
-        raise CompressionError(f"{info.name} takes no calibration data (only ptsq does)")
+    if not info.calibration and calibration_obs is not None:
+        takes = [m.name for m in METHODS.values() if m.calibration]
+        raise CompressionError(f"{info.name} takes no calibration data (only {', '.join(takes)} "
+                               f"{'does' if len(takes) == 1 else 'do'})")
     src = _resolve(source, env_id)
+    if info.not_for_discrete and getattr(src.module.spec, "discrete", False):  # fails clearly, not deep in a build
+        raise CompressionError(f"{info.name} does not apply to a discrete-action policy: {info.not_for_discrete}")
     context: dict[str, Any] = {"obs_dim": src.module.spec.obs_dim, "act_dim": src.module.spec.act_dim}
     key_extra: dict[str, Any] = {}
-    if info.name == "ptsq":
-        ctx, key_extra = _calibration_context(info, params, src, calibration_obs)
-        context.update(ctx)
-    elif info.name in ("qat", "gmp"):  # fine-tuning: rollouts in the policy's env (rl: also its agent.pt)
-        # deferred: it loads torch, which importing this module does not
-        from rlbench.compress.qat import training_context
-
-        ctx, key_extra = training_context(info.name, params, source, src.env_id)
+    if info.prepare is not None:
+        ctx, key_extra = info.prepare(info, params, src, calibration_obs)
         context.update(ctx)
     return info, params, src, context, key_extra
 
 
-def _key_material(info: MethodInfo, params: dict, src: _Source, key_extra: dict) -> dict:
+def _key_material(info: MethodInfo, params: dict, src: Source, key_extra: dict) -> dict:
+    """Everything from the declaration and the preparation that decides the artefact's bytes."""
     return {"format": ARTEFACT_FORMAT, "policy_sha256": src.sha256, "method": info.name,
             "method_version": info.version, "params": dict(sorted(params.items())),
             "versions": library_versions(KEY_LIBRARIES + info.libraries), **key_extra}
@@ -436,10 +216,7 @@ def _key(info, params, src, key_extra) -> str:
     return _hash(_key_material(info, params, src, key_extra))
 
 
-def _build(info: MethodInfo, params: dict, src: _Source, context: dict, key: str) -> Artefact:
-    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
-    from rlbench.compress.summary import summarise
-
+def _build(info: MethodInfo, params: dict, src: Source, context: dict, key: str) -> Artefact:
     before = _fingerprint(src.module)
     context = dict(context, summary={})
     try:
@@ -595,6 +372,5 @@ def _load_entry(entry: Path) -> Artefact:
     return Artefact(meta["method"], meta["params"], files, meta["runtime"], meta["summary"], meta["key"], entry)
 
 
-__all__ = ["Artefact", "METHODS", "MethodInfo", "Param", "PRUNE_RATIO_MAX", "SHIPPED_METHODS", "build_artefact",
-           "compress", "get_method", "ship_artefact", "ship_key", "shipped_entry", "shipped_entry_for",
-           "validate_params"]
+__all__ = ["ARTEFACT_FORMAT", "Artefact", "KEY_LIBRARIES", "METHODS", "build_artefact", "cached_entry", "compress",
+           "get_method", "ship_artefact", "ship_key", "shipped_entry", "shipped_entry_for", "validate_params"]

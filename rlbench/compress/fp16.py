@@ -20,14 +20,15 @@ what float16 costs or saves on the machine.
 
 from __future__ import annotations
 
-import numpy as np
-
+from rlbench.compress.registry import GridVariants, MethodInfo, register
 from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
 
 
 def to_fp16(model_bytes: bytes) -> bytes:
     """Rewrite an rlbench fp32 ONNX graph so its Linear layers run in float16."""
+    # deferred: numpy and onnx, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -64,3 +65,8 @@ def to_fp16(model_bytes: bytes) -> bytes:
 
 def build_fp16(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     return {"model.onnx": to_fp16(onnx_model)}
+
+
+FP16 = register(MethodInfo(
+    "fp16", "onnxruntime", build_fp16, grid=GridVariants(order=50),
+    doc="float16 weights and hidden-layer arithmetic; normalisation, squashing and I/O in float32"))

@@ -11,13 +11,15 @@ and DQN networks gradually while training and then quantize them to 8 bits, repo
   with ``s_i = 0``, ``n = min(PRUNE_EVENTS, steps in the window)``;
 * steps 80-100%: train with the masks fixed;
 * if ``qat``: another 20% of ``steps`` with 8-bit fake quantisation, masks still fixed
-  (:mod:`rlbench.compress.qat`: int8 weights, uint8 activations, QDQ graph).
+  (:mod:`rlbench.compress.fakequant`: int8 weights, uint8 activations; :mod:`rlbench.compress.qdq`:
+  the QDQ graph).
 
 Pruning here: every Linear layer (hidden layers and head) loses the smallest-magnitude
 ``round(s * numel)`` of its weights, the same fraction in each layer; weights pruned earlier
 stay pruned (ties broken by position, so it is deterministic). Biases are kept. Shapes never
-change: the zeros are stored in dense tensors. The training signal is the same as ``qat``'s
-(``distill`` by default, ``rl`` for SAC/TD3/DDPG), with the same seeds and rollouts.
+change: the zeros are stored in dense tensors. The training is ``qat``'s, the same fine-tuning
+loop (:func:`rlbench.compress.finetune.finetune`: ``distill`` by default, ``rl`` with the
+algorithm's own loss) with the same seeds and rollouts, following a plan that prunes.
 
 With ``qat`` the int8 weight of a surviving weight never rounds to 0 (it is stored as +-1
 step): the artefact holds exactly the mask's zeros, which the build checks by counting the
@@ -45,16 +47,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from rlbench.compress.qat import (Plan, QuantLinear, Trained, check_export, distill, qdq_onnx, quant_layers_record,
-                                  rl_finetune)
+from rlbench.compress.qat import LR, NOT_FOR_DISCRETE, SEED, SIGNAL, STEPS_MAX, prepare_training
 from rlbench.compress.quantize import check_int8
+from rlbench.compress.registry import GridVariants, MethodInfo, Param, register
 from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
-from rlbench.core.threads import torch_threads
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rlbench.compress.fakequant import QuantLinear
+    from rlbench.compress.finetune import Plan, Trained
 
 #: Fractions of the pruning run (``steps``) where pruning starts and ends (Ivanov et al.).
 START_FRACTION = 0.2
@@ -63,6 +68,8 @@ END_FRACTION = 0.8
 PRUNE_EVENTS = 100
 #: QAT after pruning: this fraction of ``steps`` more (Ivanov et al.: steps 100-120%).
 QAT_FRACTION = 0.2
+#: The grid's final sparsities.
+GMP_SPARSITIES: tuple[float, ...] = (0.90,)
 SPARSE_FORMAT = ("CSR over output rows: non-zero weights at bits/8 bytes, column indices uint8/uint16/uint32 "
                  "(smallest holding in_features - 1), out_features + 1 uint32 row pointers, dense fp32 biases, "
                  "per-tensor scales and zero points")
@@ -85,20 +92,23 @@ def pruned_count(numel: int, sparsity: float) -> int:
     return int(round(sparsity * numel))
 
 
-@torch.no_grad()
 def prune_layer(layer: QuantLinear, sparsity: float) -> None:
     """Raise ``layer``'s pruned count to ``round(sparsity * numel)`` by weight magnitude (never lowers it)."""
-    mask = layer.mask
-    n = mask.numel()
-    k = pruned_count(n, sparsity)
-    if k <= int((mask == 0).sum()):
-        return
-    flat = mask.flatten()
-    mag = torch.where(flat == 0, torch.full_like(flat, -1.0), layer.linear.weight.detach().abs().flatten())
-    order = torch.argsort(mag, stable=True)
-    new = torch.ones_like(flat)
-    new[order[:k]] = 0
-    mask.copy_(new.view_as(mask))
+    # deferred: it loads torch, which listing the methods (`rlbench --help`) does not need
+    import torch
+
+    with torch.no_grad():
+        mask = layer.mask
+        n = mask.numel()
+        k = pruned_count(n, sparsity)
+        if k <= int((mask == 0).sum()):
+            return
+        flat = mask.flatten()
+        mag = torch.where(flat == 0, torch.full_like(flat, -1.0), layer.linear.weight.detach().abs().flatten())
+        order = torch.argsort(mag, stable=True)
+        new = torch.ones_like(flat)
+        new[order[:k]] = 0
+        mask.copy_(new.view_as(mask))
 
 
 @dataclass
@@ -120,6 +130,9 @@ class PruneSchedule:
 
 def gmp_plan(steps: int, sparsity: float, qat: bool) -> tuple[Plan, dict]:
     """The training plan: prune over steps [20%, 80%) of ``steps``, then (``qat``) 20% more quantised."""
+    # deferred: it loads torch, which listing the methods (`rlbench --help`) does not need
+    from rlbench.compress.finetune import Plan
+
     start, end = round(START_FRACTION * steps), round(END_FRACTION * steps)
     events = min(PRUNE_EVENTS, end - start)
     sched = PruneSchedule(float(sparsity), start, end, events)
@@ -138,19 +151,17 @@ def train_gmp(policy, env_id: str, *, sparsity: float = 0.8, steps: int = 5000, 
               signal: str = "distill", lr: float = 1e-4, seed: int = 0, agent_pt: Path | None = None
               ) -> tuple[Trained, dict]:
     """Prune ``policy`` (untouched) while fine-tuning; the student, its record and the schedule."""
+    # deferred: it loads torch and SB3, which listing the methods (`rlbench --help`) does not need
+    from rlbench.compress.finetune import finetune
+
     plan, sched = gmp_plan(int(steps), float(sparsity), bool(qat))
-    with torch_threads(1):  # training's result must not depend on the thread count
-        if signal == "rl":
-            if agent_pt is None:
-                raise CompressionError("gmp: signal='rl' needs agent_pt")
-            trained = rl_finetune(policy, env_id, Path(agent_pt), plan, float(lr), int(seed), "gmp")
-        else:
-            trained = distill(policy, env_id, plan, float(lr), int(seed))
+    trained = finetune(policy, env_id, plan, signal=signal, lr=lr, seed=seed, agent_pt=agent_pt, method="gmp")
     return trained, sched
 
 
 def onnx_weights(data: bytes) -> dict[str, np.ndarray]:
     """Each layer's stored weight ([in, out]; int8 or fp32) from an rlbench ONNX graph."""
+    # deferred: it loads onnx, which listing the methods (`rlbench --help`) does not need
     import onnx
     from onnx import numpy_helper
 
@@ -185,7 +196,10 @@ def storage_figures(layers: list[dict], bits: int, quantised: bool) -> dict:
 
 def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Gradual magnitude pruning while fine-tuning (then optional QAT), as an ONNX graph with exact zeros."""
-    # deferred: it loads onnx, which importing this module does not
+    # deferred: numpy, onnx and torch, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+
+    from rlbench.compress.qdq import check_export, qdq_onnx, quant_layers_record
     from rlbench.zoo.onnx_graph import onnx_bytes
 
     sparsity, qat = float(params["sparsity"]), bool(params["qat"])
@@ -235,5 +249,18 @@ def build_gmp(module, onnx_model: bytes, params: dict, context: dict) -> dict[st
     return {"model.onnx": data}
 
 
-__all__ = ["PruneSchedule", "build_gmp", "cubic_sparsity", "gmp_plan", "onnx_weights", "prune_layer",
-           "pruned_count", "storage_figures", "train_gmp"]
+GMP = register(MethodInfo(
+    "gmp", "onnxruntime", build_gmp, prepare=prepare_training, shipped=True, not_for_discrete=NOT_FOR_DISCRETE,
+    grid=GridVariants(order=100, param="sparsity", values=GMP_SPARSITIES), params=(
+        Param("sparsity", "float", 0.8, low=0.5, high=0.95,
+              doc="final fraction of zero weights in every Linear layer (biases are kept)"),
+        Param("qat", "bool", True, doc="follow pruning with 8-bit QAT (20% more steps): an int8 QDQ graph"),
+        SIGNAL, Param("steps", "int", 5000, low=1, high=STEPS_MAX,
+                      doc="steps of the pruning run (distill: gradient steps; rl: environment steps)"),
+        LR, SEED),
+    doc="gradual magnitude pruning during fine-tuning (cubic schedule, Zhu & Gupta / Ivanov et al. 2024), "
+        "optionally followed by 8-bit QAT"))
+
+
+__all__ = ["GMP", "GMP_SPARSITIES", "PruneSchedule", "build_gmp", "cubic_sparsity", "gmp_plan", "onnx_weights",
+           "prune_layer", "pruned_count", "storage_figures", "train_gmp"]

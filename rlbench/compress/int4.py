@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
-import numpy as np
-import onnx
-from onnx import helper, numpy_helper
-
+from rlbench.compress.registry import GridVariants, MethodInfo, Param, register
 from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: MatMulNBits takes a power-of-two block of at least 16 rows; above 256 a block spans every
 #: hidden layer of the zoo and scales stop being per block.
@@ -104,6 +105,8 @@ def quantize_int4(onnx_model: bytes, block_size: int = DEFAULT_BLOCK_SIZE, symme
                   accuracy_level: int = 0, keep: tuple[str, ...] = ()) -> bytes:
     """The fp32 graph with every ``MatMul`` weight (but the layers in ``keep``) stored as 4-bit blocks
     in a ``MatMulNBits`` node."""
+    # deferred: it loads onnx, which listing the methods (`rlbench --help`) does not need
+    import onnx
 
     check_block_size(block_size)
     model = onnx.load_from_string(onnx_model)
@@ -130,6 +133,9 @@ def quantize_int4(onnx_model: bytes, block_size: int = DEFAULT_BLOCK_SIZE, symme
 # ------------------------------------------------------------------------------ reading it back
 def unpack_nibbles(packed: np.ndarray) -> np.ndarray:
     """uint8 [..., B] -> uint8 [..., 2B] codes, low nibble first (MatMulNBits' order)."""
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+
     packed = np.asarray(packed, dtype=np.uint8)
     out = np.empty(packed.shape[:-1] + (packed.shape[-1] * 2,), dtype=np.uint8)
     out[..., 0::2] = packed & 0x0F
@@ -140,6 +146,9 @@ def unpack_nibbles(packed: np.ndarray) -> np.ndarray:
 def dequantize(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, k: int,
                block_size: int) -> np.ndarray:
     """``W^T`` [K, N] float32 as MatMulNBits computes it: ``(code - zero_point) * scale`` per block."""
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+
     n, k_blocks, _ = packed.shape
     codes = unpack_nibbles(packed).reshape(n, k_blocks, block_size).astype(np.float32)
     scales = np.asarray(scales, dtype=np.float32).reshape(n, k_blocks)
@@ -153,6 +162,9 @@ def dequantize(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray |
 
 def layers(model_bytes: bytes) -> list[dict]:
     """Per ``MatMulNBits`` node: its layer, attributes, the tensors it reads and their bytes."""
+    # deferred: it loads onnx, which listing the methods (`rlbench --help`) does not need
+    import onnx
+    from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(model_bytes)
     inits = {t.name: t for t in model.graph.initializer}
@@ -181,6 +193,9 @@ def layers(model_bytes: bytes) -> list[dict]:
 
 def dequantized_weights(model_bytes: bytes) -> dict[str, np.ndarray]:
     """``{layer: W^T [K, N]}`` as the int4 graph stores it."""
+    # deferred: it loads onnx, which listing the methods (`rlbench --help`) does not need
+    import onnx
+    from onnx import numpy_helper
 
     inits = {t.name: t for t in onnx.load_from_string(model_bytes).graph.initializer}
     arr = {name: numpy_helper.to_array(t) for name, t in inits.items()}
@@ -194,7 +209,10 @@ def _check(data: bytes, fp32: bytes, block_size: int, symmetric: bool, accuracy_
            keep: tuple[str, ...] = ()) -> list[dict]:
     """Every Linear layer but ``keep`` is a 4-bit MatMulNBits whose codes round the fp32 weight (never
     trusting ORT); the kept ones are the fp32 MatMul they were."""
-
+    # deferred: numpy and onnx, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
 
     fp32_weights = {m["layer"]: numpy_helper.to_array(t) for t in onnx.load_from_string(fp32).graph.initializer
                     if (m := LAYER_TENSOR.match(t.name)) and m["kind"] == "weight_t"}
@@ -244,3 +262,17 @@ def build_int4(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
               "scale_bytes": sum(r["scales_bytes"] + r["zero_point_bytes"] for r in recs),
               "weight_bytes_fp32": sum(4 * r["K"] * r["N"] for r in recs)})
     return {"model.onnx": data}
+
+
+INT4 = register(MethodInfo(
+    "int4", "onnxruntime", build_int4, libraries=("onnx-ir",), grid=GridVariants(order=60), params=(
+        Param("block_size", "int", DEFAULT_BLOCK_SIZE, low=16, high=256,
+              doc="weights per block along K, each with its own scale: 16, 32, 64, 128 or 256"),
+        Param("symmetric", "bool", False, doc="no zero points (codes -8..7 around 0); default: a 4-bit zero "
+                                              "point per block"),
+        Param("accuracy_level", "int", 0, low=0, high=4,
+              doc="MatMulNBits' lowest compute precision: 0 unset (float32 on CPU), 4 int8 activations"),
+        Param("float_layers", "choice", "none", choices=tuple(FLOAT_LAYERS),
+              doc="Linear layers left float32: none, the input layer, or the input layer and the head")),
+    doc="4-bit block-wise weights: onnxruntime's MatMulNBits quantizer (round to nearest), float32 activations "
+        "by default"))

@@ -19,10 +19,16 @@ every other node and tensor name is the same as in the fp32 graph.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from rlbench.compress.registry import REQUIRED, GridVariants, MethodInfo, Param, register
 from rlbench.core.errors import CompressionError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: The grid's rank fractions.
+LOWRANK_FRACTIONS: tuple[float, ...] = (0.25, 0.50)
 
 
 def layer_rank(in_features: int, out_features: int, rank: float) -> int:
@@ -32,6 +38,9 @@ def layer_rank(in_features: int, out_features: int, rank: float) -> int:
 
 def factorise(weight: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """``weight`` [out, in] -> (A [in, r], B [r, out]) float32 with ``x @ A @ B ~ x @ weight.T``."""
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+
     u, s, vt = np.linalg.svd(np.asarray(weight, dtype=np.float64), full_matrices=False)
     root = np.sqrt(s[:r])
     a = vt[:r].T * root  # [in, r]
@@ -93,3 +102,11 @@ def build_lowrank(module, onnx_model: bytes, params: dict, context: dict) -> dic
     context["summary"].update(rank=float(params["rank"]), layers=layers,
                               factorised_layers=sum(1 for rec in layers if rec["factorised"]))
     return {"model.onnx": data}
+
+
+LOWRANK = register(MethodInfo(
+    "lowrank", "onnxruntime", build_lowrank,
+    grid=GridVariants(order=90, param="rank", values=LOWRANK_FRACTIONS, smoke=(0.50,)), params=(
+        Param("rank", "float", REQUIRED, low=0.0, high=1.0, low_open=True,
+              doc="kept singular values as a fraction of min(in, out) per hidden layer"),),
+    doc="truncated SVD of each hidden Linear layer where it reduces parameters"))

@@ -21,7 +21,17 @@ from __future__ import annotations
 
 import copy
 
+from rlbench.compress.registry import REQUIRED, GridVariants, MethodInfo, Param, register
 from rlbench.core.errors import CompressionError
+
+#: The paper's one-shot pruning ratios reach 0.70: above that there is no reference figure, and
+#: at 0.70 already ~91% of the hidden-layer parameters are gone. Ratios are open at 0 (nothing
+#: to prune) and closed at 0.70.
+PRUNE_RATIO_MAX = 0.70
+#: The grid's ratios, as in the paper: 0.05 .. 0.70.
+PRUNE_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15))
+#: The ratios of the smoke tier (CI): a light and a heavy cut.
+SMOKE_RATIOS: tuple[float, ...] = (0.10, 0.50)
 
 
 def kept_width(width: int, ratio: float) -> int:
@@ -81,3 +91,17 @@ def build_l1(module, onnx_model: bytes, params: dict, context: dict) -> dict[str
 def build_l2(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     return _build(module, params, 2)
 
+
+
+# -------------------------------------------------------------------------------- declarations
+RATIO = Param("ratio", "float", REQUIRED, low=0.0, high=PRUNE_RATIO_MAX, low_open=True,
+              doc="fraction of each hidden layer's neurons removed (Torch-Pruning keeps int(width*(1-ratio)))")
+
+L1 = register(MethodInfo(
+    "l1", "torch", build_l1, params=(RATIO,),
+    grid=GridVariants(order=70, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS), paper="pruning",
+    doc="structured L1 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=1)"))
+L2 = register(MethodInfo(
+    "l2", "torch", build_l2, params=(RATIO,),
+    grid=GridVariants(order=80, param="ratio", values=PRUNE_RATIOS, smoke=SMOKE_RATIOS), paper="pruning",
+    doc="structured L2 pruning of hidden neurons (Torch-Pruning DepGraph, GroupMagnitudeImportance p=2)"))

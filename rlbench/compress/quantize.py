@@ -46,22 +46,27 @@ import io
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from rlbench.compress.registry import GridVariants, MethodInfo, Param, Source, register
 from rlbench.compress.summary import onnx_stats
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import sha256_bytes
 from rlbench.core.threads import torch_threads
 from rlbench.zoo.registry import CALIBRATION_SEED_BASE
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger("rlbench.compress")
 
 #: Histogram bins for entropy calibration (see the module docstring). Changing it changes
-#: the artefact bytes: bump the ptsq method version in base.py with it.
+#: the artefact bytes: bump the ptsq method version below with it.
 ENTROPY_BINS = 512
 ENTROPY_QUANTIZED_BINS = 128
 _ORT_ADVICE = ("pre-processing before quantization", "run pre-processing")
+#: Calibration sets above this size only cost memory: ranges are taken over one batch.
+N_CALIB_MAX = 100_000
 
 
 class _DropAdvice(logging.Filter):
@@ -130,9 +135,10 @@ def calibration_observations(module, env_id: str, n: int, seed_base: int | None 
     collected. Torch runs single-threaded while doing so, so the set does not depend on the
     thread count. Returns the array and a record (episodes, seeds, sha256).
     """
+    # deferred: numpy, torch and gymnasium, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
     import torch
 
-    # deferred: it loads gymnasium, which importing this module does not
     from rlbench.zoo.envs import make_env
 
     if n < 1:
@@ -185,6 +191,8 @@ def _reader(obs: np.ndarray, input_name: str):
 
 def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[str, bytes]:
     """Static quantization calibrated on the policy's rollouts (or ``context['calibration_obs']``)."""
+    # deferred: numpy and onnxruntime's quantizer, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
@@ -229,3 +237,61 @@ def build_ptsq(module, onnx_model: bytes, params: dict, context: dict) -> dict[s
     context["summary"].update(calibration={**record, "method": params["calibration"],
                                            "options": calib_options}, notes=notes)
     return {"model.onnx": data}
+
+
+def calibration_context(info: MethodInfo, params: dict, src: Source, calibration_obs) -> tuple[dict, dict]:
+    """ptsq's preparation: the calibration source, explicit observations or rollouts of the policy in its env."""
+    # deferred: it loads numpy, which listing the methods (`rlbench --help`) does not need
+    import numpy as np
+
+    obs_dim = src.module.spec.obs_dim
+    if calibration_obs is not None:
+        obs = np.asarray(calibration_obs, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != obs_dim:
+            raise CompressionError(f"{info.name}: calibration_obs must have shape [N, {obs_dim}]; got {list(obs.shape)}")
+        if obs.shape[0] < 1:
+            raise CompressionError(f"{info.name}: calibration needs at least 1 observation (n_calib must be "
+                                   f"an integer in [1, {N_CALIB_MAX}]); calibration_obs has 0 rows")
+        if not np.all(np.isfinite(obs)):
+            raise CompressionError(f"{info.name}: calibration_obs holds NaN or inf")
+        n = params.get("n_calib") or min(obs.shape[0], N_CALIB_MAX)
+        if n > obs.shape[0]:
+            raise CompressionError(f"{info.name}: n_calib={n} but calibration_obs has only {obs.shape[0]} rows; "
+                                   f"n_calib must be in [1, {obs.shape[0]}]")
+        obs = np.ascontiguousarray(obs[:n])
+        params["n_calib"] = n
+        return ({"calibration_obs": obs},
+                {"calibration": {"source": "explicit", "sha256": sha256_bytes(obs.tobytes()), "shape": list(obs.shape)}})
+    if src.env_id is None:
+        raise CompressionError(f"{info.name}: calibration needs observations: compress a shipped policy, or pass "
+                               "env_id= (rollouts) or calibration_obs= (an [N, obs_dim] array)")
+    params["n_calib"] = params.get("n_calib") or 1000
+    return ({"env_id": src.env_id},
+            {"calibration": {"source": "rollouts", "env_id": src.env_id, "seed_base": CALIBRATION_SEED_BASE}})
+
+
+# -------------------------------------------------------------------------------- declarations
+REDUCE_RANGE = Param("reduce_range", "bool", False,
+                     doc="7-bit weights: onnxruntime's remedy for the saturating uint8 x int8 kernels of x86 "
+                         "without VNNI (rlbench.measure.int8kernel); off by default, as in the paper")
+
+PTDQ = register(MethodInfo(
+    "ptdq", "onnxruntime", build_ptdq, params=(REDUCE_RANGE,), grid=GridVariants(order=10), paper="quantization",
+    doc="post-training dynamic quantization: int8 weights (per tensor), activations quantized at run time "
+        "(onnxruntime quantize_dynamic, MatMulInteger)"))
+INT8PC = register(MethodInfo(
+    "int8pc", "onnxruntime", build_int8pc, params=(REDUCE_RANGE,), grid=GridVariants(order=40),
+    doc="dynamic quantization with per-channel int8 weights (quantize_dynamic per_channel=True)"))
+PTSQ = register(MethodInfo(
+    "ptsq", "onnxruntime", build_ptsq, version="1", prepare=calibration_context, calibration=True,
+    grid=GridVariants(order=20), paper="quantization", params=(
+        Param("calibration", "choice", "minmax", choices=("minmax", "entropy", "percentile"),
+              doc="how activation ranges are chosen from the calibration set"),
+        Param("n_calib", "int", None, low=1, high=N_CALIB_MAX,
+              doc="calibration observations (default 1000 from rollouts; all rows of explicit calibration_obs)"),
+        Param("format", "choice", "qdq", choices=("qdq", "qoperator"),
+              doc="QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinearMatMul/QLinearAdd)"),
+        Param("activation_type", "choice", "uint8", choices=("uint8", "int8"), doc="activation integer type"),
+        Param("weight_type", "choice", "int8", choices=("int8", "uint8"), doc="weight integer type"),
+        Param("per_channel", "bool", False, doc="one weight scale per output channel")),
+    doc="post-training static quantization calibrated on the policy's own rollouts"))

@@ -13,10 +13,9 @@ statistics, the action bounds or constants ORT quantizes along the way (``act_ha
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
-
-import numpy as np
 
 from rlbench.compress.names import MODEL_ONNX, MODEL_PT
 from rlbench.core.errors import CompressionError
@@ -46,7 +45,7 @@ def onnx_stats(model_bytes: bytes) -> dict:
             shape = nbits_shape.get(init.name, {})
             params += int(shape.get("K", 0)) * int(shape.get("N", 0))
             continue
-        params += int(np.prod(init.dims)) if len(init.dims) else 1
+        params += math.prod(init.dims) if len(init.dims) else 1
         dtype = onnx.TensorProto.DataType.Name(init.data_type)
         if dtype in INT8_TYPES:
             int8_weights += is_weight

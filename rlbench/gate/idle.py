@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from rlbench.core.errors import BaselineError
 from rlbench.core.io import atomic_write_json, read_stored_json
 from rlbench.gate.store import locked

@@ -43,7 +43,7 @@ from rlbench.core.threads import DEFAULT_THREADS
 from rlbench.core.versions import library_versions, machine_id
 from rlbench.gate.ratios import RatioKind
 from rlbench.grid.matrix import Cell
-from rlbench.grid.record import ArgmaxFlips, CellRecord, Durations, Episodes, Latency, Phase, RunContext, parse_cell_id
+from rlbench.grid.record import CellRecord, Durations, Episodes, Latency, Phase, RunContext, parse_cell_id
 from rlbench.measure.energy import detect_meter, measure_energy_per_inference
 from rlbench.measure.int8kernel import uses_int8_kernels
 from rlbench.measure.latency import paired_ratio, time_interleaved
@@ -162,7 +162,7 @@ def run_cell(cell: Cell, store=None, rounds: int = 40, memory: bool = True, reus
         reference = torch_fp32 if is_discrete(cell.env_id) else None
         rec = evaluate_returns(variant, cell.env_id, seeds, label=cell.id, lock=lock, reference=reference)
         episodes = Episodes(tuple(seeds), tuple(rec.returns), tuple(rec.lengths), rec.mean, (rec.ci_low, rec.ci_high))
-        flips = None if rec.argmax_flip is None else ArgmaxFlips.from_json(rec.argmax_flip)
+        flips = rec.argmax_flip
     else:
         episodes, flips = reuse.record.episodes, reuse.record.argmax_flip
     phases.mark(Phase.RETURNS)

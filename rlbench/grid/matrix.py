@@ -2,26 +2,27 @@
 
 ``bench/`` parametrizes from :func:`cells`; ids read like ``SAC-HalfCheetah-v5-l2-0.30``.
 Filter with ``-k`` on ids, ``-m smoke``, or the ``--rlbench-algo/--rlbench-env/--rlbench-method``
-options.
+options. The variants come from the methods' declarations (:class:`rlbench.compress.GridVariants`):
+which methods are in the grid, in what order, the values each sweeps, which apply to
+discrete-action pairs, and which are in the smoke tier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rlbench.compress.methods import METHODS, grid_methods
 from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import UnknownNameError
 from rlbench.zoo.registry import ALGOS, ENVS, has_pair, is_discrete
 
-PRUNE_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15))  # 0.05 .. 0.70
-LOWRANK_FRACTIONS: tuple[float, ...] = (0.25, 0.50)
-GMP_SPARSITIES: tuple[float, ...] = (0.90,)
+#: The fp32 policy's variant: every pair's reference, not a compression method.
+BASELINE = "baseline"
 
-#: Method name -> name of its single numeric parameter (None: no parameter).
-METHOD_PARAM: dict[str, str | None] = {
-    "baseline": None, "ptdq": None, "ptsq": None, "int8pc": None, "fp16": None, "int4": None,
-    "l1": "ratio", "l2": "ratio", "lowrank": "rank", "qat": None, "gmp": "sparsity",
-}
+
+def method_names() -> tuple[str, ...]:
+    """``baseline`` and every method in the grid, in the grid's order."""
+    return (BASELINE,) + tuple(info.name for info in grid_methods())
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class Variant:
         return self.method if self.ratio is None else f"{self.method}-{self.ratio:.2f}"
 
     def params(self) -> dict:
-        key = METHOD_PARAM.get(self.method)
-        return {} if key is None or self.ratio is None else {key: self.ratio}
+        """The method's parameters for this variant (the swept one set to ``ratio``)."""
+        info = METHODS.get(self.method)
+        return {} if info is None else info.grid_params(self.ratio)
 
 
 @dataclass(frozen=True)
@@ -58,29 +60,24 @@ class Cell:
 
 
 def variants() -> list[Variant]:
-    """Every variant the grid runs, in report order."""
-    out = [Variant("baseline"), Variant("ptdq"), Variant("ptsq"), Variant("qat"), Variant("int8pc"), Variant("fp16"),
-           Variant("int4")]
-    out += [Variant(m, r) for m in ("l1", "l2") for r in PRUNE_RATIOS]
-    out += [Variant("lowrank", r) for r in LOWRANK_FRACTIONS]
-    out += [Variant("gmp", s) for s in GMP_SPARSITIES]
+    """Every variant the grid runs, in report order: the baseline, then each method's in its declared order."""
+    out = [Variant(BASELINE)]
+    for info in grid_methods():
+        grid = info.grid
+        out += [Variant(info.name, v) for v in grid.values] if grid.param is not None else [Variant(info.name)]
     return out
 
 
-#: Methods that do not apply to a discrete-action (DQN) pair, with the reason. ``qat`` and ``gmp``
-#: fine-tune with an adapter per algorithm (``--signal rl``: SAC, TD3, DDPG, PPO, TRPO) or by distilling
-#: the fp32 policy's continuous actions; neither has a DQN form (a DQN student would be fit to Q-values
-#: or the greedy action, a different method), so the grid leaves them out rather than run a stand-in.
-NOT_FOR_DISCRETE: dict[str, str] = {
-    "qat": "fine-tunes with a continuous-action adapter (RL loss or action distillation); none for DQN",
-    "gmp": "fine-tunes with a continuous-action adapter (RL loss or action distillation); none for DQN",
-}
+def not_for_discrete() -> dict[str, str]:
+    """Methods that do not apply to a discrete-action (DQN) pair, with the reason each declares."""
+    return {info.name: info.not_for_discrete for info in grid_methods() if info.not_for_discrete}
 
 
 def inapplicable(algo: str, env_id: str, method: str) -> str | None:
     """Why ``method`` is not a cell of the pair, or None if it is (the grid's applicability rule)."""
-    if is_discrete(env_id) and method in NOT_FOR_DISCRETE:
-        return NOT_FOR_DISCRETE[method]
+    info = METHODS.get(method)
+    if is_discrete(env_id) and info is not None and info.not_for_discrete:
+        return info.not_for_discrete
     return None
 
 
@@ -100,18 +97,19 @@ def parse_list(value: str | None, canon) -> list | None:
 def parse_cell(cell_id: str) -> Cell:
     """``SAC-HalfCheetah-v5-l2-0.30`` -> Cell. Raises naming the id if it does not parse."""
     m = match_cell_id(cell_id)
-    if (not m or m["algo"] not in ALGOS or m["env"] not in ENVS or m["method"] not in METHOD_PARAM
+    names = method_names()
+    if (not m or m["algo"] not in ALGOS or m["env"] not in ENVS or m["method"] not in names
             or (m["ratio"] is not None and "." not in m["ratio"]) or not has_pair(m["algo"], m["env"])):
         raise UnknownNameError(f"not a cell id: {cell_id!r} (expected ALGO-ENV-METHOD[-RATIO], e.g. "
-                               f"SAC-HalfCheetah-v5-l2-0.30; methods: {', '.join(METHOD_PARAM)})")
+                               f"SAC-HalfCheetah-v5-l2-0.30; methods: {', '.join(names)})")
     return Cell(m["algo"], m["env"], Variant(m["method"], float(m["ratio"]) if m["ratio"] else None))
 
 
-#: The CI subset: every method, a few cells each, on the cheapest environment (Hopper) and on
-#: the two algorithms whose policies were shipped first. Baselines of all five algorithms.
+#: The CI subset: every method, a few cells each (the values its declaration puts in the smoke
+#: tier), on the cheapest environment (Hopper) and on the two algorithms whose policies were
+#: shipped first. Baselines of all five algorithms.
 SMOKE_ENVS = ("Hopper-v5",)
 SMOKE_ALGOS = ("PPO", "SAC")
-SMOKE_RATIOS = (0.10, 0.50)
 #: Discrete-action cells in CI: CartPole's episodes (at most 500 steps of a 4-input model) cost
 #: little; its baseline, and ptdq, where int8 rounding may flip an argmax.
 SMOKE_DISCRETE = ("DQN-CartPole-v1-baseline", "DQN-CartPole-v1-ptdq")
@@ -123,12 +121,10 @@ def is_smoke(cell: Cell) -> bool:
     if cell.env_id not in SMOKE_ENVS:
         return False
     v = cell.variant
-    if v.method == "baseline":
+    if v.method == BASELINE:
         return True
     if cell.algo not in SMOKE_ALGOS:
         return False
-    if v.method in ("l1", "l2"):
-        return v.ratio in SMOKE_RATIOS
-    if v.method == "lowrank":
-        return v.ratio == 0.50
-    return True  # qat and gmp too: their artefacts are shipped in baselines/artefacts, not fine-tuned in CI
+    grid = METHODS[v.method].grid
+    # qat and gmp too: their artefacts are shipped in baselines/artefacts, not fine-tuned in CI
+    return grid.smoke is None or v.ratio in grid.smoke

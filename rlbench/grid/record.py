@@ -32,9 +32,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rlbench.compress.methods import grid_methods
 from rlbench.core.cellid import match_cell_id
 from rlbench.core.errors import ResultsError
 from rlbench.gate.checks import Status
+from rlbench.measure.returns import ArgmaxFlips
 from rlbench.measure.stats import bootstrap_ci
 from rlbench.zoo.registry import ALGOS, ENVS, env_short
 
@@ -43,10 +45,10 @@ SCHEMA = 2
 OLDEST_SCHEMA = 1
 """The oldest layout this rlbench reads (schema 1 files carry ``rlbench.schema`` and no top-level one)."""
 
-QUANT_METHODS: tuple[str, ...] = ("ptdq", "ptsq", "qat")
-"""The paper's quantization methods (Table 1), in its column order."""
-PRUNE_METHODS: tuple[str, ...] = ("l1", "l2")
-"""The paper's pruning norms (Tables 2-3)."""
+QUANT_METHODS: tuple[str, ...] = tuple(info.name for info in grid_methods() if info.paper == "quantization")
+"""The paper's quantization methods (Table 1), in its column order: the methods declaring ``paper="quantization"``."""
+PRUNE_METHODS: tuple[str, ...] = tuple(info.name for info in grid_methods() if info.paper == "pruning")
+"""The paper's pruning norms (Tables 2-3): the methods declaring ``paper="pruning"``."""
 
 
 class Phase(enum.StrEnum):
@@ -241,26 +243,6 @@ class Durations:
 
     def __post_init__(self):
         _freeze(self, ("phase_seconds", "phase_cpu_seconds"))
-
-
-@dataclass(frozen=True)
-class ArgmaxFlips:
-    """A discrete-action cell's greedy choices against the fp32 policy's, on the variant's own rollout
-    states (:func:`rlbench.measure.returns.argmax_flip`)."""
-
-    states: int
-    flips: int
-
-    @property
-    def fraction(self) -> float:
-        return self.flips / self.states if self.states else 0.0
-
-    def to_json(self) -> dict:
-        return {"states": self.states, "flips": self.flips, "fraction": self.fraction}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ArgmaxFlips:
-        return cls(int(d["states"]), int(d["flips"]))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from rlbench.grid.record import CellRecord, Energy, Outcome, RunContext
 from rlbench.gate.store import BaselineStore, Recording, is_record_file, recover, write_run
 from rlbench.grid import findings
 from rlbench.grid.cell import CellOptions, Mode, check_runtime_yardsticks
-from rlbench.grid.matrix import METHOD_PARAM, parse_list
+from rlbench.grid.matrix import method_names, parse_list
 from rlbench.grid.shard import order_by_cost, parse_shard, select_shard, stored_figures
 from rlbench.measure.int8kernel import probe
 from rlbench.measure.machine import machine_info
@@ -286,8 +286,8 @@ def pytest_collection_modifyitems(session, config, items):
         return None if values is None else set(values)
 
     def method(name):
-        if name not in METHOD_PARAM:
-            raise pytest.UsageError(f"--rlbench-method: unknown method {name!r}; valid: {', '.join(METHOD_PARAM)}")
+        if name not in method_names():
+            raise pytest.UsageError(f"--rlbench-method: unknown method {name!r}; valid: {', '.join(method_names())}")
         return name
 
     try:

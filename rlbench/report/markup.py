@@ -63,6 +63,10 @@ class Details:
     open: bool = False
 
 
+Block = Heading | Para | Bullets | Table | Image | Details
+"""What a :class:`Document` and a :class:`Details` hold; the report's sections return lists of them."""
+
+
 @dataclass
 class Document:
     title: str

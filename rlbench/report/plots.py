@@ -26,7 +26,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from rlbench.core.cellid import split_variant
 from rlbench.report.results import CellRecord, ResultsFile, variant_sort_key
-from rlbench.report.summary import METHOD_LABEL, RUNTIME_LABEL, by_pair, latency_samples
+from rlbench.report.summary import METHOD_LABEL, RUNTIME_LABEL, latency_samples
 from rlbench.report.tables import KEEP_FRACTION, relative_energy, relative_latency, relative_memory
 from rlbench.zoo.registry import ENVS, env_short
 
@@ -119,7 +119,7 @@ def plot_grid(results: ResultsFile, metric: str, path: Path, marked: Iterable[st
     if metric not in GRIDS:
         raise ValueError(f"metric must be one of {sorted(GRIDS)}")
     title, cbar = GRIDS[metric]
-    pairs = by_pair(results)
+    pairs = results.by_pair()
     values: dict[tuple[str, str], float] = {}
     no_meter: dict[str, int] = {}
     for pair, cells in pairs.items():
@@ -250,7 +250,7 @@ def plot_pruning_curves(results: ResultsFile, path: Path, keep: float = KEEP_FRA
     """Mean return over the fp32 mean against pruning ratio, one panel per algorithm, one colour per
     environment, L1 solid and L2 dashed; the line at ``keep``. Pairs whose fp32 mean is not
     positive cannot be drawn as a fraction and are named instead."""
-    pairs = by_pair(results)
+    pairs = results.by_pair()
     if not any(r.cell.is_pruning for r in results.records):
         return _message(path, "Return against pruning ratio", [f"no L1/L2 pruning cells in {Path(results.path).name}"])
     algos = list(dict.fromkeys(p.split("-", 1)[0] for p, cells in pairs.items()
@@ -326,7 +326,7 @@ def plot_pareto(results: ResultsFile, path: Path, algo: str) -> Path:
     environment, colour by method; the Pareto front (fastest for its return) joined and labelled.
     The legend fills the panel after the last environment."""
     panels = []
-    for pair, cells in by_pair(results).items():
+    for pair, cells in results.by_pair().items():
         if pair.split("-", 1)[0] != algo:
             continue
         pts = [(lat, st, rec) for rec in cells.values()

@@ -173,12 +173,11 @@ def recommend(results: ResultsFile, keep: float = KEEP, tolerances: Tolerances |
     keep = check_keep(keep)
     tol = replace((tolerances or Tolerances()).returns, rel_drop=1.0 - keep)
     pooled = pool_yardsticks({r.id: r.ratios for r in results.records})
-    by_pair: dict[str, list[CellRecord]] = {}
-    for r in results.records:
-        by_pair.setdefault(r.cell.pair, []).append(r)
-    pairs = tuple(_pair(pair, cells, tol, pooled.get(pair, {}), (idle or {}).get(cells[0].cell.env_id), keep)
-                  for pair, cells in by_pair.items())
-    return Recommendations(results.path, keep, tol.alpha, tuple(results.machine_ids()), pairs)
+    pairs: list[PairRecommendation] = []
+    for pair, by_variant in results.by_pair().items():
+        cells = list(by_variant.values())
+        pairs.append(_pair(pair, cells, tol, pooled.get(pair, {}), (idle or {}).get(cells[0].cell.env_id), keep))
+    return Recommendations(results.path, keep, tol.alpha, tuple(results.machine_ids()), tuple(pairs))
 
 
 def recommend_file(path: str | Path | None = None, *, machine: str | None = None, keep: float = KEEP,

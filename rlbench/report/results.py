@@ -53,6 +53,14 @@ class ResultsFile:
     def get(self, cell: str) -> CellRecord | None:
         return self.by_cell().get(cell)
 
+    def by_pair(self) -> dict[str, dict[str, CellRecord]]:
+        """Pair (:attr:`CellId.pair`, ``SAC-Hopper-v5``) -> variant -> record, both in the file's
+        (report) order: the one index the report's tables, summary and plots look a pair's cells up in."""
+        out: dict[str, dict[str, CellRecord]] = {}
+        for r in self.records:
+            out.setdefault(r.cell.pair, {})[r.cell.variant] = r
+        return out
+
     def pairs(self) -> list[tuple[str, str]]:
         seen: dict[tuple[str, str], None] = {}
         for r in self.records:

@@ -1,7 +1,8 @@
 """What a report says first: the run's answer in figures, computed from its cells.
 
 Pure functions from a :class:`~rlbench.report.results.ResultsFile` (and the recommendations made
-from it) to small records; :mod:`rlbench.report.build` turns them into sentences and tables.
+from it) to small records; the report's sections (:mod:`rlbench.report.sections`) turn them into
+sentences and tables.
 
 * :func:`variant_rows`: per variant (``ptdq``, ``lowrank-0.25``, ...; pruning per norm), what it did
   to return, latency, RSS and bytes, as medians over the pairs.
@@ -23,8 +24,7 @@ from rlbench.gate.checks import idle_bar
 from rlbench.gate.idle import below_idle
 from rlbench.report.recommend import NO_FP32, RECOMMENDED, WEAK_BASELINE, Recommendations
 from rlbench.report.results import PRUNE_METHODS, CellRecord, ResultsFile, ReturnStat, variant_sort_key
-from rlbench.report.tables import keeps, prune_choice, relative_memory
-from rlbench.zoo.registry import env_short
+from rlbench.report.tables import keeps, paper_cell, prune_choice, relative_memory
 
 #: What each method is, in words a reader who has not read docs/compressions.md follows.
 METHOD_LABEL = {
@@ -44,14 +44,6 @@ def label(variant: str) -> str:
     method, _ = split_variant(variant)
     name = METHOD_LABEL.get(method)
     return f"{name} (`{variant}`)" if name and name != variant else f"`{variant}`"
-
-
-def by_pair(results: ResultsFile) -> dict[str, dict[str, CellRecord]]:
-    """``ALGO-ENV`` -> variant -> record, in the file's (report) order."""
-    out: dict[str, dict[str, CellRecord]] = {}
-    for r in results.records:
-        out.setdefault(r.cell.pair, {})[r.cell.variant] = r
-    return out
 
 
 def median(values) -> float | None:
@@ -125,7 +117,7 @@ def _compression(rec: CellRecord, base: CellRecord | None) -> float | None:
 
 def variant_rows(results: ResultsFile, recs: Recommendations) -> list[VariantRow]:
     """One row per variant other than fp32 (pruning: one per norm), in the report's order."""
-    pairs = by_pair(results)
+    pairs = results.by_pair()
     judged = judged_pairs(recs)
     excluded = {p.pair: set(p.excluded) for p in recs.pairs}
     groups: dict[str, list[tuple[str, CellRecord, CellRecord | None]]] = {}
@@ -251,7 +243,7 @@ def baseline_flags(results: ResultsFile, paper: Mapping, recs: Recommendations,
     as the return gate and ``recommend`` judge it."""
     status = {p.pair: p.status for p in recs.pairs}
     out = []
-    for pair, cells in by_pair(results).items():
+    for pair, cells in results.by_pair().items():
         base = cells.get("baseline")
         any_rec = next(iter(cells.values()))
         algo, env_id = any_rec.cell.algo, any_rec.cell.env_id
@@ -261,7 +253,7 @@ def baseline_flags(results: ResultsFile, paper: Mapping, recs: Recommendations,
         if bar is None and entry is not None:
             bar = (float(entry["mean"]) if "mean" in entry else sum(entry["returns"]) / len(entry["returns"]),
                    float(entry["ci"][0]), float(entry["ci"][1]))
-        pcell = paper.get("table1_average_return", {}).get(algo, {}).get(env_short(env_id)) or {}
+        pcell = paper_cell(paper, "table1_average_return", algo, env_id) or {}
         pfig = pcell.get("baseline")
         flags, sat = [], ""
         if stat is not None and bar is not None:

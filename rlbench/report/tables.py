@@ -1,8 +1,8 @@
 """The paper's Tables 1-3 computed from a results file, next to the paper's figures, and the
 per-cell figures relative to baseline (the paper's Figures 1-3 as numbers).
 
-Pure functions from a :class:`~rlbench.report.results.ResultsFile` to rows; :mod:`rlbench.report.build`
-renders them. A figure that is not in the file is ``None`` here and ``—`` in the report: nothing
+Pure functions from a :class:`~rlbench.report.results.ResultsFile` to rows; the report's sections
+(:mod:`rlbench.report.sections.paper`, :mod:`~rlbench.report.sections.cells`) render them. A figure that is not in the file is ``None`` here and ``—`` in the report: nothing
 is filled in.
 
 Rules, and why:
@@ -48,14 +48,6 @@ def report_pairs(results: ResultsFile) -> list[tuple[str, str]]:
     return pairs + sorted(extra, key=lambda p: (ALGOS.index(p[0]), p[1]))
 
 
-def _index(results: ResultsFile) -> dict[tuple[str, str], dict[str, CellRecord]]:
-    """(algo, env_id) -> variant -> record."""
-    out: dict[tuple[str, str], dict[str, CellRecord]] = {}
-    for r in results.records:
-        out.setdefault((r.cell.algo, r.cell.env_id), {})[r.cell.variant] = r
-    return out
-
-
 def fmt_stat(stat: ReturnStat | None, digits: int = 1) -> str:
     return MISSING if stat is None else stat.format(digits)
 
@@ -64,7 +56,10 @@ def fmt_num(v: float | None, spec: str = ".2f") -> str:
     return MISSING if v is None else format(v, spec)
 
 
-def _paper_cell(paper: Mapping, table: str, algo: str, env_id: str) -> Mapping | None:
+def paper_cell(paper: Mapping, table: str, algo: str, env_id: str) -> Mapping | None:
+    """The paper's entry for one pair in one of its tables (``table1_average_return``,
+    ``table2_pruning``, ``table3_best_pruning``), or ``None``. The paper names environments without
+    their version (``Hopper``, its -v4), so the lookup goes through :func:`env_short`."""
     return paper.get(table, {}).get(algo, {}).get(env_short(env_id))
 
 
@@ -114,12 +109,12 @@ class Table1Row:
 
 def table1(results: ResultsFile, paper: Mapping) -> list[Table1Row]:
     """Average return per algorithm x environment x quantization method, ours and the paper's."""
-    idx = _index(results)
+    pairs = results.by_pair()
     rows = []
     for algo, env_id in report_pairs(results):
-        cells = idx.get((algo, env_id), {})
+        cells = pairs.get(f"{algo}-{env_id}", {})
         ours = {m: (cells[m].return_stat() if m in cells else None) for m in TABLE1_METHODS}
-        pcell = _paper_cell(paper, "table1_average_return", algo, env_id) or {}
+        pcell = paper_cell(paper, "table1_average_return", algo, env_id) or {}
         pfig = {m: pcell.get(m) for m in TABLE1_METHODS}
         known = {m: v for m, v in pfig.items() if v is not None}
         rows.append(Table1Row(algo, env_id, ours, pfig, pick_best(ours),
@@ -189,14 +184,14 @@ class Table2Row:
 
 
 def table2(results: ResultsFile, paper: Mapping, keep: float = KEEP_FRACTION) -> list[Table2Row]:
-    idx = _index(results)
+    pairs = results.by_pair()
     rows = []
     for algo, env_id in report_pairs(results):
-        cells = idx.get((algo, env_id), {})
+        cells = pairs.get(f"{algo}-{env_id}", {})
         base = cells.get("baseline")
         rows.append(Table2Row(algo, env_id, base.return_stat() if base is not None else None,
                               prune_choice(cells, "l1", keep), prune_choice(cells, "l2", keep),
-                              _paper_cell(paper, "table2_pruning", algo, env_id)))
+                              paper_cell(paper, "table2_pruning", algo, env_id)))
     return rows
 
 
@@ -260,7 +255,7 @@ class Table3Row:
 def table3(results: ResultsFile, paper: Mapping, keep: float = KEEP_FRACTION) -> list[Table3Row]:
     rows = []
     for r2 in table2(results, paper, keep):
-        p = _paper_cell(paper, "table3_best_pruning", r2.algo, r2.env_id) or {}
+        p = paper_cell(paper, "table3_best_pruning", r2.algo, r2.env_id) or {}
         rows.append(Table3Row(r2.algo, r2.env_id, best_pruning(r2.l1, r2.l2), p.get("norm"), p.get("ratio")))
     return rows
 
@@ -321,10 +316,10 @@ class CellRow:
 
 
 def cell_rows(results: ResultsFile) -> list[CellRow]:
-    idx = _index(results)
+    pairs = results.by_pair()
     rows = []
     for rec in results.records:
-        base = idx.get((rec.cell.algo, rec.cell.env_id), {}).get("baseline")
+        base = pairs[rec.cell.pair].get("baseline")
         st = rec.return_stat()
         bst = base.return_stat() if base is not None else None
         ret_rel = st.mean / bst.mean if st is not None and bst is not None and bst.mean != 0 else None

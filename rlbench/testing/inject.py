@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 # Imports of rlbench sit in the functions: ``-p`` loads this plugin before the root conftest pins
 # the native thread pools (rlbench.core.threads), so it must not load NumPy at import.
@@ -77,19 +78,16 @@ def _extra(fraction: float, only_int8: bool = False) -> None:
         OrtPredictor.__init__ = __init__
 
 
-_ORIGINAL: dict[str, str] = {}
+_ORIGINAL: dict[str, Callable[..., dict[str, bytes]]] = {}
 
 
 def corrupted_build(*args, **kwargs):
-    """The original builder's files, with the output layer's int8 weights sign-flipped."""
-    import importlib
-
+    """The original build's files, with the output layer's int8 weights sign-flipped."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
-    mod, func = _ORIGINAL["builder"].split(":")
-    files = getattr(importlib.import_module(mod), func)(*args, **kwargs)
+    files = _ORIGINAL["build"](*args, **kwargs)
     model = onnx.load_from_string(files["model.onnx"])
     flipped = 0
     for init in model.graph.initializer:
@@ -106,12 +104,12 @@ def corrupted_build(*args, **kwargs):
 def _corrupt(method: str) -> None:
     import dataclasses
 
-    from rlbench.compress import base
+    from rlbench.compress.methods import get_method
+    from rlbench.compress.registry import register
 
-    info = base.METHODS[method]
-    _ORIGINAL["builder"] = info.builder
-    base.METHODS[method] = dataclasses.replace(info, builder="rlbench.testing.inject:corrupted_build",
-                                               version=f"{info.version}+corrupt")
+    info = get_method(method)
+    _ORIGINAL["build"] = info.build
+    register(dataclasses.replace(info, build=corrupted_build, version=f"{info.version}+corrupt"), replace=True)
 
 
 def pytest_configure(config):

@@ -25,7 +25,7 @@ from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoi
                                 run_dir, save_checkpoint, sb3_agent)
 from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
-                                  env_kwargs, env_short, get_config)
+                                  env_kwargs, env_short, get_config, is_discrete)
 from rlbench.zoo.shipped import is_shipped, policy_dir
 
 TRAIN_EVAL_EPISODES = 5
@@ -223,7 +223,8 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         departures += DEPARTURES
     model = sb3_agent(model, cfg)
     dep = deployable_from_sb3(model, vn)
-    rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name)
+    rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name,
+                           saturation=not is_discrete(cfg.env_id))
     import gymnasium
 
     # deferred: it loads gymnasium, which importing this module does not

@@ -15,7 +15,7 @@ compression of it is judged on the actions it picks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,34 @@ INPUT = "obs"
 OUTPUT = "action"
 
 
+#: One Linear layer's inputs: given the name of the layer's input, it appends whatever the layer
+#: needs before its ``MatMul`` (initializers, quantize/dequantize nodes) and returns the
+#: ``MatMul``'s two input names and the name of the bias the ``Add`` takes.
+LinearInputs = Callable[[str], tuple[list[str], str]]
+
+
+def mlp_model(spec, const: Callable[..., str], nodes: list, inits: list, layers: Sequence[tuple[str, LinearInputs]],
+              mean, std, low, high) -> onnx.ModelProto:
+    """The one writer of a policy graph: normalisation, each layer as ``MatMul`` + ``Add`` (an activation
+    between layers), squashing and clipping or the argmax. The fp32 graph (:func:`build_onnx`) and the QDQ
+    graph of a fake-quantised policy (:func:`rlbench.compress.qdq.qdq_onnx`) differ only in their
+    ``layers``, so every variant has the same graph shape and node names."""
+    x = input_nodes(nodes, const, spec, mean, std)
+    act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
+    for i, (name, inputs) in enumerate(layers):
+        mm_in, bias = inputs(x)
+        nodes.append(helper.make_node("MatMul", mm_in, [f"{name}_mm"], name=f"{name}_MatMul"))
+        nodes.append(helper.make_node("Add", [f"{name}_mm", bias], [f"{name}_out"], name=f"{name}_Add"))
+        x = f"{name}_out"
+        if i < len(layers) - 1:
+            nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
+            x = f"{name}_act"
+    output_nodes(nodes, const, spec, x, low, high)
+    return policy_model(nodes, inits, spec)
+
+
 def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
+    """The fp32 graph of ``policy``: its weights as float32 initializers."""
     spec = policy.current_spec()
     w = policy_weights_numpy(policy)
     inits: list[onnx.TensorProto] = []
@@ -40,21 +67,13 @@ def build_onnx(policy: DeployablePolicy) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
         return name
 
-    x = input_nodes(nodes, const, spec, w["obs_mean"], w["obs_std"])
-    linear_keys = [k[: -len(".weight")] for k in w if k.endswith(".weight")]
-    act_op = {"relu": "Relu", "tanh": "Tanh"}[spec.activation]
-    for i, key in enumerate(linear_keys):
+    def fp32(key: str) -> LinearInputs:
         name = key.replace(".", "_")
-        wt = const(f"{name}_weight_t", w[f"{key}.weight"].T)
-        b = const(f"{name}_bias", w[f"{key}.bias"])
-        nodes.append(helper.make_node("MatMul", [x, wt], [f"{name}_mm"], name=f"{name}_MatMul"))
-        nodes.append(helper.make_node("Add", [f"{name}_mm", b], [f"{name}_out"], name=f"{name}_Add"))
-        x = f"{name}_out"
-        if key != "head":
-            nodes.append(helper.make_node(act_op, [x], [f"{name}_act"]))
-            x = f"{name}_act"
-    output_nodes(nodes, const, spec, x, w["act_low"], w["act_high"])
-    return policy_model(nodes, inits, spec)
+        return lambda x: ([x, const(f"{name}_weight_t", w[f"{key}.weight"].T)], const(f"{name}_bias", w[f"{key}.bias"]))
+
+    keys = [k[: -len(".weight")] for k in w if k.endswith(".weight")]
+    return mlp_model(spec, const, nodes, inits, [(k.replace(".", "_"), fp32(k)) for k in keys],
+                     w["obs_mean"], w["obs_std"], w["act_low"], w["act_high"])
 
 
 def input_nodes(nodes: list, const: Callable[[str, np.ndarray], str], spec, mean, std) -> str:
