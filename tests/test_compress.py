@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from rlbench.compress import METHODS, build_artefact, compress, get_method
-from rlbench.compress.lowrank import factorise, layer_rank
-from rlbench.compress.prune import kept_width, prune_module
+from rlbench.compress.methods.lowrank import factorise, layer_rank
+from rlbench.compress.methods.prune import kept_width, prune_module
 from rlbench.core.errors import CompressionError, UnknownNameError
 from rlbench.zoo.onnx_graph import onnx_bytes
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
@@ -196,7 +196,7 @@ def test_ptsq_entropy_differs_from_minmax(policy):
 
 
 def test_ptsq_calibrates_on_rollouts_with_calibration_seeds(policy):
-    from rlbench.compress.quantize import calibration_observations
+    from rlbench.compress.calibration import calibration_observations
     from rlbench.zoo.registry import CALIBRATION_SEED_BASE, EVAL_SEED_BASE
 
     art = build_artefact(policy, "ptsq", {"n_calib": 200}, env_id=ENV)
@@ -431,8 +431,8 @@ def test_bad_parameters_name_the_valid_range_and_write_nothing(policy, cache, me
 
 
 def test_unknown_method_lists_valid_methods(policy, cache):
-    with pytest.raises(UnknownNameError, match="unknown compression method 'int2'; valid methods: ptdq, int8pc, "
-                                               "ptsq, l1, l2, fp16, lowrank, int4, qat, gmp"):
+    with pytest.raises(UnknownNameError, match="unknown compression method 'int2'; valid methods: ptdq, ptsq, "
+                                               "qat, int8pc, fp16, int4, l1, l2, lowrank, gmp"):
         compress(policy, "int2", cache_root=cache)
     assert not cache.exists()
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlbench.compress.prune import PRUNE_RATIO_MAX
-from rlbench.compress.prune import kept_width, prune_module
+from rlbench.compress.methods.prune import PRUNE_RATIO_MAX
+from rlbench.compress.methods.prune import kept_width, prune_module
 from rlbench.core.errors import CompressionError
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 

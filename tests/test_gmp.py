@@ -13,7 +13,7 @@ import torch
 from onnx import numpy_helper
 
 from rlbench.compress import compress
-from rlbench.compress.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
+from rlbench.compress.methods.gmp import (cubic_sparsity, gmp_plan, onnx_weights, prune_layer, pruned_count, storage_figures,
                                   train_gmp)
 from rlbench.compress.fakequant import QuantLinear
 from rlbench.compress.qdq import qdq_onnx

@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 
 from rlbench.gate.checks import kernel_class
 from rlbench.compress import build_artefact, compress
-from rlbench.compress.int4 import BLOCK_SIZES, dequantize, dequantized_weights, layers, unpack_nibbles
+from rlbench.compress.methods.int4 import BLOCK_SIZES, dequantize, dequantized_weights, layers, unpack_nibbles
 from rlbench.core.errors import CompressionError
 from rlbench.zoo.onnx_graph import onnx_bytes
 from rlbench.zoo.policy import num_params
@@ -212,7 +212,7 @@ def test_bad_int4_parameters_name_the_valid_values_and_write_nothing(policy, tmp
 
 
 def test_a_gemm_graph_is_refused_rather_than_left_float32():
-    from rlbench.compress.int4 import quantize_int4
+    from rlbench.compress.methods.int4 import quantize_int4
 
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
     g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")], "g",
@@ -225,7 +225,7 @@ def test_a_gemm_graph_is_refused_rather_than_left_float32():
 
 def test_importing_the_quantizer_leaves_logging_unconfigured():
     """matmul_nbits_quantizer calls logging.basicConfig(level=INFO) on import; it must not take effect."""
-    code = ("import logging; from rlbench.compress.int4 import _quantizer_class; _quantizer_class(); "
+    code = ("import logging; from rlbench.compress.methods.int4 import _quantizer_class; _quantizer_class(); "
             "import onnxruntime.quantization.matmul_nbits_quantizer; r = logging.getLogger(); "
             "print(len(r.handlers), r.level)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +128,53 @@ def test_a_bad_declaration_is_refused_naming_what_is_wrong(change, message):
     with pytest.raises(CompressionError, match=message):
         register(dataclasses.replace(COPY, **change))
     assert "fp32copy" not in METHODS and "fp32-copy" not in METHODS
+
+
+METHOD_FILE = """
+from rlbench.compress.registry import GridVariants, MethodInfo, Param, register
+
+
+def build_copy(module, onnx_model, params, context):
+    return {"model.onnx": onnx_model}
+
+
+register(MethodInfo("fp32copy", "onnxruntime", build_copy, doc="the fp32 graph, copied",
+                    params=(Param("fraction", "float", 1.0, low=0.0, high=1.0, low_open=True),),
+                    grid=GridVariants(order=55, param="fraction", values=(0.25, 0.5))))
+"""
+
+
+def test_a_new_file_in_the_methods_package_is_a_method_of_the_cli_and_the_grid(tmp_path):
+    """Adding a method is adding its module: a copy of the package with one more file in
+    ``rlbench/compress/methods/`` lists it in ``rlbench compress --help`` and puts its variants in the grid."""
+    import rlbench
+
+    package = Path(rlbench.__file__).parent
+    shutil.copytree(package, tmp_path / "rlbench", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "rlbench" / "compress" / "methods" / "fp32copy.py").write_text(METHOD_FILE)
+    code = ("import rlbench, rlbench.grid.matrix as m; from rlbench.compress.methods import METHODS, MODULES; "
+            "print(rlbench.__file__); print(' '.join(MODULES)); print(' '.join(METHODS)); "
+            "print(sorted(c.id for c in m.cells() if c.variant.method == 'fp32copy' and c.algo == 'SAC' "
+            "and c.env_id == 'Hopper-v5'))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=tmp_path).stdout.splitlines()
+    assert out[0] == str(tmp_path / "rlbench" / "__init__.py")
+    assert "fp32copy" in out[1].split()
+    listed = out[2].split()
+    assert listed.index("fp32copy") == listed.index("fp16") + 1  # in the grid's order: 55, after fp16's 50
+    assert out[3] == str(["SAC-Hopper-v5-fp32copy-0.25", "SAC-Hopper-v5-fp32copy-0.50"])
+    helped = subprocess.run([sys.executable, "-m", "rlbench", "compress", "--help"], capture_output=True, text=True,
+                            check=True, env=env, cwd=tmp_path).stdout
+    assert "fp32copy" in helped and "--fraction FRACTION" in helped
+
+
+def test_every_module_of_the_methods_package_registers_a_method():
+    """Shared code lives beside the package: a module there that registers nothing is misplaced."""
+    from rlbench.compress.methods import MODULES
+
+    homes = {info.build.__module__ for info in METHODS.values()}
+    assert MODULES and all(f"rlbench.compress.methods.{name}" in homes for name in MODULES), (MODULES, homes)
 
 
 def test_listing_methods_loads_no_heavy_library():

@@ -17,9 +17,9 @@ import torch
 
 from rlbench.compress import compress
 from rlbench.compress.fakequant import QuantPolicy
-from rlbench.compress.qat import train_qat
+from rlbench.compress.methods.qat import train_qat
 from rlbench.compress.qdq import qdq_onnx
-from rlbench.compress.quantize import calibration_observations
+from rlbench.compress.calibration import calibration_observations
 from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params

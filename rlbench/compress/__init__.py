@@ -1,14 +1,14 @@
 """Compression methods (quantization, pruning, fp16, low rank, fine-tuning) and their artefact cache.
 
-Each method declares itself in its own module (:mod:`rlbench.compress.registry`);
-:mod:`rlbench.compress.methods` lists rlbench's, and :mod:`rlbench.compress.base` builds and caches
-artefacts. Importing this package does not import onnxruntime's quantizer, Torch-Pruning, SB3 or
+Each method declares itself (:mod:`rlbench.compress.registry`) in its own module of the
+:mod:`rlbench.compress.methods` package, which imports them all; :mod:`rlbench.compress.base`
+builds and caches artefacts. Importing this package does not import onnxruntime's quantizer, Torch-Pruning, SB3 or
 torch; a method's implementation is imported when it is first built.
 """
 
 from rlbench.compress.base import Artefact, build_artefact, compress, validate_params
 from rlbench.compress.methods import METHODS, get_method, grid_methods, shipped_methods
-from rlbench.compress.prune import PRUNE_RATIO_MAX
+from rlbench.compress.methods.prune import PRUNE_RATIO_MAX
 from rlbench.compress.registry import GridVariants, MethodInfo, Param, Source, register, unregister
 
 __all__ = ["Artefact", "GridVariants", "METHODS", "MethodInfo", "PRUNE_RATIO_MAX", "Param", "Source", "build_artefact",

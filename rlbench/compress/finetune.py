@@ -3,7 +3,7 @@
 A :class:`Plan` says what happens at each step (pruning, when fake quantisation starts, when the
 activation ranges freeze); :func:`finetune` trains a policy following it and returns the
 student (:class:`~rlbench.compress.fakequant.QuantPolicy`), a record, and the states it was
-trained on. :mod:`rlbench.compress.qat` plans quantisation only, :mod:`rlbench.compress.gmp`
+trained on. :mod:`rlbench.compress.methods.qat` plans quantisation only, :mod:`rlbench.compress.methods.gmp`
 pruning and then quantisation.
 
 **Training signal** (``signal``):
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlbench.compress.fakequant import QuantLinear, QuantPolicy
-from rlbench.compress.quantize import calibration_observations
+from rlbench.compress.calibration import calibration_observations
 from rlbench.compress.registry import MethodInfo, Source
 from rlbench.core.errors import CompressionError
 from rlbench.core.io import sha256_bytes, sha256_file

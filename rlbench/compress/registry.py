@@ -7,8 +7,9 @@ implementation version and the libraries that go into its cache key, whether its
 artefacts are shipped, whether it applies to discrete-action policies, and its grid variants
 (:class:`GridVariants`). The rest is generated from these declarations: the ``rlbench compress``
 flags (:mod:`rlbench.cli.compress`), the grid's variants (:mod:`rlbench.grid.matrix`) and the
-cache key (:mod:`rlbench.compress.base`). :mod:`rlbench.compress.methods` imports the modules
-rlbench ships; a method defined elsewhere (a test, a user's script) registers itself the same way.
+cache key (:mod:`rlbench.compress.base`). The :mod:`rlbench.compress.methods` package holds
+rlbench's method modules and imports them all; a method defined elsewhere (a test, a user's
+script) registers itself the same way.
 
 Why declarations hold functions and method modules keep heavy imports inside them: listing the
 methods (``rlbench --help``, importing :mod:`rlbench.compress`) imports every method module, and

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rlbench.compress.qat import LR, NOT_FOR_DISCRETE, SEED, SIGNAL, STEPS_MAX, prepare_training
-from rlbench.compress.quantize import check_int8
+from rlbench.compress.methods.qat import LR, NOT_FOR_DISCRETE, SEED, SIGNAL, STEPS_MAX, prepare_training
+from rlbench.compress.methods.quantize import check_int8
 from rlbench.compress.registry import GridVariants, MethodInfo, Param, register
 from rlbench.compress.summary import LAYER_TENSOR
 from rlbench.core.errors import CompressionError

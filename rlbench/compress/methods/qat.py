@@ -2,7 +2,7 @@
 
 The policy is fine-tuned with int8 rounding in its forward pass, so it learns weights that
 survive the rounding, then written as an ONNX graph that ONNX Runtime runs with int8 weights.
-Three modules do the work, and :mod:`rlbench.compress.gmp` shares all of them:
+Three modules do the work, and :mod:`rlbench.compress.methods.gmp` shares all of them:
 
 * :mod:`rlbench.compress.fakequant`: the fake-quantised layers and policy (int8 symmetric
   per-tensor weights, uint8 affine layer inputs with moving-average ranges, straight-through
@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rlbench.compress.quantize import check_int8
+from rlbench.compress.methods.quantize import check_int8
 from rlbench.compress.registry import GridVariants, MethodInfo, Param, Source, register
 
 if TYPE_CHECKING:
