@@ -31,3 +31,22 @@ def test_write_draws_the_overview_and_on_request_one_png_per_pair(tmp_path):
     written = curves.write(few, tmp_path, per_pair=True)
     assert [p.name for p in written] == [f"{c.pair.name}.png" for c in few] + ["learning-curves.png"]
     assert all(p.stat().st_size > 5000 for p in written)
+
+
+def test_a_policy_that_is_its_runs_best_agent_is_marked_on_its_curve(tmp_path):
+    import shutil
+
+    from rlbench.core.paths import policies_dir
+
+    shutil.copytree(policies_dir() / "SAC-Hopper-v5", tmp_path / "SAC-Hopper-v5")
+    meta_path = tmp_path / "SAC-Hopper-v5" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    at, ret = meta["train_evals"][4]["steps"], meta["train_evals"][4]["return"]
+    by = {c.pair.name: c for c in curves.collect({}, None, tmp_path)}
+    assert by["SAC-Hopper-v5"].ships is None  # the last agent: nothing to mark
+    meta["snapshot"] = {"kind": "best", "steps": at}
+    meta_path.write_text(json.dumps(meta))
+    by = {c.pair.name: c for c in curves.collect({}, None, tmp_path)}
+    assert by["SAC-Hopper-v5"].ships == (at, ret)
+    assert [p.name for p in curves.write([by["SAC-Hopper-v5"]], tmp_path / "png", per_pair=True)][0] == \
+        "SAC-Hopper-v5.png"

@@ -67,3 +67,52 @@ def test_a_resumed_run_draws_new_random_streams(tmp_baselines):
     model.set_random_seed(0)
     fresh = [model.action_space.sample() for _ in range(5)]
     assert not np.allclose(resumed, fresh)
+
+
+def test_the_export_ships_the_runs_best_agent_and_says_so(tmp_baselines, monkeypatch):
+    """An evaluation that reaches the best confirmed return is confirmed on further seeds; the agent
+    with the highest confirmation is kept in best/ and shipped, not the last checkpoint."""
+    import torch
+
+    import rlbench.train.loop as loop
+    from rlbench.zoo.agents import best_checkpoint
+    from rlbench.zoo.shipped import load_shipped
+
+    quick = {300: 100.0, 600: 300.0, 900: 200.0}
+    confirmed = {300: 90.0, 600: 280.0, 900: 150.0}
+    calls = []
+
+    def scripted(model, cfg, episodes=loop.TRAIN_EVAL_EPISODES, first=0):
+        calls.append((int(model.num_timesteps), episodes, first))
+        return (confirmed if first else quick)[int(model.num_timesteps)]
+
+    monkeypatch.setattr(loop, "quick_eval", scripted)
+    train("TD3", "Hopper", timesteps=900, checkpoint_every=300, export=False, progress=False, early_stop=False)
+    confirm = (loop.BEST_EVAL_EPISODES, loop.TRAIN_EVAL_EPISODES)
+    assert calls == [(300, 5, 0), (300, *confirm), (600, 5, 0), (600, *confirm), (900, 5, 0)]  # 200 < 280: none
+    paths = run_dir(get_config("TD3", "Hopper"), 0)
+    best = json.loads((best_checkpoint(paths) / "state.json").read_text())
+    assert best["num_timesteps"] == 600 and not (best_checkpoint(paths) / "replay.npz").exists()
+    state = json.loads((latest_checkpoint(paths) / "state.json").read_text())
+    assert state["best"] == {"steps": 600, "return": 280.0, "episodes": 20, "seeds": [10_005, 10_024]}
+    assert [e.get("confirmed") for e in state["evals"]] == [90.0, 280.0, None]
+
+    loaded = []
+    load = loop.load_checkpoint
+    monkeypatch.setattr(loop, "load_checkpoint", lambda cfg, seed, ckpt: loaded.append(ckpt.name) or load(cfg, seed, ckpt))
+    loop.export_run("TD3", "Hopper", eval_episodes=2)
+    meta = load_shipped("TD3", "Hopper-v5", verify=False).meta
+    assert loaded == ["best"] and (meta["timesteps"], meta["trained_timesteps"]) == (600, 900)
+    assert meta["snapshot"] == {"kind": "best", "steps": 600, "confirmation": state["best"]}
+    assert [e["steps"] for e in meta["train_evals"]] == [300, 600, 900] and meta["budget_complete"] is False
+
+    loop.export_run("TD3", "Hopper", eval_episodes=2, overwrite=True, snapshot="latest")
+    meta = load_shipped("TD3", "Hopper-v5", verify=False).meta
+    assert loaded == ["best", "ckpt"] and (meta["timesteps"], meta["snapshot"]) == (900, {"kind": "latest", "steps": 900})
+    import shutil
+
+    shutil.rmtree(paths.best)  # a run trained before it kept a best agent: its latest checkpoint
+    loop.export_run("TD3", "Hopper", eval_episodes=2, overwrite=True)
+    assert load_shipped("TD3", "Hopper-v5", verify=False).meta["snapshot"] == {"kind": "latest", "steps": 900}
+    with pytest.raises(RLBenchError, match="unknown snapshot 'first'"):
+        loop.export_run("TD3", "Hopper", snapshot="first")

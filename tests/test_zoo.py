@@ -152,6 +152,18 @@ def test_zoo_markdown_sets_each_policy_beside_doing_nothing():
     assert lines[-1].endswith("Below doing nothing (our whole CI under the doing-nothing return's): 1 of 4.")
 
 
+def test_zoo_markdown_says_when_a_policy_is_its_runs_best_agent():
+    from rlbench.report.zoo_table import zoo_markdown
+
+    base = {"algo": "SAC", "env": "Hopper-v5", "return_mean": 3000.0, "ci_low": 2900.0, "ci_high": 3100.0,
+            "target_timesteps": 1_000_000}
+    rows = [{**base, "status": "partial-budget", "timesteps": 170_000, "trained_timesteps": 300_000},
+            {**base, "status": "ok", "timesteps": 1_000_000, "trained_timesteps": 1_000_000}]
+    lines = zoo_markdown(rows, {}).splitlines()
+    assert "| 300k of 1000k (ships its best, at 170k) |" in lines[2]
+    assert "| 1000k |" in lines[3] and "best" not in lines[3]
+
+
 def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():
     from rlbench.report.zoo_table import zoo_matrix_markdown
 

@@ -27,7 +27,9 @@ def _cmd_export(args) -> int:
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.train.loop import export_run
 
-    print(f"shipped policy written to {export_run(args.algo, args.env, seed=args.seed, overwrite=args.overwrite, eval_episodes=args.eval_episodes)}")
+    out = export_run(args.algo, args.env, seed=args.seed, overwrite=args.overwrite, eval_episodes=args.eval_episodes,
+                     snapshot=args.snapshot)
+    print(f"shipped policy written to {out}")
     return 0
 
 
@@ -208,12 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default: sb3")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("export", help="ship the latest checkpoint of a run as baselines/policies/ALGO-ENV")
+    e = sub.add_parser("export", help="ship a run's best agent (or its latest checkpoint) as baselines/policies/ALGO-ENV")
     e.add_argument("algo", metavar="ALGO")
     e.add_argument("env", metavar="ENV")
     e.add_argument("--seed", type=int, default=0, metavar="S")
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--eval-episodes", type=int, default=50, metavar="N")
+    e.add_argument("--snapshot", choices=("best", "latest"), default="best",
+                   help="best: the agent of the run's best confirmation evaluation (the latest checkpoint if the run "
+                        "has none); latest: its latest checkpoint. Default: %(default)s")
     e.set_defaults(func=_cmd_export)
 
     z = sub.add_parser("zoo", help="the shipped policy zoo")

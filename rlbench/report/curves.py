@@ -32,6 +32,8 @@ class Curve:
     paper: float | None = None
     idle: float | None = None
     notes: tuple[str, ...] = field(default=())
+    ships: tuple[int, float] | None = None
+    """The training evaluation of the agent shipped, where that is not the last one (a run's best)."""
 
 
 def _evals(rows: list[dict]) -> tuple[tuple[int, float], ...]:
@@ -51,6 +53,7 @@ def collect(idle: dict, runs: Path | None = None, policies: Path | None = None) 
     out = []
     for p in pairs():
         shipped: tuple[tuple[int, float], ...] = ()
+        ships = None
         seed = 0
         notes: list[str] = []
         if is_shipped(p.algo, p.env_id, policies):
@@ -58,6 +61,8 @@ def collect(idle: dict, runs: Path | None = None, policies: Path | None = None) 
             shipped, seed = _evals(meta.get("train_evals", [])), meta.get("seed", 0)
             if not shipped:
                 notes.append("meta.json has no training evaluations")
+            at = (meta.get("snapshot") or {}).get("steps")
+            ships = next(((s, r) for s, r in shipped if s == at), None) if shipped and at != shipped[-1][0] else None
         else:
             notes.append("not shipped")
         training = _training_run(p, runs, seed) if runs is not None else ()
@@ -65,13 +70,15 @@ def collect(idle: dict, runs: Path | None = None, policies: Path | None = None) 
             training = ()  # the run is the shipped policy's own
         still = idle.get(p.env_id)
         out.append(Curve(p, shipped, training, PAPER.get((p.algo, env_short(p.env_id))),
-                         still["mean"] if still else None, tuple(notes)))
+                         still["mean"] if still else None, tuple(notes), ships))
     return out
 
 
 def _draw(ax, c: Curve, small: bool) -> None:
     if c.shipped:
         ax.plot(*zip(*c.shipped), color="tab:blue", lw=1.2, label="shipped policy's training")
+    if c.ships:
+        ax.plot(*c.ships, "o", color="tab:blue", ms=4, label="the agent shipped (the run's best)")
     if c.training:
         ax.plot(*zip(*c.training), color="tab:orange", lw=1.2, ls="--", label="training (not shipped)")
     if c.paper is not None:

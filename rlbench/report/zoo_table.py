@@ -34,7 +34,10 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
             continue
         shipped += 1
         ours = f"{r['return_mean']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}]"
-        budget = f"{r['timesteps'] // 1000}k" + ("" if r["status"] == "ok" else f" of {r['target_timesteps'] // 1000}k")
+        trained = r.get("trained_timesteps", r["timesteps"])
+        budget = f"{trained // 1000}k" + ("" if r["status"] == "ok" else f" of {r['target_timesteps'] // 1000}k")
+        if r["timesteps"] != trained:
+            budget += f" (ships its best, at {r['timesteps'] // 1000}k)"
         if paper is None:
             no_paper += 1
             verdict = "no paper figure"

@@ -4,6 +4,13 @@ early stopping, and the export of the finished run into ``baselines/policies``.
 Training proceeds in chunks of ``checkpoint_every`` steps; after each chunk the agent is
 evaluated on the training-evaluation seeds and checkpointed (:mod:`rlbench.zoo.agents`).
 ``--resume`` continues from the last checkpoint; a larger ``--timesteps`` extends a finished run.
+
+Off-policy agents swing between evaluations (TD3 Ant scores 3555, 2556, 1641 and 3341 in four
+in a row), so the export ships the run's best agent rather than its last, as rl-baselines3-zoo's
+``best_model`` does: an evaluation that reaches the best so far is confirmed on
+:data:`BEST_EVAL_EPISODES` further training-evaluation seeds, and the agent with the highest
+confirmation is kept (``best/``). Both sets of seeds are disjoint from the 50 evaluation seeds the
+shipped return is measured on, so choosing on them does not bias that figure.
 """
 
 from __future__ import annotations
@@ -21,27 +28,51 @@ from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
 from rlbench.measure.returns import eval_seeds, evaluate_returns
 from rlbench.runtime.predictors import TorchPredictor, idle_predictor
-from rlbench.zoo.agents import (TRAINERS, RunPaths, build_model, latest_checkpoint, load_checkpoint, make_vec_env,
-                                run_dir, save_checkpoint, sb3_agent)
+from rlbench.zoo.agents import (TRAINERS, RunPaths, best_checkpoint, build_model, latest_checkpoint, load_checkpoint,
+                                make_vec_env, run_dir, save_checkpoint, sb3_agent)
 from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
                                   env_kwargs, env_short, get_config, is_discrete)
 from rlbench.zoo.shipped import is_shipped, policy_dir
 
 TRAIN_EVAL_EPISODES = 5
+#: What a run's export ships: its best agent (:func:`keep_best`) or its latest checkpoint.
+SNAPSHOTS = ("best", "latest")
+#: Episodes that confirm a candidate for the run's best agent, on the training-evaluation seeds
+#: after the first :data:`TRAIN_EVAL_EPISODES`.
+BEST_EVAL_EPISODES = 20
 
 
 # ------------------------------------------------------------------ evaluation during training
-def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES) -> float:
-    """Mean deterministic return of the current agent, through the export path (seeds disjoint)."""
+def quick_eval(model, cfg: AlgoEnvConfig, episodes: int = TRAIN_EVAL_EPISODES, first: int = 0) -> float:
+    """Mean deterministic return of the current agent, through the export path, on the
+    training-evaluation seeds ``first`` to ``first + episodes - 1`` (disjoint from the evaluation seeds)."""
     # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.export import deployable_from_sb3
 
     venv = model.get_env()
     vn = venv if cfg.normalize else None
     dep = deployable_from_sb3(sb3_agent(model, cfg), vn)
-    rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, range(TRAIN_EVAL_SEED_BASE, TRAIN_EVAL_SEED_BASE + episodes))
-    return rec.mean
+    base = TRAIN_EVAL_SEED_BASE + first
+    return evaluate_returns(TorchPredictor(dep), cfg.env_id, range(base, base + episodes)).mean
+
+
+def keep_best(paths: RunPaths, model, cfg: AlgoEnvConfig, state: dict, quick: float) -> bool:
+    """After an evaluation scoring ``quick``: if it reaches the best agent's confirmed return (or
+    there is none yet), confirm it on :data:`BEST_EVAL_EPISODES` further seeds and, if that beats the
+    best's confirmation, make this agent the run's best (``best/``, ``state['best']``). True if it did."""
+    best = state.get("best")
+    if best is not None and quick < best["return"]:
+        return False
+    confirmed = quick_eval(model, cfg, BEST_EVAL_EPISODES, first=TRAIN_EVAL_EPISODES)
+    state["evals"][-1]["confirmed"] = confirmed
+    if best is not None and confirmed <= best["return"]:
+        return False
+    first = TRAIN_EVAL_SEED_BASE + TRAIN_EVAL_EPISODES
+    state["best"] = {"steps": int(model.num_timesteps), "return": confirmed, "episodes": BEST_EVAL_EPISODES,
+                     "seeds": [first, first + BEST_EVAL_EPISODES - 1]}
+    save_checkpoint(paths, model, state, best=True)
+    return True
 
 
 # ------------------------------------------------------------------ early stopping
@@ -183,6 +214,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         state["num_timesteps"] = int(model.num_timesteps)
         state["evals"].append({"steps": int(model.num_timesteps), "return": last_eval,
                                "wall_seconds": round(state["wall_seconds"], 1)})
+        keep_best(paths, model, cfg, state, last_eval)
         save_checkpoint(paths, model, state)
         bar.update(min(model.num_timesteps, target) - bar.n)
         bar.set_postfix_str(f"eval {last_eval:.1f}")
@@ -198,23 +230,32 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
     return export_run(cfg.algo, cfg.env_id, seed=seed, overwrite=overwrite, eval_episodes=eval_episodes)
 
 
-def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval_episodes: int = 50) -> Path:
-    """Export the run's latest checkpoint as a shipped policy, with its recorded evaluation."""
+def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval_episodes: int = 50,
+               snapshot: str = "best") -> Path:
+    """Export a run as a shipped policy, with its recorded evaluation: its best agent
+    (:func:`keep_best`; ``snapshot="latest"``, or a run without one: its latest checkpoint)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
     # deferred: it loads torch, which importing this module does not
     from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
 
+    if snapshot not in SNAPSHOTS:
+        raise RLBenchError(f"unknown snapshot {snapshot!r}; valid: {', '.join(SNAPSHOTS)}")
     pin_threads(1)
     cfg = get_config(algo, env)
     paths = run_dir(cfg, seed)
-    ckpt = latest_checkpoint(paths)
-    if ckpt is None:
+    latest = latest_checkpoint(paths)
+    if latest is None:
         raise RLBenchError(f"no checkpoint in {paths.root}; run: rlbench train {cfg.algo} {cfg.env_id} --seed {seed}")
+    run = json.loads((latest / "state.json").read_text())
+    ckpt = (best_checkpoint(paths) if snapshot == "best" else None) or latest
     model, state = load_checkpoint(cfg, seed, ckpt)
+    shipped = {"kind": "best" if ckpt != latest else "latest", "steps": int(model.num_timesteps)}
+    if ckpt != latest:
+        shipped["confirmation"] = state["best"]
     venv = model.get_env()
     vn = venv if isinstance(venv, VecNormalize) else None
-    trainer = state.get("trainer", "sb3")
+    trainer = run.get("trainer", "sb3")
     departures = list(cfg.departures)
     if trainer == "sbx":
         # deferred: it loads SBX (JAX) and torch, which importing this module does not
@@ -238,17 +279,18 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "action_space": ({"n": int(e.action_space.n), "dtype": "int64"} if hasattr(e.action_space, "n") else
                          {"shape": list(e.action_space.shape), "low": e.action_space.low.tolist(),
                           "high": e.action_space.high.tolist()}),
-        "timesteps": int(model.num_timesteps), "target_timesteps": int(state.get("target_timesteps", 0)),
-        "budget_complete": int(model.num_timesteps) >= cfg.timesteps or bool(state.get("stopped_early")),
-        "stopped_early": state.get("stopped_early"), "env_kwargs": state.get("env_kwargs", {}),
-        "seed": seed, "trainer": trainer, "train_wall_seconds": round(state["wall_seconds"], 1), "train_evals": state["evals"],
+        "timesteps": int(model.num_timesteps), "trained_timesteps": int(run["num_timesteps"]),
+        "target_timesteps": int(run.get("target_timesteps", 0)), "snapshot": shipped,
+        "budget_complete": int(run["num_timesteps"]) >= cfg.timesteps or bool(run.get("stopped_early")),
+        "stopped_early": run.get("stopped_early"), "env_kwargs": run.get("env_kwargs", {}),
+        "seed": seed, "trainer": trainer, "train_wall_seconds": round(run["wall_seconds"], 1), "train_evals": run["evals"],
         "hyperparameters": {"kwargs": cfg.kwargs, "normalize": cfg.normalize, "n_envs": cfg.n_envs,
                             "action_noise_std": cfg.action_noise_std, "source": cfg.source,
                             "departures": departures},
-        "training_versions": state.get("versions", {}), "export_versions": library_versions(),
+        "training_versions": run.get("versions", {}), "export_versions": library_versions(),
         "gymnasium": gymnasium.__version__,
         "evaluation": rec.to_json(),
-        "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(model.num_timesteps)} --seed {seed}"
+        "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(run['num_timesteps'])} --seed {seed}"
                       + (f" --trainer {trainer}" if trainer != "sb3" else ""),
     }
     e.close()
@@ -267,8 +309,9 @@ def train_queue(names: list[str], seed: int = 0) -> None:
         if is_shipped(cfg.algo, cfg.env_id):
             meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
             same_env = meta.get("env_kwargs", {}) == env_kwargs(cfg.env_id)
-            if same_env and (meta.get("timesteps", 0) >= cfg.timesteps or meta.get("stopped_early")):
-                print(f"{cfg.name}: shipped at {meta['timesteps']} steps, skipping", flush=True)
+            trained = meta.get("trained_timesteps", meta.get("timesteps", 0))
+            if same_env and (trained >= cfg.timesteps or meta.get("stopped_early")):
+                print(f"{cfg.name}: shipped from {trained} steps of training, skipping", flush=True)
                 continue
         print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
         try:

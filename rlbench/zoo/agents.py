@@ -5,7 +5,9 @@ it is resumable after a kill at any moment. A run lives in ``$RLBENCH_HOME/runs/
 ``checkpoint_every`` steps; after each chunk the agent, its optimiser, the VecNormalize
 statistics, the filled part of the replay buffer and ``state.json`` are written to a fresh
 ``ckpt.tmp/`` which then replaces ``ckpt/``. A kill loses at most one chunk. ``--resume``
-loads ``ckpt/`` and continues; a larger ``--timesteps`` extends a finished run.
+loads ``ckpt/`` and continues; a larger ``--timesteps`` extends a finished run. The agent that
+scored best in the run's confirmation evaluations is kept beside it in ``best/`` (without its
+replay buffer): that is what the export ships.
 
 All hyperparameters used are constant (no schedules), so chunked ``learn`` calls train the same
 algorithm as one long call.
@@ -41,6 +43,10 @@ class RunPaths:
     @property
     def ckpt(self) -> Path:
         return self.root / "ckpt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
 
     @property
     def log(self) -> Path:
@@ -153,8 +159,11 @@ def load_replay(buffer, path: Path) -> None:
 
 
 # ------------------------------------------------------------------ checkpoints
-def save_checkpoint(paths: RunPaths, model, state: dict) -> None:
-    tmp = paths.root / "ckpt.tmp"
+def save_checkpoint(paths: RunPaths, model, state: dict, best: bool = False) -> None:
+    """Write ``ckpt/`` (``best``: ``best/``, without the replay buffer) through a fresh folder, so a
+    kill leaves the previous one whole."""
+    dest = paths.best if best else paths.ckpt
+    tmp = paths.root / f"{dest.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model.zip", exclude=["replay_buffer", "env", "_last_obs", "_last_original_obs"])
@@ -163,18 +172,27 @@ def save_checkpoint(paths: RunPaths, model, state: dict) -> None:
 
     if isinstance(venv, VecNormalize):
         venv.save(str(tmp / "vecnormalize.pkl"))
-    if getattr(model, "replay_buffer", None) is not None:
+    if not best and getattr(model, "replay_buffer", None) is not None:
         save_replay(model.replay_buffer, tmp / "replay.npz")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    replace_dir(tmp, paths.ckpt, paths.root / "ckpt.old")  # latest_checkpoint reads ckpt.old between the renames
+    replace_dir(tmp, dest, paths.root / f"{dest.name}.old")  # the readers below take .old between the renames
 
 
 def latest_checkpoint(paths: RunPaths) -> Path | None:
     """``ckpt/``, or ``ckpt.old/`` if a kill fell between the two renames."""
-    for d in (paths.ckpt, paths.root / "ckpt.old"):
+    return _complete(paths.ckpt, paths.root / "ckpt.old")
+
+
+def best_checkpoint(paths: RunPaths) -> Path | None:
+    """``best/`` (or ``best.old/``), the agent of the run's best confirmation evaluation, if any."""
+    return _complete(paths.best, paths.root / "best.old")
+
+
+def _complete(*dirs: Path) -> Path | None:
+    for d in dirs:
         if (d / "state.json").exists() and (d / "model.zip").exists():
             return d
     return None

@@ -176,7 +176,8 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
             continue
         ev = sp.meta["evaluation"]
         row.update(status="ok" if sp.meta.get("budget_complete") else "partial-budget",
-                   timesteps=sp.meta["timesteps"], target_timesteps=get_config(p.algo, p.env_id).timesteps,
+                   timesteps=sp.meta["timesteps"], trained_timesteps=sp.meta.get("trained_timesteps", sp.meta["timesteps"]),
+                   target_timesteps=get_config(p.algo, p.env_id).timesteps,
                    seed=sp.meta["seed"], episodes=len(ev["returns"]), return_mean=ev["mean"], return_std=ev["std"],
                    ci_low=ev["ci_low"], ci_high=ev["ci_high"], sha256=sp.sha256,
                    action_saturation=(ev.get("action_saturation") or {}).get("fraction"))
