@@ -116,3 +116,23 @@ def test_the_export_ships_the_runs_best_agent_and_says_so(tmp_baselines, monkeyp
     assert load_shipped("TD3", "Hopper-v5", verify=False).meta["snapshot"] == {"kind": "latest", "steps": 900}
     with pytest.raises(RLBenchError, match="unknown snapshot 'first'"):
         loop.export_run("TD3", "Hopper", snapshot="first")
+
+
+def test_a_run_resumed_without_a_best_agent_confirms_its_checkpoint_first(tmp_baselines, monkeypatch):
+    import rlbench.train.loop as loop
+    from rlbench.zoo.agents import best_checkpoint
+
+    keep_best = loop.keep_best
+    monkeypatch.setattr(loop, "keep_best", lambda *args: False)  # a run from before best agents were kept
+    monkeypatch.setattr(loop, "quick_eval", lambda model, cfg, episodes=5, first=0: 50.0 + first)
+    train("TD3", "Hopper", timesteps=300, checkpoint_every=300, export=False, progress=False, early_stop=False)
+    paths = run_dir(get_config("TD3", "Hopper"), 0)
+    assert best_checkpoint(paths) is None and str(paths.root).startswith(str(tmp_baselines.parent))
+    monkeypatch.setattr(loop, "keep_best", keep_best)
+    calls = []
+    monkeypatch.setattr(loop, "quick_eval", lambda model, cfg, episodes=5, first=0:
+                        calls.append((int(model.num_timesteps), episodes)) or 50.0 + first)
+    train("TD3", "Hopper", timesteps=600, checkpoint_every=300, resume=True, export=False, progress=False,
+          early_stop=False)
+    assert calls == [(300, 20), (600, 5)]  # 600's 50 is below the confirmed 55: not confirmed
+    assert json.loads((best_checkpoint(paths) / "state.json").read_text())["best"]["steps"] == 300

@@ -188,6 +188,8 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
                mininterval=2.0 if sys.stderr.isatty() else 30.0, disable=not progress,
                desc=f"{cfg.name} s{seed}")
     last_eval = state["evals"][-1]["return"] if state["evals"] else float("nan")
+    if ckpt is not None and "best" not in state and state["evals"]:
+        keep_best(paths, model, cfg, state, last_eval)  # a run resumed from before it kept one: its checkpoint
 
     class _Progress(BaseCallback):
         def __init__(self):
