@@ -202,7 +202,8 @@ def test_chunked_sbx_run_resumes_and_ships_sb3_files(tmp_baselines, sac):
     assert model.trainer == "sbx" and model.num_timesteps == 600 and model.replay_buffer.size() == 600
 
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["trainer"] == "sbx" and meta["timesteps"] == 600 and meta["training_versions"]["jax"]
+    assert meta["trainer"] == "sbx" and meta["trained_timesteps"] == 600 and meta["training_versions"]["jax"]
+    assert meta["snapshot"]["kind"] == "best" and meta["timesteps"] == meta["snapshot"]["steps"]  # the run's best
     assert set(sbx_convert.DEPARTURES) <= set(meta["hyperparameters"]["departures"])
     assert meta["regenerate"].endswith("--trainer sbx")
     from rlbench.zoo.shipped import load_shipped
@@ -223,7 +224,7 @@ def test_sbx_refuses_on_policy_algorithms(tmp_baselines):
 def test_zoo_trainer_applies_to_the_algorithms_sbx_trains(monkeypatch):
     from rlbench.train.loop import _default_trainer
 
-    monkeypatch.setenv("RLBENCH_TRAINER", "sbx")  # what `rlbench zoo train --trainer sbx` sets
+    monkeypatch.setenv("RLBENCH_TRAINER", "sbx")  # the default trainer of new runs
     assert [_default_trainer(a) for a in ("SAC", "TD3", "DDPG", "PPO", "TRPO")] == ["sbx"] * 3 + ["sb3"] * 2
     monkeypatch.delenv("RLBENCH_TRAINER")
     assert _default_trainer("SAC") == "sb3"

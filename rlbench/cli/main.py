@@ -133,14 +133,15 @@ def _zoo_errors(rows: list[dict]) -> int:
 
 
 def _cmd_zoo_train(args) -> int:
-    import os
-
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
-    from rlbench.train.loop import train_queue
+    from rlbench.train.queue import train_queue, train_queue_file
 
-    if args.trainer:  # train_queue starts each run through rlbench.train.loop.train, which reads it
-        os.environ["RLBENCH_TRAINER"] = args.trainer
-    train_queue(args.pairs, args.seed)
+    if bool(args.pairs) == bool(args.queue):
+        raise SystemExit("rlbench zoo train: give either pairs or --queue FILE")
+    if args.queue:
+        train_queue_file(args.queue, args.seed)
+    else:
+        train_queue(args.pairs, args.seed, args.trainer)
     return 0
 
 
@@ -247,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--overwrite", action="store_true", help="with --write: replace a different recorded figure")
     zs.set_defaults(func=_cmd_zoo_saturation)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
-    zt.add_argument("pairs", nargs="+", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
+    zt.add_argument("pairs", nargs="*", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
+    zt.add_argument("--queue", metavar="FILE", default=None,
+                    help="train the file's ALGO-ENV[:TRAINER] lines from the top instead, re-reading it before each "
+                         "pair and removing a line once its pair has finished; two processes can share one file")
     zt.add_argument("--seed", type=int, default=0, metavar="S")
     zt.add_argument("--trainer", choices=("sb3", "sbx"), default=None,
                     help="trainer of the runs this starts: sbx applies to SAC, TD3 and DDPG, PPO and TRPO train "

@@ -33,7 +33,6 @@ from rlbench.zoo.agents import (TRAINERS, RunPaths, best_checkpoint, build_model
 from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
                                   env_kwargs, env_short, get_config, is_discrete)
-from rlbench.zoo.shipped import is_shipped, policy_dir
 
 TRAIN_EVAL_EPISODES = 5
 #: What a run's export ships: its best agent (:func:`keep_best`) or its latest checkpoint.
@@ -118,7 +117,7 @@ def _lock_run(paths: RunPaths):
 
 
 def _default_trainer(algo: str) -> str:
-    """``$RLBENCH_TRAINER`` (set by ``rlbench zoo train --trainer``) for the algorithms it trains, else sb3."""
+    """``$RLBENCH_TRAINER`` for the algorithms it trains, else sb3."""
     wanted = os.environ.get("RLBENCH_TRAINER") or "sb3"
     return wanted if wanted == "sb3" or algo in OFF_POLICY else "sb3"
 
@@ -297,26 +296,3 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
     }
     e.close()
     return write_policy_dir(policies_dir() / cfg.name, dep, agent_state(model, vn), meta, overwrite=overwrite)
-
-
-def train_queue(names: list[str], seed: int = 0) -> None:
-    """Train the listed pairs in order, resuming each; skip those shipped at their full budget.
-
-    A shipped policy trained on a shorter budget than the registry's, or on an environment made with other
-    keywords than the registry's, is replaced when its run completes.
-    """
-    for name in names:
-        algo, env = name.split("-", 1)
-        cfg = get_config(algo, env)
-        if is_shipped(cfg.algo, cfg.env_id):
-            meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
-            same_env = meta.get("env_kwargs", {}) == env_kwargs(cfg.env_id)
-            trained = meta.get("trained_timesteps", meta.get("timesteps", 0))
-            if same_env and (trained >= cfg.timesteps or meta.get("stopped_early")):
-                print(f"{cfg.name}: shipped from {trained} steps of training, skipping", flush=True)
-                continue
-        print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
-        try:
-            train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True)
-        except RunBusyError as exc:
-            print(f"{cfg.name}: skipped: {exc}", flush=True)
