@@ -64,6 +64,19 @@ def _cmd_zoo_curves(args) -> int:
     return 0
 
 
+def _cmd_zoo_runs(args) -> int:
+    import json
+
+    # deferred: each command loads only what it runs, so `rlbench --help` stays light
+    from rlbench.core.paths import baselines_dir, runs_dir
+    from rlbench.gate import idle
+    from rlbench.train.runs import markdown, runs
+
+    rows = runs(runs_dir(), idle.read(baselines_dir()))
+    print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else markdown(rows))
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.zoo.shipped import zoo_table
@@ -247,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "returns)")
     zs.add_argument("--overwrite", action="store_true", help="with --write: replace a different recorded figure")
     zs.set_defaults(func=_cmd_zoo_saturation)
+    zr = zsub.add_parser("runs", help="the training runs under $RLBENCH_HOME/runs: steps, last and best evaluation, "
+                                      "and which best agents are candidates to export")
+    zr.add_argument("--json", action="store_true", help="one JSON object per run instead of a Markdown table")
+    zr.set_defaults(func=_cmd_zoo_runs)
     zt = zsub.add_parser("train", help="train several pairs in order (resumes; skips pairs shipped at full budget)")
     zt.add_argument("pairs", nargs="*", metavar="ALGO-ENV", help="e.g. SAC-Hopper-v5 PPO-Ant-v5")
     zt.add_argument("--queue", metavar="FILE", default=None,
