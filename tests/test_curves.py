@@ -19,7 +19,7 @@ def test_each_pair_has_its_shipped_evaluations_and_only_runs_that_went_further(t
     _run(tmp_path, "SAC-Hopper-v5-s0", list(hopper.shipped))  # the shipped policy's own run
     by = {c.pair.name: c for c in curves.collect({"Ant-v5": {"mean": 993.0}}, tmp_path)}
     assert len(by) == len(pairs()) and all(c.shipped for c in by.values())
-    assert by["SAC-Hopper-v5"].shipped[-1][0] == 200_000 and by["SAC-Hopper-v5"].training == ()
+    assert by["SAC-Hopper-v5"].training == ()
     assert by["SAC-Ant-v5"].training == ((10_000, 983.0), (400_000, 3000.0))
     assert by["SAC-Ant-v5"].idle == 993.0 and by["SAC-Hopper-v5"].idle is None
     assert by["SAC-Ant-v5"].paper == 4021.96

@@ -158,10 +158,12 @@ def test_zoo_markdown_says_when_a_policy_is_its_runs_best_agent():
     base = {"algo": "SAC", "env": "Hopper-v5", "return_mean": 3000.0, "ci_low": 2900.0, "ci_high": 3100.0,
             "target_timesteps": 1_000_000}
     rows = [{**base, "status": "partial-budget", "timesteps": 170_000, "trained_timesteps": 300_000},
-            {**base, "status": "ok", "timesteps": 1_000_000, "trained_timesteps": 1_000_000}]
+            {**base, "status": "ok", "timesteps": 1_000_000, "trained_timesteps": 1_000_000},
+            {**base, "status": "ok", "timesteps": 270_000, "trained_timesteps": 280_000, "stopped_early": True}]
     lines = zoo_markdown(rows, {}).splitlines()
     assert "| 300k of 1000k (ships its best, at 170k) |" in lines[2]
     assert "| 1000k |" in lines[3] and "best" not in lines[3]
+    assert "| 280k (stopped early) (ships its best, at 270k) |" in lines[4]
 
 
 def test_zoo_matrix_marks_pairs_below_the_paper_and_below_doing_nothing():

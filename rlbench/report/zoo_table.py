@@ -36,6 +36,8 @@ def zoo_markdown(rows: list[dict], idle: dict | None = None) -> str:
         ours = f"{r['return_mean']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}]"
         trained = r.get("trained_timesteps", r["timesteps"])
         budget = f"{trained // 1000}k" + ("" if r["status"] == "ok" else f" of {r['target_timesteps'] // 1000}k")
+        if r.get("stopped_early"):
+            budget += " (stopped early)"
         if r["timesteps"] != trained:
             budget += f" (ships its best, at {r['timesteps'] // 1000}k)"
         if paper is None:

@@ -177,6 +177,7 @@ def zoo_table(root: Path | None = None, verify: bool = False) -> list[dict]:
         ev = sp.meta["evaluation"]
         row.update(status="ok" if sp.meta.get("budget_complete") else "partial-budget",
                    timesteps=sp.meta["timesteps"], trained_timesteps=sp.meta.get("trained_timesteps", sp.meta["timesteps"]),
+                   stopped_early=bool(sp.meta.get("stopped_early")),
                    target_timesteps=get_config(p.algo, p.env_id).timesteps,
                    seed=sp.meta["seed"], episodes=len(ev["returns"]), return_mean=ev["mean"], return_std=ev["std"],
                    ci_low=ev["ci_low"], ci_high=ev["ci_high"], sha256=sp.sha256,
