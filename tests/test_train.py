@@ -111,7 +111,7 @@ def test_the_export_ships_the_runs_best_agent_and_says_so(tmp_baselines, monkeyp
     assert loaded == ["best", "ckpt"] and (meta["timesteps"], meta["snapshot"]) == (900, {"kind": "latest", "steps": 900})
     import shutil
 
-    shutil.rmtree(paths.best)  # a run trained before it kept a best agent: its latest checkpoint
+    shutil.rmtree(paths.best)  # a run without best/: its latest checkpoint
     loop.export_run("TD3", "Hopper", eval_episodes=2, overwrite=True)
     assert load_shipped("TD3", "Hopper-v5", verify=False).meta["snapshot"] == {"kind": "latest", "steps": 900}
     with pytest.raises(RLBenchError, match="unknown snapshot 'first'"):
@@ -123,7 +123,7 @@ def test_a_run_resumed_without_a_best_agent_confirms_its_checkpoint_first(tmp_ba
     from rlbench.zoo.agents import best_checkpoint
 
     keep_best = loop.keep_best
-    monkeypatch.setattr(loop, "keep_best", lambda *args: False)  # a run from before best agents were kept
+    monkeypatch.setattr(loop, "keep_best", lambda *args: False)  # a run that has no best agent
     monkeypatch.setattr(loop, "quick_eval", lambda model, cfg, episodes=5, first=0: 50.0 + first)
     train("TD3", "Hopper", timesteps=300, checkpoint_every=300, export=False, progress=False, early_stop=False)
     paths = run_dir(get_config("TD3", "Hopper"), 0)

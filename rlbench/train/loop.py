@@ -188,7 +188,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
                desc=f"{cfg.name} s{seed}")
     last_eval = state["evals"][-1]["return"] if state["evals"] else float("nan")
     if ckpt is not None and "best" not in state and state["evals"]:
-        keep_best(paths, model, cfg, state, last_eval)  # a run resumed from before it kept one: its checkpoint
+        keep_best(paths, model, cfg, state, last_eval)  # a resumed run without a best agent: its checkpoint first
 
     class _Progress(BaseCallback):
         def __init__(self):
