@@ -196,8 +196,14 @@ class MethodInfo:
 
 
 # ------------------------------------------------------------------------------------ registry
-#: Every registered method by name, in registration order (the order ``rlbench compress --help`` lists).
+#: Every registered method by name, in the grid's order (:attr:`GridVariants.order`; methods without grid
+#: variants after them, in registration order): the order of ``rlbench compress --help``, of error
+#: messages and of the grid's cells.
 METHODS: dict[str, MethodInfo] = {}
+
+
+def _listing_order(info: MethodInfo) -> float:
+    return info.grid.order if info.grid is not None else math.inf
 
 
 def register(info: MethodInfo, *, replace: bool = False) -> MethodInfo:
@@ -236,6 +242,9 @@ def register(info: MethodInfo, *, replace: bool = False) -> MethodInfo:
             if grid.smoke is not None and not set(grid.smoke) <= set(grid.values):
                 raise CompressionError(f"{name}: smoke values {list(grid.smoke)} are not all grid values")
     METHODS[name] = info
+    listed = sorted(METHODS.values(), key=_listing_order)  # stable: equal orders keep registration order
+    METHODS.clear()
+    METHODS.update((m.name, m) for m in listed)
     return info
 
 

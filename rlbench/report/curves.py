@@ -62,7 +62,8 @@ def collect(idle: dict, runs: Path | None = None, policies: Path | None = None) 
             if not shipped:
                 notes.append("meta.json has no training evaluations")
             at = (meta.get("snapshot") or {}).get("steps")
-            ships = next(((s, r) for s, r in shipped if s == at), None) if shipped and at != shipped[-1][0] else None
+            if shipped and at != shipped[-1][0] and at in dict(shipped):
+                ships = (at, dict(shipped)[at])
         else:
             notes.append("not shipped")
         training = _training_run(p, runs, seed) if runs is not None else ()

@@ -12,7 +12,6 @@ shipped from a shorter run is replaced when its run finishes.
 from __future__ import annotations
 
 import fcntl
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,14 +20,14 @@ from rlbench.core.io import atomic_write_bytes
 from rlbench.train.loop import RunBusyError, train
 from rlbench.zoo.agents import TRAINERS, latest_checkpoint, run_dir
 from rlbench.zoo.registry import OFF_POLICY, AlgoEnvConfig, env_kwargs, get_config
-from rlbench.zoo.shipped import is_shipped, policy_dir
+from rlbench.zoo.shipped import is_shipped, load_shipped
 
 
 def finished(cfg: AlgoEnvConfig) -> str | None:
     """Why the pair needs no training (its shipped policy's run reached the budget or stopped early), or None."""
     if not is_shipped(cfg.algo, cfg.env_id):
         return None
-    meta = json.loads((policy_dir(cfg.algo, cfg.env_id) / "meta.json").read_text())
+    meta = load_shipped(cfg.algo, cfg.env_id, verify=False).meta
     if meta.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
         return None
     trained = meta.get("trained_timesteps", meta.get("timesteps", 0))
@@ -77,8 +76,9 @@ def parse_line(path: Path, number: int, line: str) -> tuple[AlgoEnvConfig, str |
     return cfg, trainer or None
 
 
-def entries(path: Path) -> list[tuple[int, str]]:
-    """The file's queue lines, (line number, text), without blank lines and ``#`` comments; every line checked."""
+def entries(path: Path) -> list[tuple[str, AlgoEnvConfig, str | None]]:
+    """The file's queue lines, (text, config, trainer), without blank lines and ``#`` comments; every
+    line checked (:func:`parse_line`)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -87,8 +87,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line and not line.startswith("#"):
-            parse_line(path, number, line)
-            out.append((number, line))
+            out.append((line, *parse_line(path, number, line)))
     return out
 
 
@@ -116,13 +115,12 @@ def train_queue_file(path: Path | str, seed: int = 0) -> None:
     passed_over: set[str] = set()
     while True:
         with _locked(path):
-            todo = [(n, line) for n, line in entries(path) if line not in passed_over]
+            todo = [entry for entry in entries(path) if entry[0] not in passed_over]
         if not todo:
             print(f"{path}: nothing left to train" + (f" here ({len(passed_over)} trained elsewhere)"
                                                        if passed_over else ""), flush=True)
             return
-        number, line = todo[0]
-        cfg, trainer = parse_line(path, number, line)
+        line, cfg, trainer = todo[0]
         if train_pair(cfg, seed, trainer):
             remove_line(path, line)
         else:

@@ -2,9 +2,8 @@
 
 Every module of this package is a method module: it declares its methods at module level
 (:func:`rlbench.compress.registry.register`) and is imported here, so adding a method is adding its
-module. :data:`METHODS` then lists rlbench's methods in the grid's order (:attr:`GridVariants.order`;
-methods without grid variants after them), which is the order of ``rlbench compress --help``, of
-error messages and of the grid's cells; a method registered later (a test's, a user's) comes last.
+module. :data:`METHODS` lists them in the grid's order (:attr:`GridVariants.order`), whatever the
+order of their modules' imports.
 Code the methods share lives beside this package (:mod:`rlbench.compress.calibration`,
 :mod:`rlbench.compress.finetune`, ...), not in it.
 """
@@ -12,7 +11,6 @@ Code the methods share lives beside this package (:mod:`rlbench.compress.calibra
 from __future__ import annotations
 
 import importlib
-import math
 import pkgutil
 
 from rlbench.compress.registry import METHODS, MethodInfo
@@ -22,9 +20,6 @@ from rlbench.core.errors import UnknownNameError
 MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
 for _name in MODULES:
     importlib.import_module(f"{__name__}.{_name}")
-_listed = sorted(METHODS.values(), key=lambda info: info.grid.order if info.grid is not None else math.inf)
-METHODS.clear()
-METHODS.update((info.name, info) for info in _listed)
 
 
 def get_method(name: str) -> MethodInfo:
@@ -40,9 +35,8 @@ def shipped_methods() -> tuple[str, ...]:
 
 
 def grid_methods() -> tuple[MethodInfo, ...]:
-    """The methods in the benchmark grid, in its order (:attr:`GridVariants.order`, then registration)."""
-    found = [info for info in METHODS.values() if info.grid is not None]
-    return tuple(sorted(found, key=lambda info: info.grid.order))
+    """The methods in the benchmark grid, in its order (:data:`METHODS`' order)."""
+    return tuple(info for info in METHODS.values() if info.grid is not None)
 
 
 __all__ = ["METHODS", "MODULES", "get_method", "grid_methods", "shipped_methods"]
