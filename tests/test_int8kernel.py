@@ -112,3 +112,20 @@ def test_int8_kernels_report_judges_each_cell_with_the_return_check(tmp_path: Pa
     assert "| int8pc | u8s8-saturating | 1 | 0 | 1 | 0 |" in md and "| ptdq | u8s8-saturating | 1 | 1 | 0 | 0 |" in md
     assert f"| SAC-Hopper-v5-int8pc | {np.mean(high):.0f} [0, 1] | **{np.mean(low):.0f}** [0, 1] |" in md
     assert "SAC-Hopper-v5-ptdq" not in md.split("| cell |")[1]  # only cells that moved are listed
+
+
+def test_saturating_returns_recorded_from_a_retrained_policy_are_not_taken_for_its_own(tmp_path: Path):
+    from rlbench.report.kernels import kernel_rows
+
+    cell = "SAC-Hopper-v5-ptdq"
+    exact = BaselineStore(tmp_path, "intel", int8_kernel=EXACT)
+    sat = BaselineStore(tmp_path, "amd", int8_kernel=SATURATING)
+    exact.update({cell: {**_fig([100.0, 110.0]), "policy_sha256": "old"}}, {})
+    sat.update({cell: {**_fig([10.0, 11.0]), "policy_sha256": "old"}}, {})
+    assert sat.require(cell, int8=True)["returns"] == [10.0, 11.0]
+    assert len(kernel_rows(tmp_path)) == 1
+    exact.update({cell: {**_fig([120.0, 130.0]), "policy_sha256": "new"}}, {})  # the policy retrained
+    with pytest.raises(BaselineError, match=r"SAC-Hopper-v5-ptdq: .*'u8s8-saturating'.*recorded from policy sha256 old, "
+                                            r".*--rlbench-update-baselines -k SAC-Hopper-v5-ptdq"):
+        sat.require(cell, int8=True)
+    assert kernel_rows(tmp_path) == []  # nor compared with the new policy's exact returns

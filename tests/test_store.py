@@ -38,6 +38,35 @@ def _stored(root: Path) -> dict:
             if not any(part.startswith(".") for part in p.relative_to(root).parts)}
 
 
+# -- which policy a machine's figures are of ---------------------------------------------------------
+
+def test_a_machines_figures_of_a_policy_since_retrained_read_as_unrecorded(tmp_path):
+    """Latency and RSS another machine recorded from the policy before a retraining are not the new
+    policy's: once ``figures.json`` holds the new policy's figures, that machine's cells read as
+    unrecorded (their latency and RSS go ungated, naming the recording command) until recorded again."""
+    from rlbench.grid.cell import stored_figures
+
+    mine, other = BaselineStore(tmp_path, "m1"), BaselineStore(tmp_path, "m2")
+    other.update({"A-baseline": {"returns": [1.0], "policy_sha256": "old"}}, {"A-baseline": {"ratios": {"x": 2.0}}})
+    assert other.machine_cells()["A-baseline"] == {"ratios": {"x": 2.0}, "policy_sha256": "old"}
+    assert stored_figures(other, "A-baseline").ratios == {"x": 2.0}
+    mine.update({"A-baseline": {"returns": [2.0], "policy_sha256": "new"}}, {"A-baseline": {"ratios": {"x": 3.0}}})
+    assert mine.machine_cells()["A-baseline"]["ratios"] == {"x": 3.0}
+    assert "A-baseline" not in other.machine_cells()
+    assert stored_figures(other, "A-baseline").ratios is None  # judged as a machine without figures
+    other.update({"A-baseline": {"returns": [2.0], "policy_sha256": "new"}}, {"A-baseline": {"ratios": {"x": 2.5}}},
+                 machine_only=True)
+    assert other.machine_cells()["A-baseline"]["ratios"] == {"x": 2.5}
+
+
+def test_machine_figures_stored_without_a_policy_sha256_are_taken_as_the_stored_policys(tmp_path):
+    store = BaselineStore(tmp_path, "m1")
+    store.update({"A-baseline": {"returns": [1.0], "policy_sha256": "p"}}, {})
+    store.machine_path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_json(store.machine_path, {"schema": 1, "machine_id": "m1", "cells": {"A-baseline": {"ratios": {"x": 2.0}}}})
+    assert store.machine_cells() == {"A-baseline": {"ratios": {"x": 2.0}}}
+
+
 # -- the transaction --------------------------------------------------------------------------------
 
 KILL_AFTER_FIRST_RENAME = '''

@@ -47,7 +47,7 @@ UPDATE_HINT = "pytest bench --rlbench-update-baselines -k {cell}"
 #: What a cell's rollouts measure, so what depends on a machine's int8 kernels (``argmax_flip``: a
 #: discrete cell's share of states whose action its compression changed).
 RETURN_KEYS = ("returns", "lengths", "return_mean", "return_ci", "argmax_flip")
-IDENTITY_KEYS = ("seeds", "files", "calibration")
+IDENTITY_KEYS = ("seeds", "files", "calibration", "policy_sha256")
 RECORD_DIRS = ("machines", "int8-kernels")
 """Subdirectories of the baselines that hold stored figures (``policies/`` and ``artefacts/`` do not)."""
 
@@ -64,6 +64,13 @@ def _repair(path: Path) -> str:
     record = {"idle.json": "pytest bench/test_zoo_returns.py -k idle --rlbench-update-baselines",
               "findings.json": "pytest bench/test_findings.py --rlbench-update-baselines"}
     return io.repair_hint(path, record.get(path.name, "pytest bench --rlbench-update-baselines"))
+
+
+def same_policy(entry: dict, figures: dict | None) -> bool:
+    """Whether a machine's or an int8 kernel class's entry of a cell was recorded from the policy of
+    the cell's ``figures.json`` entry (an entry or figures without ``policy_sha256`` are taken as such)."""
+    sha, ref = entry.get("policy_sha256"), (figures or {}).get("policy_sha256")
+    return sha is None or ref is None or sha == ref
 
 
 _PARSED: dict[Path, tuple[tuple, dict]] = {}
@@ -289,6 +296,7 @@ class BaselineStore:
     def __init__(self, root: Path, machine_id: str, int8_kernel: str = "exact"):
         self.root = Path(root)
         self.machine_id = machine_id
+        self._current: tuple[dict, dict, dict] | None = None  # machine_cells(): the parses it filtered, and the result
         self.int8_kernel = int8_kernel
 
     @property
@@ -344,8 +352,16 @@ class BaselineStore:
         return copy.deepcopy(read_record_file(self.figures_path)["cells"].get(cell))
 
     def machine_cells(self) -> dict[str, dict]:
-        """This machine's cells (shared with the parse cache: read, do not mutate)."""
-        return read_record_file(self.machine_path)["cells"]
+        """This machine's cells measured on the policies ``figures.json`` holds figures of: a cell
+        recorded from a policy since retrained (another ``policy_sha256``) reads as unrecorded, so its
+        latency and RSS go ungated with the recording command rather than judged against another
+        policy's. Shared with the parse cache: read, do not mutate."""
+        machine = read_record_file(self.machine_path)["cells"]
+        figures = read_record_file(self.figures_path)["cells"]
+        if self._current is None or self._current[0] is not machine or self._current[1] is not figures:
+            self._current = (machine, figures,
+                             {c: m for c, m in machine.items() if same_policy(m, figures.get(c))})
+        return self._current[2]
 
     def machine_rss_noise(self) -> dict[str, float] | None:
         """This machine's measured RSS noise per RSS key (bytes), or None where none is stored."""
@@ -383,6 +399,12 @@ class BaselineStore:
             return fig
         if int8 and self.kernel_path is not None:
             own = copy.deepcopy(read_record_file(self.kernel_path)["cells"].get(cell))
+            if own is not None and not same_policy(own, fig):
+                raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
+                                    f"exact), and the returns {self.kernel_path} holds for them were recorded from "
+                                    f"policy sha256 {own['policy_sha256'][:12]}, not the one of the stored figures "
+                                    f"({str(fig.get('policy_sha256'))[:12]}: retrained); record them on this machine "
+                                    "with: " + UPDATE_HINT.format(cell=cell))
             if own is None:
                 raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
                                     f"exact), and {self.kernel_path} holds no returns of this cell for them; record "
@@ -482,7 +504,9 @@ class BaselineStore:
                     figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
         if rec.machine_only:
             figures = {}
-        out = [(self.figures_path, figures), (self.machine_path, rec.machine)]
+        machine = {cell: {**m, **{k: rec.figures[cell][k] for k in ("policy_sha256",) if k in rec.figures.get(cell, {})}}
+                   for cell, m in rec.machine.items()}  # which policy these figures are of (machine_cells)
+        out = [(self.figures_path, figures), (self.machine_path, machine)]
         if self.kernel_path is not None:
             out.append((self.kernel_path, kernel))
         return [(p, new) for p, new in out if new]

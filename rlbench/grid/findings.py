@@ -324,7 +324,7 @@ def current(store) -> dict[str, Finding]:
     """Findings over the store's figures (machine-independent) and this machine's figures."""
 
     figures = read_record_file(store.figures_path)["cells"]
-    machine = read_record_file(store.machine_path)["cells"]
+    machine = store.machine_cells()
     return {f.key: f for f in compute(figures, machine, idle.read(store.root))}
 
 
@@ -789,7 +789,7 @@ def check_run(store, results: Mapping[str, CellRecord]) -> list[FreshFinding]:
     id, its record), laid over the store's figures."""
 
     return check_fresh(read_record_file(store.figures_path)["cells"], {c: r.figures_json() for c, r in results.items()},
-                       machine=read_record_file(store.machine_path)["cells"],
+                       machine=store.machine_cells(),
                        fresh_machine={c: r.machine_json() for c, r in results.items()},
                        idle=idle.read(store.root), int8_exact=store.int8_kernel == "exact")
 
