@@ -143,13 +143,11 @@ def test_tests_run_most_expensive_first_so_the_last_ones_are_short():
 
 
 def test_stored_findings_are_read_by_name_and_compared_exactly(tmp_path):
-    from types import SimpleNamespace
-
     from rlbench.core.errors import BaselineError
+    from rlbench.gate.store import BaselineStore
     from rlbench.grid.findings import Finding, moved, read_stored, record, stored_finding
 
-    store = SimpleNamespace(root=tmp_path, machine_id="m1", figures_path=tmp_path / "figures.json",
-                            machine_path=tmp_path / "machines" / "m1.json")
+    store = BaselineStore(tmp_path, "m1")
     assert read_stored(store) == {} and stored_finding(store, "bytes") is None
     (tmp_path / "findings.json").write_text("{not json")
     with pytest.raises(BaselineError, match=r"findings.json is corrupt .*git checkout -- .*findings.json"):
