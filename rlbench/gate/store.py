@@ -296,8 +296,8 @@ class BaselineStore:
     def __init__(self, root: Path, machine_id: str, int8_kernel: str = "exact"):
         self.root = Path(root)
         self.machine_id = machine_id
-        self._current: tuple[dict, dict, dict] | None = None  # machine_cells(): the parses it filtered, and the result
         self.int8_kernel = int8_kernel
+        self._current: tuple[dict, dict, dict] | None = None  # machine_cells(): the parses it filtered, and the result
 
     @property
     def figures_path(self) -> Path:
@@ -504,8 +504,10 @@ class BaselineStore:
                     figures[cell] = {k: v for k, v in fig.items() if k not in RETURN_KEYS}
         if rec.machine_only:
             figures = {}
-        machine = {cell: {**m, **{k: rec.figures[cell][k] for k in ("policy_sha256",) if k in rec.figures.get(cell, {})}}
-                   for cell, m in rec.machine.items()}  # which policy these figures are of (machine_cells)
+        machine = {}
+        for cell, m in rec.machine.items():  # with the policy they were measured on (machine_cells)
+            sha = rec.figures.get(cell, {}).get("policy_sha256")
+            machine[cell] = {**m, "policy_sha256": sha} if sha else m
         out = [(self.figures_path, figures), (self.machine_path, machine)]
         if self.kernel_path is not None:
             out.append((self.kernel_path, kernel))
