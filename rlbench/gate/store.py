@@ -399,16 +399,13 @@ class BaselineStore:
             return fig
         if int8 and self.kernel_path is not None:
             own = copy.deepcopy(read_record_file(self.kernel_path)["cells"].get(cell))
-            if own is not None and not same_policy(own, fig):
+            if own is None or not same_policy(own, fig):
+                holds = ("holds no returns of this cell for them" if own is None else
+                         f"holds returns of this cell for them recorded from policy sha256 {own['policy_sha256'][:12]}, "
+                         f"not from the stored figures' {str(fig.get('policy_sha256'))[:12]} (retrained)")
                 raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
-                                    f"exact), and the returns {self.kernel_path} holds for them were recorded from "
-                                    f"policy sha256 {own['policy_sha256'][:12]}, not the one of the stored figures "
-                                    f"({str(fig.get('policy_sha256'))[:12]}: retrained); record them on this machine "
-                                    "with: " + UPDATE_HINT.format(cell=cell))
-            if own is None:
-                raise BaselineError(f"{cell}: this machine's onnxruntime int8 kernels are {self.int8_kernel!r} (not "
-                                    f"exact), and {self.kernel_path} holds no returns of this cell for them; record "
-                                    "them on this machine with: " + UPDATE_HINT.format(cell=cell))
+                                    f"exact), and {self.kernel_path} {holds}; record them on this machine with: "
+                                    + UPDATE_HINT.format(cell=cell))
             return {**fig, **own}
         if "returns" not in fig:
             raise BaselineError(f"{cell}: {self.figures_path} holds no returns of exact int8 kernels for this cell "

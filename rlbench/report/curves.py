@@ -61,9 +61,9 @@ def collect(idle: dict, runs: Path | None = None, policies: Path | None = None) 
             shipped, seed = _evals(meta.get("train_evals", [])), meta.get("seed", 0)
             if not shipped:
                 notes.append("meta.json has no training evaluations")
-            at = (meta.get("snapshot") or {}).get("steps")
-            if shipped and at != shipped[-1][0] and at in dict(shipped):
-                ships = (at, dict(shipped)[at])
+            at, evals = (meta.get("snapshot") or {}).get("steps"), dict(shipped)
+            if shipped and at != shipped[-1][0] and at in evals:
+                ships = (at, evals[at])
         else:
             notes.append("not shipped")
         training = _training_run(p, runs, seed) if runs is not None else ()
