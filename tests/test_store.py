@@ -59,6 +59,23 @@ def test_a_machines_figures_of_a_policy_since_retrained_read_as_unrecorded(tmp_p
     assert other.machine_cells()["A-baseline"]["ratios"] == {"x": 2.5}
 
 
+def test_drop_stale_removes_only_the_cells_of_a_policy_since_retrained_from_every_machine_and_kernel_class(tmp_path):
+    other = BaselineStore(tmp_path, "m2", int8_kernel="saturating")
+    int8 = {"runtime": "onnxruntime", "int8_weight_tensors": 2}
+    other.update({"A-ptdq": {**int8, "returns": [1.0], "policy_sha256": "old"},
+                  "B-ptdq": {**int8, "returns": [1.0], "policy_sha256": "b"}},
+                 {"A-ptdq": {"ratios": {"x": 2.0}}, "B-ptdq": {"ratios": {"x": 2.0}}})
+    assert other.drop_stale() == {}  # nothing retrained: nothing written
+    mine = BaselineStore(tmp_path, "m1")
+    mine.update({"A-ptdq": {**int8, "returns": [2.0], "policy_sha256": "new"}},
+                {"A-ptdq": {"ratios": {"x": 3.0}}})
+    dropped = mine.drop_stale()
+    assert dropped == {other.kernel_path: ["A-ptdq"], other.machine_path: ["A-ptdq"]}
+    assert set(json.loads(other.machine_path.read_text())["cells"]) == {"B-ptdq"}
+    assert set(json.loads(other.kernel_path.read_text())["cells"]) == {"B-ptdq"}
+    assert mine.machine_cells()["A-ptdq"]["ratios"] == {"x": 3.0}  # the new policy's own figures stay
+    assert mine.drop_stale() == {}
+
 def test_machine_figures_stored_without_a_policy_sha256_are_taken_as_the_stored_policys(tmp_path):
     store = BaselineStore(tmp_path, "m1")
     store.update({"A-baseline": {"returns": [1.0], "policy_sha256": "p"}}, {})

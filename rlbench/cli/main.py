@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trainer of the runs this starts: sbx applies to SAC, TD3 and DDPG, PPO and TRPO train "
                          "with sb3; runs already started keep theirs. Default: sb3")
     zt.set_defaults(func=_cmd_zoo_train)
+    from rlbench.cli.land import add_parser as add_land_parser
+
+    add_land_parser(zsub)
     rn = sub.add_parser("rss-noise", help="measure how far this machine's RSS deltas move from its stored ones "
                                           "(the RSS gate's floor)")
     rn.add_argument("--cells", metavar="A,B", default=None,
