@@ -138,7 +138,7 @@ def land(algo: str, env_id: str, repo: Path, record: bool = True, workers: int =
         print(f"  {path.relative_to(repo)}: drawn", flush=True)
 
     quoted = quoting_lines(repo, algo, env_id, generated)
-    print(f"\nStill by hand ({LANDING_DOC}, step 5): the figures these lines quote, the findings table of "
+    print(f"\nStill by hand ({LANDING_DOC}, step 3): the figures these lines quote, the findings table of "
           "docs/findings.md (baselines/findings.json), recommend.md's example, int8-kernels.md's tables "
           "(`rlbench int8-kernels`), compressions.md's int4 rows and zoo.md's saturation table:")
     for line in quoted:
