@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from rlbench.train.runs import markdown, runs
 
@@ -62,3 +63,30 @@ def test_a_best_that_does_not_beat_the_shipped_policy_is_no_candidate(tmp_baseli
     (row,) = runs(tmp_path, {"Hopper-v5": {"mean": -0.2}})
     assert row.shipped_return == 3500.0 and row.shipped_trained == 280_000 and not row.candidate
     assert "| 0 | no |" in markdown([row])
+
+
+def test_the_shipped_best_agent_is_no_candidate_and_a_later_one_is_judged_on_the_same_seeds(tmp_baselines, tmp_path,
+                                                                                             monkeypatch):
+    """The shipped policy's own confirmation (training-evaluation seeds) is what a run's best is set
+    against, not its return on the 50 evaluation seeds; and the agent it ships is no candidate."""
+    import rlbench.train.runs as mod
+
+    monkeypatch.setattr(mod, "is_shipped", lambda algo, env: True)
+
+    class Shipped:
+        meta = {"evaluation": {"mean": 9205.0}, "timesteps": 970_000, "trained_timesteps": 1_000_000, "seed": 0,
+                "snapshot": {"kind": "best", "steps": 970_000, "confirmation": {"return": 9387.0}}}
+
+    monkeypatch.setattr(mod, "load_shipped", lambda algo, env, verify: Shipped)
+    _run(tmp_path, "TD3-HalfCheetah-v5-s0", 1_000_000, [(1_000_000, 9391.0)], best=(970_000, 9387.0))
+    idle = {"HalfCheetah-v5": {"mean": 0.0}}
+    (row,) = runs(tmp_path, idle)
+    assert row.best_is_shipped and not row.candidate
+    assert markdown([row]).splitlines()[2].endswith("| shipped |")
+    for best, candidate in ((9380.0, False), (9400.0, True)):  # both above the 50-seed 9205
+        shutil.rmtree(tmp_path / "TD3-HalfCheetah-v5-s0")
+        _run(tmp_path, "TD3-HalfCheetah-v5-s0", 1_000_000, [(1_000_000, 9391.0)], best=(990_000, best))
+        (row,) = runs(tmp_path, idle)
+        assert not row.best_is_shipped and row.candidate is candidate, best
+    _run(tmp_path, "TD3-HalfCheetah-v5-s1", 1_000_000, [(1_000_000, 9391.0)], best=(970_000, 9390.0))
+    assert runs(tmp_path, idle)[1].candidate  # another seed's run: the shipped agent is not its

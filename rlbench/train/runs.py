@@ -36,22 +36,32 @@ class RunStatus:
     shipped_return: float | None
     shipped_trained: int | None
     stopped_early: bool
+    #: the shipped policy's confirmation on the training-evaluation seeds, and its step, where it is a
+    #: best agent of this run (a policy exported from elsewhere has neither)
+    shipped_confirmed: float | None = None
+    shipped_best_steps: int | None = None
+
+    @property
+    def best_is_shipped(self) -> bool:
+        return self.shipped_best_steps is not None and self.best_steps == self.shipped_best_steps
 
     @property
     def candidate(self) -> bool:
-        """The best agent's confirmation beats the shipped policy's return (or none is shipped) and
-        doing nothing's: worth exporting and measuring on the evaluation seeds."""
+        """The best agent's confirmation beats doing nothing's return and the shipped policy's (its
+        confirmation on the same seeds where it is a best agent of this run, so never itself; else its
+        return; or none is shipped): worth exporting and measuring on the evaluation seeds."""
         if self.best_return is None or (self.idle is not None and self.best_return <= self.idle):
             return False
-        return self.shipped_return is None or self.best_return > self.shipped_return
+        shipped = self.shipped_confirmed if self.shipped_confirmed is not None else self.shipped_return
+        return shipped is None or self.best_return > shipped
 
     def to_json(self) -> dict:
-        return {**asdict(self), "candidate": self.candidate}
+        return {**asdict(self), "candidate": self.candidate, "best_is_shipped": self.best_is_shipped}
 
 
 def run_status(root: Path, idle: dict) -> RunStatus | None:
     """The run in folder ``root`` (``ALGO-ENV-sSEED``), or None if it has no checkpoint or is no registered pair."""
-    name = root.name.rpartition("-s")[0]
+    name, _, seed = root.name.rpartition("-s")
     try:
         algo, env = name.split("-", 1)
         cfg = get_config(algo, env)
@@ -66,6 +76,8 @@ def run_status(root: Path, idle: dict) -> RunStatus | None:
     shipped = load_shipped(cfg.algo, cfg.env_id, verify=False).meta if is_shipped(cfg.algo, cfg.env_id) else None
     still = idle.get(cfg.env_id)
     evals = state.get("evals", [])
+    snap = (shipped or {}).get("snapshot") or {}
+    of_this_run = snap.get("kind") == "best" and str(shipped.get("seed")) == seed and "confirmation" in snap
     return RunStatus(
         run=root.name, pair=cfg.name, trainer=state.get("trainer", "sb3"), steps=int(state["num_timesteps"]),
         target=int(state.get("target_timesteps") or cfg.timesteps),
@@ -74,7 +86,9 @@ def run_status(root: Path, idle: dict) -> RunStatus | None:
         paper=PAPER.get((cfg.algo, env_short(cfg.env_id))), idle=still["mean"] if still else None,
         shipped_return=shipped["evaluation"]["mean"] if shipped else None,
         shipped_trained=(shipped.get("trained_timesteps", shipped["timesteps"]) if shipped else None),
-        stopped_early=bool(state.get("stopped_early")))
+        stopped_early=bool(state.get("stopped_early")),
+        shipped_confirmed=snap["confirmation"]["return"] if of_this_run else None,
+        shipped_best_steps=snap["steps"] if of_this_run else None)
 
 
 def runs(runs_root: Path, idle: dict) -> list[RunStatus]:
@@ -101,12 +115,13 @@ def markdown(rows: list[RunStatus]) -> str:
         best = "—" if r.best_return is None else f"{r.best_return:.0f} at {r.best_steps // 1000}k"
         shipped = "—" if r.shipped_return is None else f"{r.shipped_return:.0f} ({r.shipped_trained // 1000}k)"
         verdict = (f"**candidate**: `rlbench export {r.pair.split('-', 1)[0]} {r.pair.split('-', 1)[1]} --overwrite`"
-                   if r.candidate else "no")
+                   if r.candidate else "shipped" if r.best_is_shipped else "no")
         out.append(f"| {r.run} | {r.trainer} | {steps} | {_fig(r.last_return)} | {best} | {shipped} | {_fig(r.paper)} "
                    f"| {_fig(r.idle)} | {verdict} |")
     out += ["", "Training evaluations on 5 episodes, confirmations on 20, on the training-evaluation seeds; a "
-            "candidate's best agent beats the shipped policy's return and doing nothing's there. Export it, then "
-            "record its cells (docs/zoo.md)."]
+            "candidate's best agent beats doing nothing's return and the shipped policy's there (where the run "
+            "shipped its best, that agent's own confirmation; \"shipped\": the best is that agent). Export it, "
+            "then land it (docs/zoo.md)."]
     return "\n".join(out)
 
 
