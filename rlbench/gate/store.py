@@ -387,13 +387,12 @@ class BaselineStore:
         policy other than the one ``figures.json`` holds figures of (a retrained pair's old figures,
         which :meth:`machine_cells` and :meth:`require` already read as unrecorded), in one
         transaction. Returns the cells removed, per file."""
-        def stale(path: Path, figures: dict) -> list[str]:
-            return [c for c, m in read_record_file(path, fresh=True)["cells"].items()
-                    if not same_policy(m, figures.get(c))]
+        def stale(data: dict, figures: dict) -> list[str]:
+            return [c for c, m in data["cells"].items() if not same_policy(m, figures.get(c))]
 
         paths = sorted(p for d in RECORD_DIRS for p in (self.root / d).glob("*.json"))
         figures = read_record_file(self.figures_path)["cells"]
-        if not any(stale(p, figures) for p in paths):
+        if not any(stale(read_record_file(p), figures) for p in paths):
             return {}
         self._require_writable([self.root, *(p.parent for p in paths)])
         staging, dropped = io.Staging.create(self.root, is_record_file), {}
@@ -401,9 +400,9 @@ class BaselineStore:
             with io.update_lock(self.root), staging.active():
                 figures = read_record_file(self.figures_path, fresh=True)["cells"]
                 for path in paths:
-                    cells = stale(path, figures)
+                    data = read_record_file(path, fresh=True)  # our own copy, edited
+                    cells = stale(data, figures)
                     if cells:
-                        data = read_record_file(path, fresh=True)
                         data["cells"] = {c: v for c, v in data["cells"].items() if c not in cells}
                         io.atomic_write_json(path, data)  # staged
                         dropped[path] = cells
