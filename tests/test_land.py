@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench.cli.land import quoting_lines, splice, stale_artefacts
+from rlbench.cli.land import old_figures, quoting_lines, splice, stale_artefacts
 from rlbench.core.errors import RLBenchError
 
 TABLE = "| a | b |\n|---|---|\n| 1 | 2 |\n\nAt or above the paper: 1 of 2."
@@ -50,3 +50,28 @@ def test_quoting_lines_name_the_pair_in_the_docs_but_not_the_generated_tables(tm
     (tmp_path / "docs" / "x.md").write_text("SAC Hopper 3444\nthe TD3-Hopper-v5 cells\n")
     lines = quoting_lines(tmp_path, "TD3", "Hopper-v5", generated={saturated})
     assert lines == ["README.md:2: TD3 Hopper returns 935 here.", "docs/x.md:2: the TD3-Hopper-v5 cells"]
+
+
+def test_lines_quoting_the_old_policys_figures_are_listed_though_they_do_not_name_the_pair(tmp_path):
+    import json
+    import subprocess
+
+    meta = tmp_path / "baselines" / "policies" / "SAC-Ant-v5" / "meta.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"files": {"policy.pt": "old"},
+                                "evaluation": {"mean": 1323.4, "ci_low": 1131.2, "ci_high": 1510.0}}))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("nothing\n")
+    (tmp_path / "docs" / "zoo.md").write_text("* **SAC** at 200k: 1323 [1131, 1510], below the paper.\n"
+                                               "71323 steps, 1323.5 s, 11,323 and 1.1323 are other numbers.\n"
+                                               "a table row | 1,323 |\n")
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True)
+    assert old_figures(tmp_path, "SAC-Ant-v5") == []  # the working tree holds the committed policy
+    meta.write_text(json.dumps({"files": {"policy.pt": "new"}, "evaluation": {"mean": 3536.0, "ci_low": 3226.0,
+                                                                              "ci_high": 3797.0}}))
+    figures = old_figures(tmp_path, "SAC-Ant-v5")
+    assert figures == ["1,131", "1,323", "1,510", "1131", "1323", "1510"]
+    assert quoting_lines(tmp_path, "SAC", "Ant-v5", set(), figures) == [
+        "docs/zoo.md:1: * **SAC** at 200k: 1323 [1131, 1510], below the paper.", "docs/zoo.md:3: a table row | 1,323 |"]
+    assert old_figures(tmp_path / "docs", "SAC-Ant-v5") == []  # no such file there

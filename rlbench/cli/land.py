@@ -13,12 +13,15 @@ own export) this command does every step that is generated:
 4. the README's zoo matrix, docs/zoo.md's table and the learning curves, rewritten in place.
 
 What it cannot generate, the prose that quotes the pair's figures, it lists at the end, one line per
-place, for the commit to update by hand.
+place (each line naming the pair, or quoting the old policy's return or CI bounds as last
+committed), for the commit to update by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -69,14 +72,34 @@ def stale_artefacts(root: Path, pair: str, keep: set[Path]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{pair}-") and p not in keep)
 
 
-def quoting_lines(repo: Path, algo: str, env_id: str, generated: set[str]) -> list[str]:
-    """``FILE:LINE`` of every line of the README and docs/ naming the pair, but the generated ones."""
+def old_figures(repo: Path, pair: str) -> list[str]:
+    """The old policy's 50-seed return and CI bounds as the docs print them (``1323``, ``1,323``),
+    from ``meta.json`` as last committed, where the working tree holds another policy; three
+    digits or more, so that they name it. [] where git cannot tell."""
+    rel = f"baselines/policies/{pair}/meta.json"
+    try:
+        shown = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{rel}"], capture_output=True, text=True,
+                               timeout=30, check=False)
+        committed, current = json.loads(shown.stdout), json.loads((repo / rel).read_text(encoding="utf-8"))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    if committed.get("files") == current.get("files"):
+        return []  # not retrained since the last commit
+    ev = committed["evaluation"]
+    values = {round(v) for v in (ev["mean"], ev["ci_low"], ev["ci_high"]) if abs(v) >= 99.5}
+    return sorted({t for v in values for t in (str(v), f"{v:,}")})
+
+
+def quoting_lines(repo: Path, algo: str, env_id: str, generated: set[str], figures: list[str] = ()) -> list[str]:
+    """``FILE:LINE`` of every line of the README and docs/ naming the pair or quoting one of
+    ``figures`` (:func:`old_figures`) as a number of its own, but the generated ones."""
     short = env_id.split("-")[0]
     names = (f"{algo}-{env_id}", f"{algo} {short}", f"{algo} {env_id}")
+    number = re.compile(r"(?<![\w.,])(?:%s)(?!\w|[.,]\d)" % "|".join(map(re.escape, figures))) if figures else None
     out = []
     for path in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
         for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-            if line not in generated and any(name in line for name in names):
+            if line not in generated and (any(name in line for name in names) or number and number.search(line)):
                 out.append(f"{path.relative_to(repo)}:{n}: {line.strip()[:100]}")
     return out
 
@@ -101,6 +124,7 @@ def land(algo: str, env_id: str, repo: Path, record: bool = True, workers: int =
         raise RLBenchError(f"{repo}: no bench/ here; run `rlbench zoo land` from a checkout of the repository "
                            "(installed with `pip install -e .`)")
     sp = load_shipped(algo, env_id)
+    figures = old_figures(repo, pair)  # before anything is rewritten
     if not is_discrete(env_id) and sp.meta["evaluation"].get("action_saturation") is None:
         raise PolicyError(f"{sp.path / 'meta.json'}: no action saturation recorded; run "
                           f"`rlbench zoo saturation {pair} --write` first ({LANDING_DOC})")
@@ -137,10 +161,11 @@ def land(algo: str, env_id: str, repo: Path, record: bool = True, workers: int =
     for path in curves.write(curves.collect(still), repo / "docs" / "zoo"):
         print(f"  {path.relative_to(repo)}: drawn", flush=True)
 
-    quoted = quoting_lines(repo, algo, env_id, generated)
+    quoted = quoting_lines(repo, algo, env_id, generated, figures)
     print(f"\nStill by hand ({LANDING_DOC}, step 3): the figures these lines quote, the findings table of "
           "docs/findings.md (baselines/findings.json), recommend.md's example, int8-kernels.md's tables "
-          "(`rlbench int8-kernels`), compressions.md's int4 rows and zoo.md's saturation table:")
+          "(`rlbench int8-kernels`), compressions.md's int4 rows and zoo.md's saturation table"
+          + (f"; lines quoting the old policy's {', '.join(figures)} are among them" if figures else "") + ":")
     for line in quoted:
         print(f"  {line}")
     return 0
