@@ -47,6 +47,8 @@ class Metric(StrEnum):
     POLICY = "policy"
 
 
+#: How an ungated return's message names it (the run's summary lists those of cells it otherwise counts).
+RETURN_UNGATED = "return not gated"
 #: What a grid cell's test judges; the energy test judges ENERGY alone.
 CELL_METRICS = frozenset(Metric) - {Metric.ENERGY}
 IDENTITY_METRICS = frozenset({Metric.RETURN, Metric.MODEL_BYTES, Metric.PARAMETERS, Metric.SEEDS, Metric.POLICY})
@@ -236,8 +238,13 @@ def judge_cell(new: CellFigures, stored: CellFigures, tol: Tolerances, *,
                         f"(retrained or re-exported); record the pair's cells again with: "
                         f"pytest bench --rlbench-update-baselines -k {pair_of(cell)}")]
     out: list[Verdict] = []
+    hint = f"; record them with: {record_hint}" if record_hint else ""
+    where = f" for machine {stored.machine_id}" if stored.machine_id else ""
     if Metric.RETURN in scope and new.returns and stored.returns:
         out.append(check_return(cell, new.returns, stored.returns, tol.returns, idle=idle, seeds=new.seeds))
+    elif Metric.RETURN in scope and new.returns:  # e.g. an int8 kernel class that has not recorded this policy's
+        out.append(Verdict(Metric.RETURN, Status.UNGATED,
+                           f"{cell}: {RETURN_UNGATED}: no stored returns of the kernels it ran on{where}{hint}"))
     if Metric.SEEDS in scope and new.seeds and stored.seeds and tuple(new.seeds) != tuple(stored.seeds):
         out.append(check_exact(cell, Metric.SEEDS, list(new.seeds), list(stored.seeds)))
     if tol.memory.bytes_exact:
@@ -245,8 +252,6 @@ def judge_cell(new: CellFigures, stored: CellFigures, tol: Tolerances, *,
             out.append(check_exact(cell, Metric.MODEL_BYTES, dict(new.model_bytes), dict(stored.model_bytes)))
         if Metric.PARAMETERS in scope and new.params is not None and stored.params is not None:
             out.append(check_exact(cell, Metric.PARAMETERS, new.params, stored.params))
-    hint = f"; record them with: {record_hint}" if record_hint else ""
-    where = f" for machine {stored.machine_id}" if stored.machine_id else ""
     if Metric.LATENCY in scope:
         if stored.ratios is None:
             out.append(Verdict(Metric.LATENCY, Status.UNGATED,

@@ -26,7 +26,7 @@ from rlbench.core.io import Staging
 from rlbench.core.paths import baselines_dir
 from rlbench.core.versions import library_versions, machine_id
 from rlbench.gate import idle
-from rlbench.gate.checks import Status, outcome
+from rlbench.gate.checks import RETURN_UNGATED, Status, outcome
 from rlbench.grid.record import CellRecord, Energy, Outcome, RunContext
 from rlbench.gate.store import BaselineStore, Recording, is_record_file, recover, write_run
 from rlbench.grid import findings
@@ -592,12 +592,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if unrecorded:
             terminalreporter.write_line(
                 f"{len(unrecorded)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
-                f"{rs.store.machine_path}: their returns and bytes were checked, their latency and RSS were not. "
+                f"{rs.store.machine_path}: their returns (but as listed below) and bytes were checked, their latency "
+                "and RSS were not. "
                 "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
                 f"(first: {', '.join(unrecorded[:3])}{' ...' if len(unrecorded) > 3 else ''})")
-        for c in (c for c in ungated if c not in unrecorded):
+        for c in ungated:
             for note in rs.outcomes[c].notes:
-                terminalreporter.write_line(note)
+                if c not in unrecorded or RETURN_UNGATED in note:
+                    terminalreporter.write_line(note)
     unsettled = rs.with_outcome(Status.UNSETTLED)
     if unsettled:
         terminalreporter.section("rlbench: unsettled cells (a latency ratio above its limit, CI reaching below "
