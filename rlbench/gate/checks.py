@@ -225,7 +225,7 @@ def judge_cell(new: CellFigures, stored: CellFigures, tol: Tolerances, *,
                rss_noise: Mapping[str, float] | None = None, record_hint: str = "") -> list[Verdict]:
     """Every verdict of one cell: ``new`` against ``stored``, for the metrics in ``scope``.
 
-    A stored figure the new side lacks, or a machine figure the stored side lacks, is an
+    A stored figure the new side lacks, or a return or machine figure the stored side lacks, is an
     ``UNGATED`` verdict naming what went unchecked (``record_hint``: the command that records
     it), never a silent pass. Figures from another policy are one ``POLICY`` failure and nothing else: every
     other figure would differ for a reason that is not a regression.

@@ -592,7 +592,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if unrecorded:
             terminalreporter.write_line(
                 f"{len(unrecorded)} of {len(rs.results)} cells have no figures for machine {rs.store.machine_id} in "
-                f"{rs.store.machine_path}: their returns (but as listed below) and bytes were checked, their latency "
+                f"{rs.store.machine_path}: their returns (but any listed below) and bytes were checked, their latency "
                 "and RSS were not. "
                 "Record this machine's figures with: pytest bench --rlbench-record-machine -k '<cells>' "
                 f"(first: {', '.join(unrecorded[:3])}{' ...' if len(unrecorded) > 3 else ''})")
