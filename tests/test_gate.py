@@ -28,6 +28,8 @@ from rlbench.core.paths import baselines_dir
 
 #: The stored machine whose figures these tests plant faults in (the most complete one).
 MACHINE = "x86_64-2cpu-3b5c9dc18c"
+#: The row the verdict tests plant faults in: a pair at the paper's return at its full budget, so not
+#: retrained (a retrained pair's figures leave MACHINE with its old policy).
 ROW = "TRPO-Hopper-v5"
 
 
@@ -195,10 +197,13 @@ def test_an_int8_slowdown_alone_fails_a_row_of_int8_cells_naming_the_kernels(sto
 
     figures, machine = stored
     rng = np.random.default_rng(11)
-    row = {c: m["ratios"] for c, m in machine.items() if c.split("-")[1] == "Humanoid" and c in figures
-           and "variant/fp32" in m.get("ratios", {}) and kernel_class(figures[c]) == "onnxruntime-int8"}
+    int8 = {c: m["ratios"] for c, m in machine.items() if c in figures
+            and "variant/fp32" in m.get("ratios", {}) and kernel_class(figures[c]) == "onnxruntime-int8"}
+    # the environment with the most such cells stored: a retrained pair's leave with its old policy
+    env = max(sorted({c.split("-")[1] for c in int8}), key=lambda e: sum(c.split("-")[1] == e for c in int8))
+    row = {c: r for c, r in int8.items() if c.split("-")[1] == env}
     kernels = {c: kernel_class(figures[c]) for c in row}
-    assert len(row) >= 15
+    assert len(row) >= 15, f"{env}: {len(row)} int8 cells stored on {MACHINE}"
 
     def run(slow):
         return {c: ({**r, "variant/fp32": r["variant/fp32"] * float(rng.lognormal(0, 0.04)) * slow}, r)

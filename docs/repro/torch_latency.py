@@ -46,6 +46,8 @@ import torch
 def load(path: Path):
     payload = torch.load(path, map_location="cpu", weights_only=True)
     spec, sd = payload["spec"], payload["state_dict"]
+    if spec.get("discrete", False):
+        raise SystemExit(f"{path}: a discrete policy; this script times the continuous ones")
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[spec["activation"]]
     layers, width = [], spec["obs_dim"]
     for w in spec["hidden"]:
@@ -57,7 +59,6 @@ def load(path: Path):
     head.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("head.")})
     mean, std, low, high = sd["obs_mean"], sd["obs_std"], sd["act_low"], sd["act_high"]
     half, mid = (high - low) / 2, (high + low) / 2
-    discrete = spec.get("discrete", False)
 
     def torch_call(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -88,8 +89,6 @@ def load(path: Path):
         return np.maximum(np.minimum(x, n_high), n_low)
 
     obs = np.zeros((1, spec["obs_dim"]), dtype=np.float32)
-    if discrete:
-        raise SystemExit(f"{path}: a discrete policy; this script times the continuous ones")
     return (lambda: torch_call(obs)), (lambda: numpy_call(obs))
 
 
