@@ -136,3 +136,31 @@ def test_a_run_resumed_without_a_best_agent_confirms_its_checkpoint_first(tmp_ba
           early_stop=False)
     assert calls == [(300, 20), (600, 5)]  # 600's 50 is below the confirmed 55: not confirmed
     assert json.loads((best_checkpoint(paths) / "state.json").read_text())["best"]["steps"] == 300
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "sbx"])
+def test_a_warm_start_continues_the_shipped_agent(tmp_baselines, trainer):
+    """--init-from-shipped: the new run's agent is the shipped one (before its first update it scores
+    exactly what the shipped agent scored on the same seeds), counts on from the shipped steps, and
+    its export says what it was continued from."""
+    if trainer == "sbx":
+        pytest.importorskip("sbx")
+    train("TD3", "Hopper", timesteps=300, checkpoint_every=300, eval_episodes=2, progress=False, early_stop=False)
+    shipped = json.loads((tmp_baselines / "policies" / "TD3-Hopper-v5" / "meta.json").read_text())
+    train("TD3", "Hopper", timesteps=600, checkpoint_every=300, seed=1, init_from_shipped=True, overwrite=True,
+          eval_episodes=2, progress=False, early_stop=False, trainer=trainer)
+    state = json.loads((latest_checkpoint(run_dir(get_config("TD3", "Hopper"), 1)) / "state.json").read_text())
+    assert state["init"]["steps"] == 300 and state["init"]["agent_sha256"] == shipped["files"]["agent.pt"]["sha256"]
+    assert [e["steps"] for e in state["evals"]] == [600]  # one chunk: 300 shipped + 300 new
+    assert state["evals"][0]["return"] == shipped["train_evals"][0]["return"]  # learning_starts: no update yet
+    meta = json.loads((tmp_baselines / "policies" / "TD3-Hopper-v5" / "meta.json").read_text())
+    assert meta["init"]["agent_sha256"] == shipped["files"]["agent.pt"]["sha256"]
+    assert meta["regenerate"].endswith("--init-from-shipped")
+    assert any("--init-from-shipped" in d for d in meta["hyperparameters"]["departures"])
+
+
+def test_a_warm_start_needs_a_shipped_off_policy_agent(tmp_baselines):
+    with pytest.raises(RLBenchError, match="TD3-Hopper-v5"):
+        train("TD3", "Hopper", timesteps=600, init_from_shipped=True, export=False, progress=False)
+    with pytest.raises(RLBenchError, match="not PPO"):
+        train("PPO", "Hopper", timesteps=600, init_from_shipped=True, export=False, progress=False)

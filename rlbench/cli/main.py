@@ -17,7 +17,7 @@ def _cmd_train(args) -> int:
 
     out = train(args.algo, args.env, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
                 checkpoint_every=args.checkpoint_every, export=not args.no_export, overwrite=args.overwrite,
-                eval_episodes=args.eval_episodes, trainer=args.trainer)
+                eval_episodes=args.eval_episodes, trainer=args.trainer, init_from_shipped=args.init_from_shipped)
     if out is not None:
         print(f"shipped policy written to {out}")
     return 0
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="who runs the updates of a new run: sb3, or sbx (JAX; SAC, TD3, DDPG; pip install -e "
                         "'.[train-sbx]'); the policy shipped is SB3's either way, and a resumed run keeps its own. "
                         "Default: sb3")
+    t.add_argument("--init-from-shipped", action="store_true",
+                   help="start a new SAC, TD3 or DDPG run from the shipped policy's agent.pt and step count "
+                        "(a new replay buffer and optimiser states), e.g. when the run's checkpoint is gone")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="ship a run's best agent (or its latest checkpoint) as baselines/policies/ALGO-ENV")

@@ -52,10 +52,10 @@ from torch import nn
 from rlbench.compress.fakequant import QuantLinear, QuantPolicy
 from rlbench.compress.calibration import calibration_observations
 from rlbench.compress.registry import MethodInfo, Source
-from rlbench.core.errors import CompressionError
+from rlbench.core.errors import CompressionError, PolicyError
 from rlbench.core.io import sha256_bytes, sha256_file
 from rlbench.core.threads import torch_threads
-from rlbench.zoo.agents import build_model, make_vec_env
+from rlbench.zoo.agents import build_model, load_agent_state, make_vec_env
 from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
 
 #: Distillation settings. Changing any changes the artefact bytes: bump the qat and gmp method versions.
@@ -297,19 +297,11 @@ class OffPolicy:
         cfg = dataclasses.replace(cfg, kwargs=kwargs)
         self.algo, self.plan = algo, plan
         self.env_seed = CALIBRATION_SEED_BASE + RL_ENV_SEED_OFFSET + seed
-        self.model = model = build_model(cfg, make_vec_env(cfg, self.env_seed), seed)
+        self.model = build_model(cfg, make_vec_env(cfg, self.env_seed), seed)
         try:
-            missing, unexpected = model.policy.load_state_dict(state, strict=False)
-        except RuntimeError as exc:
-            raise CompressionError(f"{method}: {agent_pt} does not fit the {algo} agent rebuilt from the registry "
-                                   f"({str(exc).splitlines()[0]})") from exc
-        if unexpected or any("_target" not in k for k in missing):
-            raise CompressionError(f"{method}: {agent_pt} does not fit the rebuilt {algo} agent "
-                                   f"(missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]})")
-        with torch.no_grad():
-            model.critic_target.load_state_dict(model.critic.state_dict())
-            if algo != "SAC":
-                model.actor_target.load_state_dict(model.actor.state_dict())
+            load_agent_state(self.model, agent, agent_pt)
+        except PolicyError as exc:
+            raise CompressionError(f"{method}: {exc}") from exc
 
     def actor_slots(self) -> list[tuple[nn.Module, str]]:
         return _actor_slots(self.model, self.algo)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-from rlbench.core.errors import RLBenchError
+from rlbench.core.errors import PolicyError, RLBenchError
 from rlbench.core.paths import policies_dir
 from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
@@ -98,6 +98,48 @@ def should_stop_early(evals: list[dict], bar: dict) -> bool:
     return len(last) == int(bar["evals"]) and all(e["return"] >= bar["bar"] for e in last)
 
 
+# ------------------------------------------------------------------ warm start
+#: Where SAC's entropy coefficient restarts in a warm start: ``agent.pt`` does not hold it, and SB3's
+#: ``auto`` starts at 1.0, which would swamp a trained policy's objective in the first updates.
+WARM_START_ENT_COEF = 0.01
+
+
+def warm_start(cfg: AlgoEnvConfig, seed: int, trainer: str):
+    """A new off-policy run that continues the shipped policy's agent: its actor and critics (target
+    networks copied from them), its step count, a new replay buffer that the registry's
+    ``learning_starts`` steps of uniform actions refill before the first update, fresh optimiser
+    states, and environments and noise seeded with ``seed`` + the agent's steps. Returns (model, state)."""
+    # deferred: it loads torch, which importing this module does not
+    from rlbench.compress.finetune import load_agent
+    from rlbench.zoo.shipped import load_shipped
+
+    if cfg.algo not in OFF_POLICY:
+        raise RLBenchError(f"--init-from-shipped continues SAC, TD3 or DDPG agents, not {cfg.algo}")
+    shipped = load_shipped(cfg.algo, cfg.env_id)  # verifies the files against meta.json
+    meta = shipped.meta
+    if meta.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
+        raise RLBenchError(f"{shipped.path} was trained on {cfg.env_id} with keywords {meta.get('env_kwargs', {})}, "
+                           f"the registry now makes it with {env_kwargs(cfg.env_id)}; train {cfg.name} from scratch")
+    steps = int(meta["timesteps"])
+    try:
+        agent = load_agent(shipped.agent_pt)
+    except RLBenchError as exc:
+        raise PolicyError(str(exc)) from exc
+    model = build_model(cfg, make_vec_env(cfg, seed + steps), seed + steps, trainer, agent=agent,
+                        source=shipped.agent_pt, ent_coef=WARM_START_ENT_COEF)
+    model.num_timesteps = steps
+    model.learning_starts = steps + int(cfg.kwargs.get("learning_starts", 100))
+    state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
+             "num_timesteps": steps, "wall_seconds": 0.0, "evals": [], "resumed": 0,
+             "init": {"from": f"baselines/policies/{cfg.name}", "steps": steps,
+                      "agent_sha256": meta["files"]["agent.pt"]["sha256"],
+                      "return": meta["evaluation"]["mean"], "trainer": meta.get("trainer", "sb3"),
+                      "train_wall_seconds": meta.get("train_wall_seconds"), "seed": meta.get("seed")}}
+    if cfg.algo == "SAC":
+        state["init"]["ent_coef"] = WARM_START_ENT_COEF
+    return model, state
+
+
 # ------------------------------------------------------------------ the training loop
 class RunBusyError(RLBenchError):
     """Another process is training this run."""
@@ -125,9 +167,10 @@ def _default_trainer(algo: str) -> str:
 def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resume: bool = False,
           checkpoint_every: int | None = None, export: bool = True, overwrite: bool = False,
           eval_episodes: int = 50, progress: bool = True, early_stop: bool = True,
-          trainer: str | None = None) -> Path | None:
+          trainer: str | None = None, init_from_shipped: bool = False) -> Path | None:
     """Train (or resume) one run and export it. ``trainer`` applies to a new run (default: see
-    :func:`_default_trainer`); a resumed run keeps its own, and naming another is an error."""
+    :func:`_default_trainer`); a resumed run keeps its own, and naming another is an error.
+    ``init_from_shipped``: a new run starts from the shipped policy's agent (:func:`warm_start`)."""
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
@@ -160,6 +203,11 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
     if ckpt is not None:
         model, state = load_checkpoint(cfg, seed, ckpt)
         state["resumed"] = state.get("resumed", 0) + 1
+        if init_from_shipped and "init" not in state:
+            raise RLBenchError(f"{paths.root} holds a run that started from fresh weights; resume it without "
+                               f"--init-from-shipped, or delete the folder to start over from the shipped agent")
+    elif init_from_shipped:
+        model, state = warm_start(cfg, seed, trainer)
     else:
         model = build_model(cfg, make_vec_env(cfg, seed), seed, trainer)
         state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
@@ -263,6 +311,11 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         from rlbench.zoo.sbx_convert import DEPARTURES
 
         departures += DEPARTURES
+    init = run.get("init")
+    if init is not None:
+        departures.append(f"continued from the agent shipped before it ({init['steps']} steps, agent.pt sha256 "
+                          f"{init['agent_sha256'][:12]}, in the repository's history) with a new replay buffer "
+                          f"and optimiser states (rlbench train --init-from-shipped)")
     model = sb3_agent(model, cfg)
     dep = deployable_from_sb3(model, vn)
     rec = evaluate_returns(TorchPredictor(dep), cfg.env_id, eval_seeds(eval_episodes), label=cfg.name,
@@ -283,7 +336,7 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "timesteps": int(model.num_timesteps), "trained_timesteps": int(run["num_timesteps"]),
         "target_timesteps": int(run.get("target_timesteps", 0)), "snapshot": shipped,
         "budget_complete": int(run["num_timesteps"]) >= cfg.timesteps or bool(run.get("stopped_early")),
-        "stopped_early": run.get("stopped_early"), "env_kwargs": run.get("env_kwargs", {}),
+        "stopped_early": run.get("stopped_early"), "env_kwargs": run.get("env_kwargs", {}), "init": init,
         "seed": seed, "trainer": trainer, "train_wall_seconds": round(run["wall_seconds"], 1), "train_evals": run["evals"],
         "hyperparameters": {"kwargs": cfg.kwargs, "normalize": cfg.normalize, "n_envs": cfg.n_envs,
                             "action_noise_std": cfg.action_noise_std, "source": cfg.source,
@@ -292,7 +345,8 @@ def export_run(algo: str, env: str, seed: int = 0, overwrite: bool = False, eval
         "gymnasium": gymnasium.__version__,
         "evaluation": rec.to_json(),
         "regenerate": f"rlbench train {cfg.algo} {cfg.env_id} --timesteps {int(run['num_timesteps'])} --seed {seed}"
-                      + (f" --trainer {trainer}" if trainer != "sb3" else ""),
+                      + (f" --trainer {trainer}" if trainer != "sb3" else "")
+                      + (" --init-from-shipped" if init is not None else ""),
     }
     e.close()
     return write_policy_dir(policies_dir() / cfg.name, dep, agent_state(model, vn), meta, overwrite=overwrite)

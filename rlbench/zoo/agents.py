@@ -12,6 +12,11 @@ replay buffer): that is what the export ships.
 All hyperparameters used are constant (no schedules), so chunked ``learn`` calls train the same
 algorithm as one long call.
 
+``--init-from-shipped`` starts a new off-policy run from the shipped policy's ``agent.pt`` instead of
+fresh weights (:func:`load_agent_state`), so a run whose checkpoint is gone continues from the last
+agent that landed: it loses the steps since then, the replay buffer (refilled by a new
+``learning_starts`` warm-up) and the optimiser states, none of which ``agent.pt`` holds.
+
 ``--trainer sbx`` trains SAC, TD3 or DDPG with SBX (JAX) instead, set up as SB3's algorithm and
 converted to the SB3 agent for every evaluation and the export (:mod:`rlbench.zoo.sbx_convert`), so
 what ships is the same kind of file. A run keeps the trainer it started with.
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlbench.core.errors import RLBenchError
+from rlbench.core.errors import PolicyError, RLBenchError
 from rlbench.core.io import replace_dir
 from rlbench.core.paths import runs_dir
 from rlbench.zoo.registry import AlgoEnvConfig
@@ -103,10 +108,13 @@ def make_vec_env(cfg: AlgoEnvConfig, seed: int):
     return venv
 
 
-def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3"):
+def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3", agent: dict | None = None,
+                source: Path | None = None, ent_coef: float | None = None):
     """A fresh SB3 agent with the registry's hyperparameters (also used to rebuild shipped agents).
 
     With ``trainer="sbx"``, the SBX agent that trains it: same hyperparameters, same initial weights.
+    With ``agent`` (an ``agent.pt`` read from ``source``), it starts from that agent's networks
+    (:func:`load_agent_state`; SAC's entropy coefficient from ``ent_coef``).
     """
     if trainer == "sbx":
         _algo_class(cfg.algo, trainer)  # an on-policy algorithm or a missing install, named before building
@@ -118,12 +126,42 @@ def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3")
         n = env.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise_std * np.ones(n))
     model = _algo_class(cfg.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    if agent is not None:
+        load_agent_state(model, agent, source or Path("agent.pt"), ent_coef)
     if trainer == "sbx":
         # deferred: it loads SBX (JAX) and torch, which importing this module does not
         from rlbench.zoo.sbx_convert import from_sb3
 
         return from_sb3(model, cfg.kwargs)
     return model
+
+
+def load_agent_state(model, agent: dict, source: Path, ent_coef: float | None = None) -> None:
+    """Set the SB3 off-policy agent ``model``'s actor and critics to ``agent``'s (an ``agent.pt``
+    read from ``source``) and its target networks to copies of them, which ``agent.pt`` does not hold.
+
+    ``agent.pt`` holds no SAC entropy coefficient either: ``ent_coef`` (default: the model's own,
+    SB3's ``auto`` starts at 1.0) is where SAC's restarts.
+    """
+    import torch
+
+    if agent.get("vecnormalize") is not None:
+        raise PolicyError(f"{source}: agents trained with VecNormalize cannot be loaded into an off-policy agent")
+    algo = type(model).__name__
+    try:
+        missing, unexpected = model.policy.load_state_dict(agent["policy_state"], strict=False)
+    except RuntimeError as exc:
+        raise PolicyError(f"{source} does not fit the {algo} agent rebuilt from the registry "
+                          f"({str(exc).splitlines()[0]})") from exc
+    if unexpected or any("_target" not in k for k in missing):
+        raise PolicyError(f"{source} does not fit the rebuilt {algo} agent "
+                          f"(missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]})")
+    with torch.no_grad():
+        model.critic_target.load_state_dict(model.critic.state_dict())
+        if getattr(model, "actor_target", None) is not None:
+            model.actor_target.load_state_dict(model.actor.state_dict())
+        if ent_coef is not None and getattr(model, "log_ent_coef", None) is not None:
+            model.log_ent_coef.fill_(float(np.log(ent_coef)))
 
 
 def sb3_agent(model, cfg: AlgoEnvConfig):
