@@ -252,3 +252,22 @@ def test_rss_noise_is_the_largest_move_from_the_stored_deltas_and_is_stored(tmp_
     assert BaselineStore(tmp_path, MACHINE).machine_rss_noise() == {k: 122_880.0 for k in rec.bytes}
     with pytest.raises(Exception, match="no RSS figures stored"):
         rss_noise.measure(store, [f"{ROW}-ptdq"], progress=lambda line: None)
+
+
+def test_rss_noise_measures_the_onnx_runtime_graphs_by_default_and_adds_a_checking_runs_moves(tmp_path, stored,
+                                                                                              monkeypatch):
+    """The default cells hold fp16 and int8 graphs, whose deltas move most; a cell also in a checking
+    run keeps the larger of its two moves."""
+    from rlbench.grid import rss_noise
+
+    figures, machine = stored
+    cells = [f"{ROW}-baseline", f"{ROW}-fp16", f"{ROW}-l1-0.30"]
+    store = _store_of(tmp_path, figures, machine, cells)
+    assert rss_noise.default_cells(store) == sorted(cells[:2])
+    monkeypatch.setattr(rss_noise, "cell_memory",
+                        lambda shipped, art: {k: v + 8192 for k, v in machine[f"{ROW}-fp16"]["memory"].items()})
+    monkeypatch.setattr(rss_noise, "build_variant", lambda c, s: None)
+    monkeypatch.setattr(rss_noise, "load_shipped", lambda a, e: None)
+    checking = {f"{ROW}-fp16": {"rss_delta_bytes": -300_000}}
+    rec = rss_noise.measure(store, [f"{ROW}-fp16"], progress=lambda line: None, moves=checking)
+    assert rec.bytes["rss_delta_bytes"] == 300_000 and rec.moves[f"{ROW}-fp16"]["rss_delta_bytes_arena_off"] == 8192

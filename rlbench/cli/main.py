@@ -283,10 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("rss-noise", help="measure how far this machine's RSS deltas move from its stored ones "
                                           "(the RSS gate's floor)")
     rn.add_argument("--cells", metavar="A,B", default=None,
-                    help="cells to measure. Default: every pair's baseline cell with stored RSS figures")
+                    help="cells to measure. Default: every pair's baseline, fp16, int8pc and ptsq cells with "
+                         "stored RSS figures")
     rn.add_argument("--from", dest="results", metavar="RESULTS.json", nargs="+", default=None,
-                    help="also the cells of these checking runs' --benchmark-json files (this machine's); "
-                         "without --cells, only those")
+                    help="also the cells of these checking runs' --benchmark-json files (this machine's)")
     rn.add_argument("--write", action="store_true", help="store the result in baselines/machines/<id>.json")
     rn.set_defaults(func=_cmd_rss_noise)
     b = sub.add_parser("baselines", help="the stored baselines: check them, apply figures an update could not write")
