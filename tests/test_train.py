@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -164,3 +165,21 @@ def test_a_warm_start_needs_a_shipped_off_policy_agent(tmp_baselines):
         train("TD3", "Hopper", timesteps=600, init_from_shipped=True, export=False, progress=False)
     with pytest.raises(RLBenchError, match="not PPO"):
         train("PPO", "Hopper", timesteps=600, init_from_shipped=True, export=False, progress=False)
+
+
+def test_a_sac_warm_start_restarts_at_the_agents_entropy_coefficient():
+    """agent.pt records SAC's log entropy coefficient; one that does not restarts at the fallback."""
+    from rlbench.zoo.agents import build_model, load_agent_state, make_vec_env
+    from rlbench.zoo.export import agent_state
+
+    cfg = get_config("SAC", "Hopper")
+    trained = build_model(cfg, make_vec_env(cfg, 0), 0)
+    trained.log_ent_coef.data.fill_(-2.5)
+    agent = agent_state(trained)
+    assert agent["log_ent_coef"] == -2.5
+    fresh = build_model(cfg, make_vec_env(cfg, 1), 1)
+    load_agent_state(fresh, agent, source=None, ent_coef=0.01)
+    assert fresh.log_ent_coef.item() == -2.5
+    del agent["log_ent_coef"]
+    load_agent_state(fresh, agent, source=None, ent_coef=0.01)
+    assert fresh.log_ent_coef.item() == pytest.approx(math.log(0.01))

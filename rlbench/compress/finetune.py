@@ -299,7 +299,8 @@ class OffPolicy:
         self.env_seed = CALIBRATION_SEED_BASE + RL_ENV_SEED_OFFSET + seed
         self.model = build_model(cfg, make_vec_env(cfg, self.env_seed), seed)
         try:
-            load_agent_state(self.model, agent, agent_pt)
+            # SAC's coefficient starts at SAC_ENT_COEF whatever the agent's, so an artefact does not depend on it
+            load_agent_state(self.model, {k: v for k, v in agent.items() if k != "log_ent_coef"}, agent_pt)
         except PolicyError as exc:
             raise CompressionError(f"{method}: {exc}") from exc
 

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 
 from rlbench.core.errors import PolicyError, RLBenchError
 from rlbench.core.paths import policies_dir
@@ -99,8 +100,8 @@ def should_stop_early(evals: list[dict], bar: dict) -> bool:
 
 
 # ------------------------------------------------------------------ warm start
-#: Where SAC's entropy coefficient restarts in a warm start: ``agent.pt`` does not hold it, and SB3's
-#: ``auto`` starts at 1.0, which would swamp a trained policy's objective in the first updates.
+#: Where SAC's entropy coefficient restarts in a warm start from an ``agent.pt`` that does not hold
+#: it: SB3's ``auto`` starts at 1.0, which would swamp a trained policy's objective in the first updates.
 WARM_START_ENT_COEF = 0.01
 
 
@@ -136,7 +137,8 @@ def warm_start(cfg: AlgoEnvConfig, seed: int, trainer: str):
                       "return": meta["evaluation"]["mean"], "trainer": meta.get("trainer", "sb3"),
                       "train_wall_seconds": meta.get("train_wall_seconds"), "seed": meta.get("seed")}}
     if cfg.algo == "SAC":
-        state["init"]["ent_coef"] = WARM_START_ENT_COEF
+        state["init"]["ent_coef"] = (float(np.exp(agent["log_ent_coef"])) if agent.get("log_ent_coef") is not None
+                                     else WARM_START_ENT_COEF)
     return model, state
 
 

@@ -140,8 +140,8 @@ def load_agent_state(model, agent: dict, source: Path, ent_coef: float | None = 
     """Set the SB3 off-policy agent ``model``'s actor and critics to ``agent``'s (an ``agent.pt``
     read from ``source``) and its target networks to copies of them, which ``agent.pt`` does not hold.
 
-    ``agent.pt`` holds no SAC entropy coefficient either: ``ent_coef`` (default: the model's own,
-    SB3's ``auto`` starts at 1.0) is where SAC's restarts.
+    SAC's entropy coefficient restarts at the agent's (``log_ent_coef``, in the ``agent.pt`` of
+    exports that record it), else at ``ent_coef`` (default: the model's own; SB3's ``auto`` starts at 1.0).
     """
     import torch
 
@@ -160,8 +160,11 @@ def load_agent_state(model, agent: dict, source: Path, ent_coef: float | None = 
         model.critic_target.load_state_dict(model.critic.state_dict())
         if getattr(model, "actor_target", None) is not None:
             model.actor_target.load_state_dict(model.actor.state_dict())
-        if ent_coef is not None and getattr(model, "log_ent_coef", None) is not None:
-            model.log_ent_coef.fill_(float(np.log(ent_coef)))
+        if getattr(model, "log_ent_coef", None) is not None:
+            if agent.get("log_ent_coef") is not None:
+                model.log_ent_coef.fill_(float(agent["log_ent_coef"]))
+            elif ent_coef is not None:
+                model.log_ent_coef.fill_(float(np.log(ent_coef)))
 
 
 def sb3_agent(model, cfg: AlgoEnvConfig):

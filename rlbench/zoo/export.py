@@ -93,10 +93,13 @@ def deployable_from_sb3(model, vecnormalize=None) -> DeployablePolicy:
 
 
 def agent_state(model, vecnormalize=None) -> dict[str, Any]:
-    """SB3 policy weights (actor + critic, no target nets or optimiser) + VecNormalize statistics."""
+    """SB3 policy weights (actor + critic, no target nets or optimiser), SAC's log entropy
+    coefficient, and VecNormalize statistics."""
     sd = {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items() if "_target" not in k}
     algo = getattr(model, "rlbench_algo", type(model).__name__.upper())
     out: dict[str, Any] = {"format": "rlbench.agent/1", "algo": algo, "policy_state": sd}
+    if getattr(model, "log_ent_coef", None) is not None:
+        out["log_ent_coef"] = float(model.log_ent_coef.detach())
     if vecnormalize is not None:
         out["vecnormalize"] = {
             "obs_mean": torch.as_tensor(vecnormalize.obs_rms.mean), "obs_var": torch.as_tensor(vecnormalize.obs_rms.var),
