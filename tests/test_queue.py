@@ -14,11 +14,11 @@ def trained(monkeypatch, tmp_baselines):
     """What the queue trains, in order, instead of training it; a pair in ``busy`` is another process's."""
     calls, busy = [], set()
 
-    def fake_train(algo, env, seed=0, resume=False, overwrite=False, trainer=None):
+    def fake_train(algo, env, seed=0, resume=False, overwrite=False, trainer=None, init_from_shipped=False):
         name = f"{algo}-{env}"
         if name in busy:
             raise RunBusyError(f"{name} is being trained by another process")
-        calls.append((name, trainer))
+        calls.append((name, trainer) + (("warm",) if init_from_shipped else ()))
 
     monkeypatch.setattr(queue, "train", fake_train)
     return calls, busy
@@ -96,3 +96,14 @@ def test_a_started_run_keeps_its_trainer_and_a_shipped_full_budget_pair_is_skipp
     monkeypatch.setattr(queue, "finished", lambda cfg: "shipped from 1000000 steps" if cfg.algo == "PPO" else None)
     queue.train_queue(["SAC-Hopper-v5", "TD3-Hopper-v5", "PPO-Hopper-v5"], trainer="sbx")
     assert calls == [("SAC-Hopper-v5", None), ("TD3-Hopper-v5", "sbx")]
+
+
+def test_init_from_shipped_warm_starts_only_new_off_policy_runs_of_shipped_pairs(trained, monkeypatch):
+    calls, _ = trained
+    monkeypatch.setattr(queue, "latest_checkpoint", lambda paths: paths.root if "SAC" in paths.root.name else None)
+    monkeypatch.setattr(queue, "finished", lambda cfg: None)
+    monkeypatch.setattr(queue, "is_shipped", lambda algo, env: algo != "DDPG")
+    queue.train_queue(["SAC-Hopper-v5", "TD3-Hopper-v5", "DDPG-Hopper-v5", "PPO-Hopper-v5"], trainer="sbx",
+                      init_from_shipped=True)
+    assert calls == [("SAC-Hopper-v5", None), ("TD3-Hopper-v5", "sbx", "warm"), ("DDPG-Hopper-v5", "sbx"),
+                     ("PPO-Hopper-v5", None)]

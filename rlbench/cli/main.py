@@ -152,9 +152,9 @@ def _cmd_zoo_train(args) -> int:
     if bool(args.pairs) == bool(args.queue):
         raise SystemExit("rlbench zoo train: give either pairs or --queue FILE")
     if args.queue:
-        train_queue_file(args.queue, args.seed)
+        train_queue_file(args.queue, args.seed, args.init_from_shipped)
     else:
-        train_queue(args.pairs, args.seed, args.trainer)
+        train_queue(args.pairs, args.seed, args.trainer, args.init_from_shipped)
     return 0
 
 
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     zt.add_argument("--trainer", choices=("sb3", "sbx"), default=None,
                     help="trainer of the runs this starts: sbx applies to SAC, TD3 and DDPG, PPO and TRPO train "
                          "with sb3; runs already started keep theirs. Default: sb3")
+    zt.add_argument("--init-from-shipped", action="store_true",
+                    help="a SAC, TD3 or DDPG pair without a checkpoint starts its new run from the shipped agent "
+                         "(rlbench train --init-from-shipped) instead of fresh weights")
     zt.set_defaults(func=_cmd_zoo_train)
     from rlbench.cli.land import add_parser as add_land_parser
 

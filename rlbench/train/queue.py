@@ -5,7 +5,8 @@ trains the lines of a file, ``ALGO-ENV`` or ``ALGO-ENV:TRAINER``, one at a time 
 reads the file again before each pair, so lines added while it trains are taken in their turn, and
 removes a line only once its pair has finished, so a queue that is killed resumes where it was.
 Two processes can share one file: a pair another process is training (its run is locked) is passed
-over. A pair shipped from its full budget (or from a run that stopped early) is skipped; a policy
+over. With ``--init-from-shipped``, a pair without a checkpoint (its machine lost it) starts its new
+off-policy run from the shipped agent instead of fresh weights. A pair shipped from its full budget (or from a run that stopped early) is skipped; a policy
 shipped from a shorter run is replaced when its run finishes.
 """
 
@@ -36,29 +37,32 @@ def finished(cfg: AlgoEnvConfig) -> str | None:
     return None
 
 
-def train_pair(cfg: AlgoEnvConfig, seed: int = 0, trainer: str | None = None) -> bool:
+def train_pair(cfg: AlgoEnvConfig, seed: int = 0, trainer: str | None = None, init_from_shipped: bool = False) -> bool:
     """Train one pair to the registry's budget, resuming its run; False if another process trains it.
-    ``trainer`` applies to a new off-policy run: PPO and TRPO train with sb3, a started run keeps its own."""
+    ``trainer`` applies to a new off-policy run: PPO and TRPO train with sb3, a started run keeps its own.
+    ``init_from_shipped``: a new off-policy run of a shipped pair starts from its agent (``--init-from-shipped``)."""
     why = finished(cfg)
     if why:
         print(f"{cfg.name}: {why}, skipping", flush=True)
         return True
-    if cfg.algo not in OFF_POLICY or latest_checkpoint(run_dir(cfg, seed)) is not None:
+    new = latest_checkpoint(run_dir(cfg, seed)) is None
+    if cfg.algo not in OFF_POLICY or not new:
         trainer = None
-    print(f"{cfg.name}: training to {cfg.timesteps} steps", flush=True)
+    warm = init_from_shipped and new and cfg.algo in OFF_POLICY and is_shipped(cfg.algo, cfg.env_id)
+    print(f"{cfg.name}: training to {cfg.timesteps} steps" + (" from the shipped agent" if warm else ""), flush=True)
     try:
-        train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True, trainer=trainer)
+        train(cfg.algo, cfg.env_id, seed=seed, resume=True, overwrite=True, trainer=trainer, init_from_shipped=warm)
     except RunBusyError as exc:
         print(f"{cfg.name}: passed over: {exc}", flush=True)
         return False
     return True
 
 
-def train_queue(names: list[str], seed: int = 0, trainer: str | None = None) -> None:
+def train_queue(names: list[str], seed: int = 0, trainer: str | None = None, init_from_shipped: bool = False) -> None:
     """Train the listed pairs in order, resuming each; skip those shipped at their full budget."""
     for name in names:
         algo, env = name.split("-", 1)
-        train_pair(get_config(algo, env), seed, trainer)
+        train_pair(get_config(algo, env), seed, trainer, init_from_shipped)
 
 
 # ------------------------------------------------------------------ a queue file
@@ -109,7 +113,7 @@ def remove_line(path: Path, line: str) -> None:
         atomic_write_bytes(path, "".join(lines).encode())
 
 
-def train_queue_file(path: Path | str, seed: int = 0) -> None:
+def train_queue_file(path: Path | str, seed: int = 0, init_from_shipped: bool = False) -> None:
     """Train the file's pairs from the top until none is left that this process may train."""
     path = Path(path)
     passed_over: set[str] = set()
@@ -121,7 +125,7 @@ def train_queue_file(path: Path | str, seed: int = 0) -> None:
                                                        if passed_over else ""), flush=True)
             return
         line, cfg, trainer = todo[0]
-        if train_pair(cfg, seed, trainer):
+        if train_pair(cfg, seed, trainer, init_from_shipped):
             remove_line(path, line)
         else:
             passed_over.add(line)
