@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlbench.core.errors import PolicyError, RLBenchError
+from rlbench.core.errors import RLBenchError
 from rlbench.core.paths import policies_dir
 from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
@@ -122,10 +122,7 @@ def warm_start(cfg: AlgoEnvConfig, seed: int, trainer: str):
         raise RLBenchError(f"{shipped.path} was trained on {cfg.env_id} with keywords {meta.get('env_kwargs', {})}, "
                            f"the registry now makes it with {env_kwargs(cfg.env_id)}; train {cfg.name} from scratch")
     steps = int(meta["timesteps"])
-    try:
-        agent = load_agent(shipped.agent_pt)
-    except RLBenchError as exc:
-        raise PolicyError(str(exc)) from exc
+    agent = load_agent(shipped.agent_pt)
     model = build_model(cfg, make_vec_env(cfg, seed + steps), seed + steps, trainer, agent=agent,
                         source=shipped.agent_pt, ent_coef=WARM_START_ENT_COEF)
     model.num_timesteps = steps

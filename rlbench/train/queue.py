@@ -5,9 +5,10 @@ trains the lines of a file, ``ALGO-ENV`` or ``ALGO-ENV:TRAINER``, one at a time 
 reads the file again before each pair, so lines added while it trains are taken in their turn, and
 removes a line only once its pair has finished, so a queue that is killed resumes where it was.
 Two processes can share one file: a pair another process is training (its run is locked) is passed
-over. With ``--init-from-shipped``, a pair without a checkpoint (its machine lost it) starts its new
-off-policy run from the shipped agent instead of fresh weights. A pair shipped from its full budget (or from a run that stopped early) is skipped; a policy
-shipped from a shorter run is replaced when its run finishes.
+over. A pair shipped from its full budget (or from a run that stopped early) is skipped; a policy
+shipped from a shorter run is replaced when its run finishes. With ``--init-from-shipped``, an
+off-policy pair without a checkpoint (its machine lost it) starts its new run from the shipped agent
+instead of fresh weights.
 """
 
 from __future__ import annotations
