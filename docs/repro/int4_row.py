@@ -54,7 +54,8 @@ def main() -> int:
         latency = f"{cell['ratios']['variant/fp32']:.2f} [{lo:.2f}, {hi:.2f}]"
     else:
         latency = f"(no int4 latency stored for {machine})"
-    fp32 = [r for s, r in zip(base["seeds"], base["returns"]) if s in set(seeds)]
+    on_seeds = set(seeds)
+    fp32 = [r for s, r in zip(base["seeds"], base["returns"]) if s in on_seeds]
     print(f"| {cfg.name} | {_ci(fp32)} | {_ci(int4['returns'])} | {_ci(kept[0])} | {_ci(kept[1])} | "
           f"{int4['baseline_bytes']:,} → {int4['bytes']:,} ({int4['compression_factor']:.1f}x) | {latency} | "
           f"{len(seeds)} |")

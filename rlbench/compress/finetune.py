@@ -55,7 +55,7 @@ from rlbench.compress.registry import MethodInfo, Source
 from rlbench.core.errors import CompressionError, PolicyError
 from rlbench.core.io import sha256_bytes, sha256_file
 from rlbench.core.threads import torch_threads
-from rlbench.zoo.agents import build_model, load_agent_state, make_vec_env
+from rlbench.zoo.agents import build_model, load_agent, load_agent_state, make_vec_env
 from rlbench.zoo.registry import CALIBRATION_SEED_BASE, ON_POLICY, get_config
 
 #: Distillation settings. Changing any changes the artefact bytes: bump the qat and gmp method versions.
@@ -200,16 +200,6 @@ def _actor_slots(model, algo: str) -> list[tuple[nn.Module, str]]:
         slots = [(actor.latent_pi, str(i)) for i, m in enumerate(actor.latent_pi) if isinstance(m, nn.Linear)]
         return slots + [(actor, "mu")]
     return [(actor.mu, str(i)) for i, m in enumerate(actor.mu) if isinstance(m, nn.Linear)]
-
-
-def load_agent(agent_pt: Path) -> dict:
-    try:
-        agent = torch.load(agent_pt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise CompressionError(f"{agent_pt} cannot be read ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(agent, dict) or agent.get("format") != "rlbench.agent/1":
-        raise CompressionError(f"{agent_pt} is not an rlbench agent file (format 'rlbench.agent/1' expected)")
-    return agent
 
 
 def _calibrate_wrappers(policy, wrappers: list[QuantLinear], raw_obs: np.ndarray) -> None:

@@ -29,8 +29,8 @@ from rlbench.core.threads import pin_threads
 from rlbench.core.versions import TRACKED, library_versions
 from rlbench.measure.returns import eval_seeds, evaluate_returns
 from rlbench.runtime.predictors import TorchPredictor, idle_predictor
-from rlbench.zoo.agents import (TRAINERS, RunPaths, best_checkpoint, build_model, latest_checkpoint, load_checkpoint,
-                                make_vec_env, run_dir, save_checkpoint, sb3_agent)
+from rlbench.zoo.agents import (TRAINERS, RunPaths, best_checkpoint, build_model, latest_checkpoint, load_agent,
+                                load_checkpoint, make_vec_env, run_dir, save_checkpoint, sb3_agent)
 from rlbench.zoo.paper import PAPER_TABLES
 from rlbench.zoo.registry import (EARLY_STOP_EVALS, EARLY_STOP_MARGIN, OFF_POLICY, TRAIN_EVAL_SEED_BASE, AlgoEnvConfig,
                                   env_kwargs, env_short, get_config, is_discrete)
@@ -99,6 +99,12 @@ def should_stop_early(evals: list[dict], bar: dict) -> bool:
     return len(last) == int(bar["evals"]) and all(e["return"] >= bar["bar"] for e in last)
 
 
+def new_run_state(cfg: AlgoEnvConfig, seed: int, steps: int = 0) -> dict:
+    """``state.json`` of a run that has not trained yet, its agent at ``steps``."""
+    return {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
+            "num_timesteps": steps, "wall_seconds": 0.0, "evals": [], "resumed": 0}
+
+
 # ------------------------------------------------------------------ warm start
 #: Where SAC's entropy coefficient restarts in a warm start from an ``agent.pt`` that does not hold
 #: it: SB3's ``auto`` starts at 1.0, which would swamp a trained policy's objective in the first updates.
@@ -111,7 +117,6 @@ def warm_start(cfg: AlgoEnvConfig, seed: int, trainer: str):
     ``learning_starts`` steps of uniform actions refill before the first update, fresh optimiser
     states, and environments and noise seeded with ``seed`` + the agent's steps. Returns (model, state)."""
     # deferred: it loads torch, which importing this module does not
-    from rlbench.compress.finetune import load_agent
     from rlbench.zoo.shipped import load_shipped
 
     if cfg.algo not in OFF_POLICY:
@@ -127,12 +132,11 @@ def warm_start(cfg: AlgoEnvConfig, seed: int, trainer: str):
                         source=shipped.agent_pt, ent_coef=WARM_START_ENT_COEF)
     model.num_timesteps = steps
     model.learning_starts = steps + int(cfg.kwargs.get("learning_starts", 100))
-    state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
-             "num_timesteps": steps, "wall_seconds": 0.0, "evals": [], "resumed": 0,
-             "init": {"from": f"baselines/policies/{cfg.name}", "steps": steps,
-                      "agent_sha256": meta["files"]["agent.pt"]["sha256"],
-                      "return": meta["evaluation"]["mean"], "trainer": meta.get("trainer", "sb3"),
-                      "train_wall_seconds": meta.get("train_wall_seconds"), "seed": meta.get("seed")}}
+    state = new_run_state(cfg, seed, steps)
+    state["init"] = {"from": f"baselines/policies/{cfg.name}", "steps": steps,
+                     "agent_sha256": meta["files"]["agent.pt"]["sha256"],
+                     "return": meta["evaluation"]["mean"], "trainer": meta.get("trainer", "sb3"),
+                     "train_wall_seconds": meta.get("train_wall_seconds"), "seed": meta.get("seed")}
     if cfg.algo == "SAC":
         state["init"]["ent_coef"] = (float(np.exp(agent["log_ent_coef"])) if agent.get("log_ent_coef") is not None
                                      else WARM_START_ENT_COEF)
@@ -209,8 +213,7 @@ def train(algo: str, env: str, timesteps: int | None = None, seed: int = 0, resu
         model, state = warm_start(cfg, seed, trainer)
     else:
         model = build_model(cfg, make_vec_env(cfg, seed), seed, trainer)
-        state = {"algo": cfg.algo, "env_id": cfg.env_id, "env_kwargs": env_kwargs(cfg.env_id), "seed": seed,
-                 "num_timesteps": 0, "wall_seconds": 0.0, "evals": [], "resumed": 0}
+        state = new_run_state(cfg, seed)
     if state.get("env_kwargs", {}) != env_kwargs(cfg.env_id):
         raise RLBenchError(f"{paths.root} was trained on {cfg.env_id} with keywords {state.get('env_kwargs', {})}, "
                            f"the registry now makes it with {env_kwargs(cfg.env_id)}; delete the folder to start over")

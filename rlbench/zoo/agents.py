@@ -136,6 +136,19 @@ def build_model(cfg: AlgoEnvConfig, env, seed: int | None, trainer: str = "sb3",
     return model
 
 
+def load_agent(agent_pt: Path) -> dict:
+    """A shipped ``agent.pt`` (:func:`rlbench.zoo.export.agent_state`), or an error naming the file."""
+    import torch
+
+    try:
+        agent = torch.load(agent_pt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise PolicyError(f"{agent_pt} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(agent, dict) or agent.get("format") != "rlbench.agent/1":
+        raise PolicyError(f"{agent_pt} is not an rlbench agent file (format 'rlbench.agent/1' expected)")
+    return agent
+
+
 def load_agent_state(model, agent: dict, source: Path, ent_coef: float | None = None) -> None:
     """Set the SB3 off-policy agent ``model``'s actor and critics to ``agent``'s (an ``agent.pt``
     read from ``source``) and its target networks to copies of them, which ``agent.pt`` does not hold.
