@@ -244,13 +244,14 @@ def test_an_update_names_each_finding_it_changes_old_and_new():
               "machines": {"m1": {"rss": {"ours": {"a": 1}, "n": 4}}, "m2": {"rss": {"ours": {"a": 5}, "n": 4}}}}
     after = copy.deepcopy(before)
     after["keep90_at_0.05"]["ours"]["kept"] = 32
-    after["machines"]["m2"]["rss"]["ours"]["a"] = 6  # another machine's: not this update's
     changes = findings.changes(before, after, "m1")
     assert [c.key for c in changes] == ["keep90_at_0.05"]
     assert changes[0].line() == ("finding keep90_at_0.05: {'kept': 33, 'models': 48} (n=48) -> "
                                  "{'kept': 32, 'models': 48} (n=48)")
     after["machines"]["m1"]["rss"]["n"] = 5
     assert [c.key for c in findings.changes(before, after, "m1")] == ["keep90_at_0.05", "rss"]
+    after["machines"]["m2"]["rss"]["ours"]["a"] = 6  # another machine's, recomputed by this update
+    assert [c.key for c in findings.changes(before, after, "m1")] == ["keep90_at_0.05", "rss", "rss@m2"]
     assert findings.changes(before, before, "m1") == []
 
 

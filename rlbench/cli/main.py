@@ -191,7 +191,7 @@ def _cmd_baselines_check(args) -> int:
     # deferred: each command loads only what it runs, so `rlbench --help` stays light
     from rlbench.grid import findings
     from rlbench.gate import idle
-    from rlbench.gate.store import BaselineStore
+    from rlbench.gate.store import BaselineStore, Recording
     from rlbench.core.versions import machine_id
 
     root = _baselines_root(args)
@@ -200,6 +200,16 @@ def _cmd_baselines_check(args) -> int:
     findings.read_stored(store)
     idle.read(root)
     print(f"{root}: the tolerances and every stored figures file read")
+    stale = findings.stale(store)
+    if stale and args.write_findings:
+        store.record(Recording(store.machine_id, store.int8_kernel),
+                     derived=[lambda s: [f"finding:{k}" for k in findings.record(s)]])
+        print("\n".join(["findings.json recomputed from the stored figures:", *(c.line() for c in stale)]))
+    elif stale:
+        print("\n".join([f"{findings.findings_path(store)}: findings the stored figures no longer give (a run "
+                         "fails test_finding on them); recompute them with `rlbench baselines check "
+                         "--write-findings`:", *(c.line() for c in stale)]), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -300,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--baselines", metavar="DIR", default=None, help="Default: the repository's baselines/")
     ba.set_defaults(func=_cmd_baselines_apply)
     bc = bsub.add_parser("check", help="complete or discard an interrupted update, then read the tolerances and "
-                                       "every stored figures file (exit 2 naming the first that does not read)")
+                                       "every stored figures file (exit 2 naming the first that does not read), "
+                                       "and check that findings.json is what the stored figures give (exit 1 "
+                                       "naming each finding that is not)")
     bc.add_argument("--baselines", metavar="DIR", default=None, help="Default: the repository's baselines/")
+    bc.add_argument("--write-findings", action="store_true",
+                    help="recompute findings.json from the stored figures where it is not what they give")
     bc.set_defaults(func=_cmd_baselines_check)
     sc = sub.add_parser("selfcheck", help="benchmark the harness: overhead and latency-ratio spread (JSON)")
     sc.add_argument("--runs", type=int, default=10, metavar="N", help="repeated measurements. Default: %(default)r")

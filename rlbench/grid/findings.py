@@ -15,6 +15,7 @@ tie, and a move within a finding's resolution is reported, never failed.
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping
@@ -308,12 +309,17 @@ def compute(figures: dict, machine: dict | None = None, idle: dict | None = None
 
     # 5. quantization's effect on RSS, arena on and off (machine-dependent)
     if machine is not None:
-        rows = _rss_rows(machine)
-        ours = {k: int(np.median(v)) for k, v in rows.items()}
-        out.append(Finding("rss", "quantization's effect on peak RSS (median delta vs baseline, bytes)",
-                           "no memory gain; PTDQ/PTSQ used more memory than baseline", ours,
-                           sum(len(v) for v in rows.values())))
+        out.append(_rss_finding(machine))
     return out
+
+
+def _rss_finding(machine: dict) -> Finding:
+    """Quantization's effect on RSS over one machine's cells (:func:`_rss_rows`)."""
+    rows = _rss_rows(machine)
+    ours = {k: int(np.median(v)) for k, v in rows.items()}
+    return Finding("rss", "quantization's effect on peak RSS (median delta vs baseline, bytes)",
+                   "no memory gain; PTDQ/PTSQ used more memory than baseline", ours,
+                   sum(len(v) for v in rows.values()))
 
 
 def findings_path(store):
@@ -347,24 +353,52 @@ def stored_finding(store, key: str) -> dict | None:
     return slot.get(key)
 
 
-def record(store) -> list[str]:
-    """Write every finding's figure into ``baselines/findings.json`` (the RSS one under this machine).
+def recomputed(store, stored: dict) -> dict:
+    """``stored`` (the content of ``findings.json``) with every finding computed again from the
+    stored figures, and the RSS one of every machine with stored figures under that machine.
 
-    Under the same advisory lock as the baseline files: two recording sessions on different
-    machines each add their own RSS finding instead of dropping the other's.
+    Every machine's RSS finding is computed again, not only this machine's: it is computed from
+    the machine's cells of the policies ``figures.json`` holds, so re-recording a retrained pair
+    on one machine moves every other machine's finding too (its cells of the old policy no longer
+    count), and that machine's next run would find it moved. A machine left with no such cells
+    loses its RSS finding.
     """
+    out = copy.deepcopy(stored)
+    for key, f in current(store).items():
+        if key != "rss" and f.n:
+            out[key] = _stored(f)
+    machines = out.setdefault("machines", {})
+    others = {p.stem for p in (store.root / "machines").glob("*.json")} - {store.machine_id}
+    for mid in sorted(others | {store.machine_id}):
+        of = store if mid == store.machine_id else type(store).of_stored_machine(store.root, mid)
+        f = _rss_finding(of.machine_cells())
+        if f.n:
+            machines.setdefault(mid, {})["rss"] = _stored(f)
+        else:
+            machines.get(mid, {}).pop("rss", None)
+    for mid in [m for m, slot in machines.items() if not slot]:
+        del machines[mid]
+    return out
+
+
+def record(store) -> list[str]:
+    """Write :func:`recomputed` into ``baselines/findings.json``, under the same advisory lock as
+    the baseline files. Returns the keys of the findings written (``rss``: this machine's)."""
     path = findings_path(store)
-    written = []
     with locked(path):
-        stored = read_stored(store)
-        for key, f in current(store).items():
-            if f.n == 0:
-                continue
-            slot = stored.setdefault("machines", {}).setdefault(store.machine_id, {}) if key == "rss" else stored
-            slot[key] = {"ours": f.ours, "n": f.n, "paper": f.paper, "claim": f.claim}
-            written.append(key)
-        atomic_write_json(path, stored)
-    return written
+        new = recomputed(store, read_stored(store))
+        atomic_write_json(path, new)
+    return [k for k in new if k != "machines"] + (["rss"] if "rss" in new["machines"].get(store.machine_id, {}) else [])
+
+
+def stale(store) -> list[FindingChange]:
+    """The stored findings that the stored figures no longer give (what :func:`record` would change)."""
+    stored = read_stored(store)
+    return changes(stored, recomputed(store, stored), store.machine_id)
+
+
+def _stored(f: Finding) -> dict:
+    return {"ours": f.ours, "n": f.n, "paper": f.paper, "claim": f.claim}
 
 
 def moved(key: str, f: Finding, stored: dict) -> str | None:
@@ -820,11 +854,13 @@ class FindingChange:
 
 
 def changes(old: dict, new: dict, machine_id: str) -> list[FindingChange]:
-    """The findings that differ between two contents of ``findings.json`` (the RSS one: this machine's)."""
+    """The findings that differ between two contents of ``findings.json``: this machine's RSS
+    finding as ``rss``, another machine's as ``rss@MACHINE`` (:func:`record` recomputes them all)."""
     def flat(data):
         out = {k: v for k, v in data.items() if k != "machines"}
-        for k, v in data.get("machines", {}).get(machine_id, {}).items():
-            out[k] = v
+        for mid, slot in data.get("machines", {}).items():
+            for k, v in slot.items():
+                out[k if mid == machine_id else f"{k}@{mid}"] = v
         return out
 
     a, b = flat(old), flat(new)
