@@ -1,7 +1,8 @@
-"""Small fakes shared by the unit tests: a tiny shipped policy written through the real pipeline."""
+"""Small fakes shared by the unit tests: a tiny shipped policy written through the real pipeline, real states."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rlbench.zoo.export import agent_state, deployable_from_sb3, write_policy_dir
@@ -29,3 +30,19 @@ def ship_fake(root, algo: str = "PPO", env_id: str = "Hopper-v5", returns=(100.0
     }
     torch.manual_seed(0)
     return write_policy_dir(root / "policies" / cfg.name, dep, agent_state(model, vn), meta)
+
+
+def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
+    """``n`` real Hopper-v5 states from random-action rollouts (seeds far from calibration and evaluation)."""
+    from rlbench.zoo.envs import make_env
+
+    env = make_env("Hopper-v5")
+    rng = np.random.default_rng(seed)
+    out, (obs, _) = [], env.reset(seed=seed)
+    while len(out) < n:
+        out.append(obs)
+        obs, _, term, trunc, _ = env.step(rng.uniform(-1, 1, size=env.action_space.shape))
+        if term or trunc:
+            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
+    env.close()
+    return np.asarray(out, dtype=np.float32)

@@ -24,6 +24,7 @@ from rlbench.zoo.onnx_graph import onnx_bytes
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
+from tests._fakes import hopper_obs
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (64, 64), 3
@@ -31,22 +32,6 @@ ACTION_RANGE = 2.0  # Hopper's bounds are [-1, 1]
 PAPER_RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 15))
 #: Torch-Pruning 1.6.1 keeps int(64 * (1 - ratio)) neurons of a 64-wide layer:
 KEPT_OF_64 = (60, 57, 54, 51, 48, 44, 41, 38, 35, 32, 28, 25, 22, 19)
-
-
-def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
-    """Real Hopper states from random-action rollouts (seeds far from calibration/evaluation)."""
-    from rlbench.zoo.envs import make_env
-
-    env = make_env(ENV)
-    rng = np.random.default_rng(seed)
-    out, (obs, _) = [], env.reset(seed=seed)
-    while len(out) < n:
-        out.append(obs)
-        obs, _, term, trunc, _ = env.step(rng.uniform(-1, 1, size=ACT))
-        if term or trunc:
-            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
-    env.close()
-    return np.asarray(out, dtype=np.float32)
 
 
 def make_policy(hidden=HIDDEN, obs_dim=OBS, act_dim=ACT, activation="tanh", seed=0, stats=None) -> DeployablePolicy:

@@ -24,28 +24,13 @@ from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.runtime.predictors import OrtPredictor, ReferencePredictor, TorchPredictor
+from tests._fakes import hopper_obs
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (32, 32), 3
 ACTION_RANGE = 2.0  # Hopper's bounds are [-1, 1]
 STEPS = 300
 HELD_OUT_SEED_BASE = 5_000
-
-
-def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
-    """Real Hopper states from random-action rollouts."""
-    from rlbench.zoo.envs import make_env
-
-    env = make_env(ENV)
-    rng = np.random.default_rng(seed)
-    out, (obs, _) = [], env.reset(seed=seed)
-    while len(out) < n:
-        out.append(obs)
-        obs, _, term, trunc, _ = env.step(rng.uniform(-1, 1, size=ACT))
-        if term or trunc:
-            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
-    env.close()
-    return np.asarray(out, dtype=np.float32)
 
 
 def make_policy(activation: str = "relu", hidden=HIDDEN, seed: int = 0) -> DeployablePolicy:
