@@ -32,16 +32,19 @@ def ship_fake(root, algo: str = "PPO", env_id: str = "Hopper-v5", returns=(100.0
     return write_policy_dir(root / "policies" / cfg.name, dep, agent_state(model, vn), meta)
 
 
-def hopper_obs(n: int, seed: int = 123) -> np.ndarray:
-    """``n`` real Hopper-v5 states from random-action rollouts (seeds far from calibration and evaluation)."""
+def real_observations(env_id: str, n: int, seed: int = 123) -> np.ndarray:
+    """``n`` states a moving policy visits: random actions from seeded resets (seeds far from calibration
+    and evaluation)."""
     from rlbench.zoo.envs import make_env
 
-    env = make_env("Hopper-v5")
+    env = make_env(env_id)
     rng = np.random.default_rng(seed)
     out, (obs, _) = [], env.reset(seed=seed)
     while len(out) < n:
         out.append(obs)
-        obs, _, term, trunc, _ = env.step(rng.uniform(-1, 1, size=env.action_space.shape))
+        action = (int(rng.integers(env.action_space.n)) if hasattr(env.action_space, "n")
+                  else rng.uniform(env.action_space.low, env.action_space.high))
+        obs, _, term, trunc, _ = env.step(action)
         if term or trunc:
             obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
     env.close()

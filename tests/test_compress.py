@@ -24,7 +24,7 @@ from rlbench.zoo.onnx_graph import onnx_bytes
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, ReferencePredictor, TorchPredictor
-from tests._fakes import hopper_obs
+from tests._fakes import real_observations
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (64, 64), 3
@@ -51,12 +51,12 @@ def make_policy(hidden=HIDDEN, obs_dim=OBS, act_dim=ACT, activation="tanh", seed
 
 @pytest.fixture(scope="module")
 def obs():
-    return hopper_obs(400)
+    return real_observations(ENV, 400)
 
 
 @pytest.fixture(scope="module")
 def policy(obs):
-    return make_policy(stats=hopper_obs(300, seed=7))
+    return make_policy(stats=real_observations(ENV, 300, seed=7))
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_reduce_range_makes_onnxruntime_compute_the_spec_on_every_cpu(policy, ob
 
 @pytest.mark.parametrize("calibration,fmt", [("minmax", "qdq"), ("percentile", "qoperator"), ("entropy", "qdq")])
 def test_ptsq_explicit_calibration(policy, obs, fp32_actions, calibration, fmt):
-    calib = hopper_obs(300, seed=99)
+    calib = real_observations(ENV, 300, seed=99)
     art = build_artefact(policy, "ptsq", {"calibration": calibration, "format": fmt}, calibration_obs=calib)
     s = art.summary
     ops = _ops(art.data("model.onnx"))
@@ -173,7 +173,7 @@ def test_ptsq_explicit_calibration(policy, obs, fp32_actions, calibration, fmt):
 
 def test_ptsq_entropy_differs_from_minmax(policy):
     """ORT's default entropy settings reproduce MinMax byte for byte; ours must not."""
-    calib = hopper_obs(300, seed=99)
+    calib = real_observations(ENV, 300, seed=99)
     a = build_artefact(policy, "ptsq", {"calibration": "minmax"}, calibration_obs=calib)
     b = build_artefact(policy, "ptsq", {"calibration": "entropy"}, calibration_obs=calib)
     assert a.sha256() != b.sha256()
@@ -199,7 +199,7 @@ def test_ptsq_calibrates_on_rollouts_with_calibration_seeds(policy):
 
 def test_ptsq_s8s8_qoperator_is_available_and_flagged(policy):
     art = build_artefact(policy, "ptsq", {"format": "qoperator", "activation_type": "int8"},
-                         calibration_obs=hopper_obs(100, seed=5))
+                         calibration_obs=real_observations(ENV, 100, seed=5))
     assert art.summary["int8_weight_tensors"] == 3
     assert any("S8S8" in n for n in art.summary["notes"])
 
@@ -248,7 +248,7 @@ def test_lowrank_graph_matches_truncated_svd(policy, obs, fp32_actions):
     inits = _inits(art.data("model.onnx"))
     assert list(inits["body_2_lr_a_t"].dims) == [64, 16] and list(inits["body_2_lr_b_t"].dims) == [16, 64]
     # reference: the same policy with each hidden weight replaced by its rank-r truncation
-    ref = make_policy(stats=hopper_obs(300, seed=7))
+    ref = make_policy(stats=real_observations(ENV, 300, seed=7))
     ref.load_state_dict(policy.state_dict())
     with torch.no_grad():
         for i, r in ((0, 3), (2, 16)):
@@ -329,9 +329,9 @@ DETERMINISM = [("ptdq", {}, {}), ("int8pc", {}, {}), ("fp16", {}, {}), ("l1", {"
 def test_same_inputs_give_identical_bytes(policy, tmp_path, method, params, kw):
     kw = dict(kw)
     if kw.pop("calib", False):
-        kw["calibration_obs"] = hopper_obs(200, seed=11)
+        kw["calibration_obs"] = real_observations(ENV, 200, seed=11)
     a = compress(policy, method, params, cache_root=tmp_path / "a", **kw)
-    b = compress(make_policy(stats=hopper_obs(300, seed=7)), method, params, cache_root=tmp_path / "b", **kw)
+    b = compress(make_policy(stats=real_observations(ENV, 300, seed=7)), method, params, cache_root=tmp_path / "b", **kw)
     assert a.key == b.key and a.path != b.path
     assert set(a.files) == set(b.files) and set(a.files) <= {"model.onnx", "model.pt"}
     for name in a.files:
@@ -357,8 +357,8 @@ def test_cache_hit_does_not_rebuild(policy, cache, monkeypatch):
 def test_key_depends_on_params_and_calibration_data(policy, tmp_path):
     a = build_artefact(policy, "l1", {"ratio": 0.2})
     b = build_artefact(policy, "l1", {"ratio": 0.25})
-    c = build_artefact(policy, "ptsq", calibration_obs=hopper_obs(50, seed=1))
-    d = build_artefact(policy, "ptsq", calibration_obs=hopper_obs(50, seed=2))
+    c = build_artefact(policy, "ptsq", calibration_obs=real_observations(ENV, 50, seed=1))
+    d = build_artefact(policy, "ptsq", calibration_obs=real_observations(ENV, 50, seed=2))
     assert len({a.key, b.key, c.key, d.key}) == 4
 
 

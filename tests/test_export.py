@@ -11,26 +11,10 @@ from rlbench.zoo.onnx_graph import onnx_bytes
 from rlbench.zoo.registry import CONTINUOUS_ALGOS, DISCRETE_ENVS, get_config
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
 from rlbench.zoo.agents import build_model, make_vec_env
+from tests._fakes import real_observations
 
 ENV = "Hopper-v5"
 TOL = 1e-5
-
-
-def _real_observations(env_id: str, n: int, seed: int = 123) -> np.ndarray:
-    """States a moving policy visits: random actions from several seeded resets."""
-    from rlbench.zoo.envs import make_env
-
-    env = make_env(env_id)
-    rng = np.random.default_rng(seed)
-    out, (obs, _) = [], env.reset(seed=seed)
-    while len(out) < n:
-        out.append(obs)
-        action = (int(rng.integers(env.action_space.n)) if hasattr(env.action_space, "n")
-                  else rng.uniform(env.action_space.low, env.action_space.high))
-        obs, _, term, trunc, _ = env.step(action)
-        if term or trunc:
-            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
-    return np.asarray(out, dtype=np.float32)
 
 
 def _agent(algo: str, env_id: str = ENV):
@@ -44,14 +28,14 @@ def _agent(algo: str, env_id: str = ENV):
         for p in model.policy.parameters():
             p.add_(0.1 * torch.randn_like(p))
     if cfg.normalize:
-        venv.obs_rms.update(_real_observations(env_id, 500, seed=7).astype(np.float64))
+        venv.obs_rms.update(real_observations(env_id, 500, seed=7).astype(np.float64))
     return model, (venv if cfg.normalize else None)
 
 
 @pytest.mark.parametrize("algo", CONTINUOUS_ALGOS)
 def test_torch_onnx_and_sb3_agree(algo):
     model, vn = _agent(algo)
-    obs = _real_observations(ENV, 300)
+    obs = real_observations(ENV, 300)
     sb3_in = vn.normalize_obs(obs) if vn is not None else obs
     expected, _ = model.predict(sb3_in, deterministic=True)
     dep = deployable_from_sb3(model, vn)
@@ -75,7 +59,7 @@ def test_onnx_bytes_are_deterministic():
 def test_sac_squashes_to_action_bounds_on_humanoid():
     """Humanoid's bounds are ±0.4, not ±1: the rescaling must use them."""
     model, vn = _agent("SAC", "Humanoid-v5")
-    obs = _real_observations("Humanoid-v5", 200)
+    obs = real_observations("Humanoid-v5", 200)
     expected, _ = model.predict(obs, deterministic=True)
     got = TorchPredictor(deployable_from_sb3(model, vn)).predict(obs)
     assert np.abs(got - expected).max() < TOL
@@ -97,7 +81,7 @@ def test_dqn_argmax_in_the_graph_matches_sb3_and_torch(env_id):
             p.normal_(0.0, 0.5)
     # visited states, and sampled ones spread wider (CartPole's visited states are near zero, where an
     # untrained net picks one action everywhere)
-    obs = np.concatenate([_real_observations(env_id, 200),
+    obs = np.concatenate([real_observations(env_id, 200),
                           np.random.default_rng(5).normal(0, 3, (200, model.observation_space.shape[0]))]).astype(np.float32)
     expected, _ = model.predict(obs, deterministic=True)
     dep = deployable_from_sb3(model, vn)

@@ -246,12 +246,12 @@ def test_int4_of_each_shipped_policy_runs_in_onnxruntime_on_its_4bit_weights(pai
     computes the graph's own 4-bit weights; how far that is from fp32 is the grid's question
     (docs/compressions.md gives max |a_int4 - a_fp32| per pair)."""
     from rlbench.zoo.shipped import load_shipped
-    from tests.test_export import _real_observations
+    from tests._fakes import real_observations
 
     sp = load_shipped(pair.algo, pair.env_id)
     art = build_artefact(sp, "int4")
     module = sp.module()
-    obs = _real_observations(pair.env_id, 64)
+    obs = real_observations(pair.env_id, 64)
     got = OrtPredictor(art.data("model.onnx")).predict(obs)
     want = TorchPredictor(_with_weights(module, dequantized_weights(art.data("model.onnx")))).predict(obs)
     assert np.abs(got - want).max() < 1e-4

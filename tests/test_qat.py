@@ -24,7 +24,7 @@ from rlbench.core.errors import CompressionError
 from rlbench.measure.int8kernel import EXACT, probe
 from rlbench.zoo.policy import DeployablePolicy, PolicySpec, num_params
 from rlbench.runtime.predictors import OrtPredictor, ReferencePredictor, TorchPredictor
-from tests._fakes import hopper_obs
+from tests._fakes import real_observations
 
 ENV = "Hopper-v5"
 OBS, HIDDEN, ACT = 11, (32, 32), 3
@@ -36,7 +36,7 @@ HELD_OUT_SEED_BASE = 5_000
 def make_policy(activation: str = "relu", hidden=HIDDEN, seed: int = 0) -> DeployablePolicy:
     torch.manual_seed(seed)
     pol = DeployablePolicy(PolicySpec(OBS, ACT, tuple(hidden), activation, squash=True, normalize=True))
-    stats = hopper_obs(300, seed=7)
+    stats = real_observations(ENV, 300, seed=7)
     with torch.no_grad():
         for lin in pol.linears():
             lin.weight.mul_(2.5)  # default init gives near-zero actions; spread them over the range

@@ -11,7 +11,7 @@ from rlbench.core.paths import baselines_dir
 from rlbench.zoo.registry import get_config, pairs
 from rlbench.runtime.predictors import NumpyPredictor, OrtPredictor, TorchPredictor
 from rlbench.zoo.shipped import is_shipped, load_shipped
-from tests.test_export import _real_observations
+from tests._fakes import real_observations
 
 SHIPPED = [p for p in pairs() if is_shipped(p.algo, p.env_id)]
 
@@ -42,7 +42,7 @@ def test_shipped_policy_matches_its_agent(pair):
     model = build_model(cfg, venv, seed=0)
     missing, unexpected = model.policy.load_state_dict(agent["policy_state"], strict=False)
     assert not unexpected and all("_target" in k for k in missing)
-    obs = _real_observations(pair.env_id, 200)
+    obs = real_observations(pair.env_id, 200)
     sb3_in = obs
     module = sp.module()
     if cfg.normalize:
